@@ -1,0 +1,264 @@
+"""Ringkas entry point and the one place where the pieces are wired together.
+
+    python bot.py                         run the Slack app (Socket Mode if SLACK_APP_TOKEN, else HTTP on PORT)
+    python bot.py summarize URL|FILE      print a summary, no Slack needed
+    python bot.py extract URL|FILE        print the text the model would read
+    python bot.py digest [--dry-run]      run due digests now (or print one, touching nothing)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ringkas.config import Settings
+from ringkas.errors import ConfigError, RingkasError
+from ringkas.fetch import SafeFetcher
+from ringkas.llm import LLM
+from ringkas.logs import configure_logging
+from ringkas.service import Ringkas
+from ringkas.storage import Database
+
+log = logging.getLogger("ringkas.bot")
+
+
+@dataclass
+class Core:
+    """Domain services shared by the Slack app and the terminal commands."""
+
+    settings: Settings
+    db: Database
+    fetcher: SafeFetcher
+    llm: LLM
+    ringkas: Ringkas
+
+    async def aclose(self) -> None:
+        await self.fetcher.aclose()
+        await self.llm.aclose()
+        await self.db.dispose()
+
+
+async def build_core(settings: Settings, *, require_model: bool = True) -> Core:
+    db = Database(settings.database_url)
+    await db.create_all()
+    fetcher = SafeFetcher(
+        allow_hosts=settings.fetch_allow_hosts,
+        timeout=settings.fetch_timeout,
+        max_bytes=settings.fetch_max_bytes,
+    )
+    llm = LLM(settings, db=db)
+    ringkas = Ringkas(settings=settings, db=db, fetcher=fetcher, llm=llm)
+    return Core(settings=settings, db=db, fetcher=fetcher, llm=llm, ringkas=ringkas)
+
+
+# --- Slack app ---------------------------------------------------------------------------------
+
+
+@dataclass
+class SlackRuntime:
+    core: Core
+    app: object  # slack_bolt.async_app.AsyncApp
+    deps: object  # handlers.deps.Deps
+    scheduler: object | None
+
+    async def aclose(self) -> None:
+        if self.scheduler is not None:
+            await self.scheduler.shutdown()  # type: ignore[attr-defined]
+        await self.core.aclose()
+
+
+def slack_client(settings: Settings):  # type: ignore[no-untyped-def]
+    """An AsyncWebClient on SLACK_API_URL that honours 429 Retry-After and retries transient errors."""
+    from slack_sdk.http_retry.builtin_async_handlers import (
+        AsyncConnectionErrorRetryHandler,
+        AsyncRateLimitErrorRetryHandler,
+        AsyncServerErrorRetryHandler,
+    )
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    return AsyncWebClient(
+        token=settings.slack_bot_token,
+        base_url=settings.slack_api_url,
+        timeout=30,
+        retry_handlers=[
+            AsyncConnectionErrorRetryHandler(max_retry_count=3),
+            AsyncRateLimitErrorRetryHandler(max_retry_count=5),
+            AsyncServerErrorRetryHandler(max_retry_count=3),
+        ],
+    )
+
+
+async def build_slack_app(settings: Settings, *, start_scheduler: bool = True) -> SlackRuntime:
+    from slack_bolt.async_app import AsyncApp
+
+    import handlers
+    from handlers.deps import Deps
+    from ringkas.digest.scheduler import DigestScheduler
+    from ringkas.digest.service import DigestService
+    from ringkas.qa import QuestionService
+    from ringkas.slack_state import SlackState
+
+    if not settings.slack_bot_token:
+        raise ConfigError("SLACK_BOT_TOKEN is required to run the Slack app (xoxb-…)")
+    if not settings.socket_mode and not settings.slack_signing_secret:
+        raise ConfigError("SLACK_SIGNING_SECRET is required in HTTP mode (or set SLACK_APP_TOKEN for Socket Mode)")
+
+    core = await build_core(settings)
+    client = slack_client(settings)
+    app = AsyncApp(
+        client=client,
+        signing_secret=settings.slack_signing_secret or "socket-mode-does-not-sign",
+        process_before_response=False,
+    )
+    digests = DigestService(settings=settings, db=core.db, fetcher=core.fetcher, llm=core.llm, ringkas=core.ringkas)
+    deps = Deps(
+        settings=settings,
+        ringkas=core.ringkas,
+        state=SlackState(core.db),
+        questions=QuestionService(settings=settings, db=core.db, llm=core.llm, ringkas=core.ringkas),
+        digests=digests,
+    )
+    scheduler = DigestScheduler(digests, post=handlers.digest_poster(client, deps))
+    deps.scheduler = scheduler
+    handlers.register(app, deps)
+    if start_scheduler:
+        await scheduler.start()
+    return SlackRuntime(core=core, app=app, deps=deps, scheduler=scheduler)
+
+
+async def serve_http(runtime: SlackRuntime, port: int, host: str = "0.0.0.0") -> object:  # noqa: S104
+    """Serve Bolt's POST /slack/events and GET /healthz; returns the aiohttp AppRunner."""
+    from aiohttp import web
+
+    web_app = runtime.app.web_app(path="/slack/events", port=port)  # type: ignore[attr-defined]
+
+    async def healthz(_request: web.Request) -> web.Response:
+        if await runtime.core.db.ping():
+            return web.json_response({"ok": True})
+        return web.json_response({"ok": False, "error": "database unreachable"}, status=503)
+
+    web_app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(web_app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner
+
+
+async def run_app(settings: Settings) -> None:
+    runtime = await build_slack_app(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        if settings.socket_mode:
+            from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+            handler = AsyncSocketModeHandler(runtime.app, settings.slack_app_token)  # type: ignore[arg-type]
+            await handler.connect_async()
+            log.info("ringkas started", extra={"mode": "socket"})
+            await stop.wait()
+            await handler.close_async()
+        else:
+            runner = await serve_http(runtime, settings.port)
+            log.info("ringkas started", extra={"mode": "http", "port": settings.port})
+            await stop.wait()
+            await runner.cleanup()  # type: ignore[attr-defined]
+    finally:
+        await runtime.aclose()
+
+
+# --- terminal commands ---------------------------------------------------------------------------
+
+
+async def cmd_summarize(settings: Settings, source: str, language: str | None) -> int:
+    from ringkas.terminal import format_summary
+
+    core = await build_core(settings)
+    try:
+        result = await core.ringkas.summarize(source, language=language)
+        print(format_summary(result))
+        return 0
+    finally:
+        await core.aclose()
+
+
+async def cmd_extract(settings: Settings, source: str) -> int:
+    from ringkas.terminal import format_extract
+
+    core = await build_core(settings)
+    try:
+        article = await core.ringkas.extract(source)
+        print(format_extract(article))
+        return 0
+    finally:
+        await core.aclose()
+
+
+async def cmd_digest(settings: Settings, dry_run: bool) -> int:
+    from ringkas.digest.service import DigestService
+    from ringkas.terminal import format_digest
+
+    core = await build_core(settings)
+    try:
+        digests = DigestService(settings=settings, db=core.db, fetcher=core.fetcher, llm=core.llm, ringkas=core.ringkas)
+        if dry_run:
+            digest = await digests.build_preview()
+            print(format_digest(digest))
+            return 0
+        import handlers
+
+        if not settings.slack_bot_token:
+            raise ConfigError("SLACK_BOT_TOKEN is required to post digests (use --dry-run to print one)")
+        client = slack_client(settings)
+        posted = await digests.run_due(post=handlers.digest_poster(client, None))
+        print(f"posted {posted} digest(s)")
+        return 0
+    finally:
+        await core.aclose()
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="bot.py", description="Ringkas: AI-news summaries for Slack.")
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("run", help="run the Slack app (default)")
+    p_sum = sub.add_parser("summarize", help="summarize a URL or a local HTML/PDF/text file")
+    p_sum.add_argument("source", metavar="URL|FILE")
+    p_sum.add_argument("--language", "-l", help="language code such as en or id (default: SUMMARY_LANGUAGE)")
+    p_ext = sub.add_parser("extract", help="print the main text the model would receive")
+    p_ext.add_argument("source", metavar="URL|FILE")
+    p_dig = sub.add_parser("digest", help="run due digests now (for cron), or print one with --dry-run")
+    p_dig.add_argument("--dry-run", action="store_true", help="build a digest of the last 24 h and print it")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        settings = Settings.from_env()
+        configure_logging(settings, quiet=args.command in {"summarize", "extract", "digest"})
+        if args.command == "summarize":
+            from ringkas.config import validate_language
+
+            language = validate_language(args.language, "--language") if args.language else None
+            return asyncio.run(cmd_summarize(settings, args.source, language))
+        if args.command == "extract":
+            return asyncio.run(cmd_extract(settings, args.source))
+        if args.command == "digest":
+            return asyncio.run(cmd_digest(settings, args.dry_run))
+        asyncio.run(run_app(settings))
+        return 0
+    except RingkasError as exc:
+        print(f"error: {exc.user_message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

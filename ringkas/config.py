@@ -1,0 +1,204 @@
+"""Settings: read once from the environment (and `.env`), validated, immutable.
+
+Real environment variables win over `.env` (python-dotenv's default, override=False).
+Every setting is documented in `.env.example` and the README.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from dotenv import load_dotenv
+
+from ringkas.errors import ConfigError
+
+DEFAULT_MODEL = "gpt-4.1-mini"
+DEFAULT_DATABASE_URL = "sqlite:///data/ringkas.db"
+DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+_LANGUAGE_CODE = re.compile(r"^[a-z]{2,3}(-[A-Za-z]{2,4})?$")
+_HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+
+
+@dataclass(frozen=True)
+class Settings:
+    openai_api_key: str | None = None
+    openai_base_url: str | None = None
+    openai_model: str = DEFAULT_MODEL
+    openai_timeout: float = 60.0
+    openai_max_retries: int = 4
+    max_input_tokens: int = 12_000
+    summary_language: str = "auto"
+    database_url: str = DEFAULT_DATABASE_URL
+    fetch_allow_hosts: tuple[str, ...] = ()
+    fetch_timeout: float = 20.0
+    fetch_max_bytes: int = 10 * 1024 * 1024
+    slack_bot_token: str | None = None
+    slack_app_token: str | None = None
+    slack_signing_secret: str | None = None
+    slack_api_url: str = DEFAULT_SLACK_API_URL
+    port: int = 3000
+    max_links_per_message: int = 5
+    digest_feeds: tuple[str, ...] = ()
+    digest_time: str = "08:00"
+    digest_timezone: str = "UTC"
+    digest_max_stories: int = 10
+    log_level: str = "INFO"
+    log_format: str = "json"
+    extra: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    def __repr__(self) -> str:  # never print secrets
+        shown = {
+            "openai_model": self.openai_model,
+            "openai_base_url": self.openai_base_url,
+            "database_url": redact_url(self.database_url),
+            "summary_language": self.summary_language,
+            "max_input_tokens": self.max_input_tokens,
+            "slack_api_url": self.slack_api_url,
+            "mode": "socket" if self.slack_app_token else "http",
+        }
+        return f"Settings({shown})"
+
+    @property
+    def socket_mode(self) -> bool:
+        return bool(self.slack_app_token)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, *, dotenv: bool = True) -> Settings:
+        """Build settings from `env` (default: os.environ after loading `.env`)."""
+        if env is None:
+            if dotenv:
+                load_dotenv(dotenv_path=Path.cwd() / ".env", override=False)
+            env = os.environ
+        return _parse(env)
+
+
+def redact_url(url: str) -> str:
+    """Hide the password in a database or proxy URL."""
+    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
+
+
+def _get(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name)
+    if value is None:
+        return None
+    value = value.strip()
+    return value or None
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int, maximum: int) -> int:
+    raw = _get(env, name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if not minimum <= value <= maximum:
+        raise ConfigError(f"{name} must be between {minimum} and {maximum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, *, minimum: float, maximum: float) -> float:
+    raw = _get(env, name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not minimum <= value <= maximum:
+        raise ConfigError(f"{name} must be between {minimum} and {maximum}, got {value}")
+    return value
+
+
+def _csv(raw: str | None) -> tuple[str, ...]:
+    if not raw:
+        return ()
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def parse_feed_list(raw: str | None) -> tuple[str, ...]:
+    """`DIGEST_FEEDS`: an existing file (one URL a line, `#` comments) or comma-separated URLs."""
+    if not raw:
+        return ()
+    path = Path(raw).expanduser()
+    if path.is_file():
+        lines = path.read_text(encoding="utf-8").splitlines()
+        return tuple(
+            line.split("#", 1)[0].strip() for line in lines if line.split("#", 1)[0].strip()
+        )
+    return _csv(raw)
+
+
+def validate_language(value: str, setting: str = "SUMMARY_LANGUAGE") -> str:
+    value = value.strip()
+    if value.lower() == "auto":
+        return "auto"
+    if not _LANGUAGE_CODE.match(value):
+        raise ConfigError(f"{setting} must be 'auto' or a language code such as 'en' or 'id', got {value!r}")
+    return value.lower()
+
+
+def validate_timezone(value: str, setting: str = "DIGEST_TIMEZONE") -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{setting} must be an IANA time zone such as Asia/Jakarta, got {value!r}") from None
+    return value
+
+
+def validate_hhmm(value: str, setting: str = "DIGEST_TIME") -> str:
+    match = _HHMM.match(value.strip())
+    if not match:
+        raise ConfigError(f"{setting} must be a time as HH:MM (24-hour), got {value!r}")
+    return f"{int(match.group(1)):02d}:{match.group(2)}"
+
+
+def _parse(env: Mapping[str, str]) -> Settings:
+    database_url = _get(env, "DATABASE_URL") or DEFAULT_DATABASE_URL
+    if "://" not in database_url:
+        raise ConfigError(f"DATABASE_URL must be a SQLAlchemy URL such as sqlite:///data/ringkas.db, got {database_url!r}")
+    slack_api_url = _get(env, "SLACK_API_URL") or DEFAULT_SLACK_API_URL
+    if not slack_api_url.startswith(("http://", "https://")):
+        raise ConfigError(f"SLACK_API_URL must be an http(s) URL, got {slack_api_url!r}")
+    if not slack_api_url.endswith("/"):
+        slack_api_url += "/"
+    base_url = _get(env, "OPENAI_BASE_URL")
+    if base_url and not base_url.startswith(("http://", "https://")):
+        raise ConfigError(f"OPENAI_BASE_URL must be an http(s) URL, got {base_url!r}")
+    log_format = (_get(env, "LOG_FORMAT") or "json").lower()
+    if log_format not in {"json", "text"}:
+        raise ConfigError(f"LOG_FORMAT must be 'json' or 'text', got {log_format!r}")
+    log_level = (_get(env, "LOG_LEVEL") or "INFO").upper()
+    if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {log_level!r}")
+    return Settings(
+        openai_api_key=_get(env, "OPENAI_API_KEY"),
+        openai_base_url=base_url,
+        openai_model=_get(env, "OPENAI_MODEL") or DEFAULT_MODEL,
+        openai_timeout=_float(env, "OPENAI_TIMEOUT", 60.0, minimum=1, maximum=600),
+        openai_max_retries=_int(env, "OPENAI_MAX_RETRIES", 4, minimum=0, maximum=10),
+        max_input_tokens=_int(env, "MAX_INPUT_TOKENS", 12_000, minimum=1_000, maximum=2_000_000),
+        summary_language=validate_language(_get(env, "SUMMARY_LANGUAGE") or "auto"),
+        database_url=database_url,
+        fetch_allow_hosts=tuple(h.lower() for h in _csv(_get(env, "FETCH_ALLOW_HOSTS"))),
+        fetch_timeout=_float(env, "FETCH_TIMEOUT", 20.0, minimum=1, maximum=120),
+        fetch_max_bytes=_int(env, "FETCH_MAX_BYTES", 10 * 1024 * 1024, minimum=10_000, maximum=200 * 1024 * 1024),
+        slack_bot_token=_get(env, "SLACK_BOT_TOKEN"),
+        slack_app_token=_get(env, "SLACK_APP_TOKEN"),
+        slack_signing_secret=_get(env, "SLACK_SIGNING_SECRET"),
+        slack_api_url=slack_api_url,
+        port=_int(env, "PORT", 3000, minimum=1, maximum=65535),
+        max_links_per_message=_int(env, "MAX_LINKS_PER_MESSAGE", 5, minimum=1, maximum=20),
+        digest_feeds=parse_feed_list(_get(env, "DIGEST_FEEDS")),
+        digest_time=validate_hhmm(_get(env, "DIGEST_TIME") or "08:00"),
+        digest_timezone=validate_timezone(_get(env, "DIGEST_TIMEZONE") or "UTC"),
+        digest_max_stories=_int(env, "DIGEST_MAX_STORIES", 10, minimum=1, maximum=40),
+        log_level=log_level,
+        log_format=log_format,
+    )

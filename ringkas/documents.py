@@ -1,0 +1,85 @@
+"""Plain value types passed between the pipeline stages (no I/O here)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """Bytes of one document as the safe fetcher received them."""
+
+    url: str  # as requested
+    final_url: str  # after redirects
+    status: int
+    content_type: str  # media type only, lower case, e.g. "text/html"
+    charset: str | None  # from the Content-Type header, if any
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Article:
+    """Main text and metadata of one document, ready for the model."""
+
+    url: str  # the address the person shared (or file path)
+    canonical_url: str  # tracking parameters removed, rel=canonical honoured
+    text: str
+    title: str | None = None
+    author: str | None = None
+    published: str | None = None  # ISO date (YYYY-MM-DD) when known
+    site_name: str | None = None
+    language: str | None = None  # ISO 639-1 code, declared or detected
+    source_kind: str = "html"  # html | pdf | text
+    id: int | None = None  # database id once stored
+
+    @property
+    def word_count(self) -> int:
+        return len(self.text.split())
+
+    @property
+    def reading_minutes(self) -> int:
+        return max(1, math.ceil(self.word_count / 230))
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    calls: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+            self.calls + other.calls,
+        )
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class Summary:
+    """A structured summary of one article, in one language."""
+
+    tldr: str
+    key_points: tuple[str, ...]
+    why_it_matters: str
+    language: str  # ISO code the summary is written in
+    model: str
+    prompt_version: str
+    title: str | None = None
+    usage: Usage = field(default_factory=Usage)
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class SummaryResult:
+    """What a caller of the pipeline gets back: the article, its summary, and whether it was cached."""
+
+    article: Article
+    summary: Summary
+    cached: bool = False

@@ -1,0 +1,115 @@
+"""Shared fixtures: local OpenAI, Slack and web servers on 127.0.0.1, and real databases."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from ringkas.config import Settings
+from ringkas.storage import Base, Database
+from ringkas.storage.db import async_url
+from tests.support.openai_stub import OpenAIStub
+from tests.support.slack_stub import SlackStub
+from tests.support.web_stub import WebStub
+
+FIXTURES = Path(__file__).parent / "fixtures"
+_SHARED_TIKTOKEN = Path(__file__).resolve().parents[2] / "shared" / "tiktoken"
+if "TIKTOKEN_CACHE_DIR" not in os.environ and _SHARED_TIKTOKEN.is_dir():
+    # Offline runs: tiktoken's official encoding files, kept beside the repo (never committed).
+    os.environ["TIKTOKEN_CACHE_DIR"] = str(_SHARED_TIKTOKEN)
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+SIGNING_SECRET = "test-signing-secret"
+
+
+@pytest.fixture
+async def openai_stub() -> AsyncIterator[OpenAIStub]:
+    stub = await OpenAIStub().start()
+    yield stub
+    await stub.stop()
+
+
+@pytest.fixture
+async def slack_stub() -> AsyncIterator[SlackStub]:
+    stub = await SlackStub().start()
+    yield stub
+    await stub.stop()
+
+
+@pytest.fixture
+async def web() -> AsyncIterator[WebStub]:
+    site = await WebStub().start()
+    yield site
+    await site.stop()
+
+
+_postgres_ok: bool | None = None
+
+
+async def _postgres_reachable() -> bool:
+    global _postgres_ok
+    if _postgres_ok is None:
+        engine = create_async_engine(async_url(POSTGRES_URL))
+        try:
+            async with asyncio.timeout(5), engine.connect():
+                pass
+            _postgres_ok = True
+        except Exception:
+            _postgres_ok = False
+        finally:
+            await engine.dispose()
+    return _postgres_ok
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh, empty database: a SQLite file, and PostgreSQL where a server is reachable."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'ringkas.db'}"
+        return
+    if not await _postgres_reachable():
+        pytest.skip(f"no PostgreSQL server reachable at {POSTGRES_URL}")
+    engine = create_async_engine(async_url(POSTGRES_URL))
+    async with engine.begin() as conn:
+        await conn.run_sync(Base.metadata.drop_all)
+    await engine.dispose()
+    yield POSTGRES_URL
+
+
+@pytest.fixture
+async def database(database_url: str) -> AsyncIterator[Database]:
+    db = Database(database_url)
+    await db.create_all()
+    yield db
+    await db.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'ringkas.db'}"
+
+
+@pytest.fixture
+def make_settings(openai_stub: OpenAIStub, tmp_path: Path) -> Callable[..., Settings]:
+    """Settings pointing at the local OpenAI stand-in; keyword overrides use env-var names."""
+
+    def build(**env: str) -> Settings:
+        values = {
+            "OPENAI_API_KEY": "sk-test-secret-key",
+            "OPENAI_BASE_URL": openai_stub.base_url,
+            "OPENAI_MODEL": "gpt-4.1-mini",
+            "OPENAI_MAX_RETRIES": "3",
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'ringkas.db'}",
+            "FETCH_ALLOW_HOSTS": "127.0.0.1,localhost",
+            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+            "SLACK_BOT_TOKEN": "xoxb-test-token",
+            "LOG_FORMAT": "text",
+        }
+        values.update(env)
+        return Settings.from_env(values)
+
+    return build

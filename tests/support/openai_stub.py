@@ -1,0 +1,156 @@
+"""A local OpenAI-compatible Chat Completions server for tests and benchmarks.
+
+The real `openai` SDK talks to it over HTTP on 127.0.0.1 (set `OPENAI_BASE_URL` to `stub.base_url`).
+
+- Every request body is recorded in `stub.requests` (parsed JSON).
+- `stub.responder(body) -> str | dict` decides the answer content. A `str` becomes the assistant
+  message content; a `dict` is sent as the whole response JSON. The default answers JSON schemas
+  with a schema-shaped object (see `fake_for_schema`) and plain requests with a short text.
+- `stub.fail_next(n, status=429, retry_after=0)` makes the next n requests fail.
+- `stub.reject_json_schema = True` answers 400 to requests using `response_format.type=json_schema`,
+  like servers that do not support structured output.
+- `stub.delay` seconds before answering (benchmarks, timeouts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+Responder = Callable[[dict[str, Any]], "str | dict[str, Any]"]
+
+
+def fake_for_schema(schema: dict[str, Any]) -> Any:
+    """A deterministic value that satisfies a (simple) JSON schema."""
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "string")
+    if "enum" in schema:
+        return schema["enum"][0]
+    if kind == "object":
+        props = schema.get("properties", {})
+        return {name: fake_for_schema(sub) for name, sub in props.items()}
+    if kind == "array":
+        count = max(int(schema.get("minItems", 3)), 1)
+        return [fake_for_schema(schema.get("items", {"type": "string"})) for _ in range(count)]
+    if kind == "integer":
+        return 1
+    if kind == "number":
+        return 1.0
+    if kind == "boolean":
+        return True
+    return "stub text"
+
+
+def request_text(body: dict[str, Any]) -> str:
+    """All message contents of a request, joined (for assertions)."""
+    parts = []
+    for message in body.get("messages", []):
+        content = message.get("content")
+        if isinstance(content, str):
+            parts.append(content)
+        elif isinstance(content, list):
+            parts.extend(p.get("text", "") for p in content if isinstance(p, dict))
+    return "\n".join(parts)
+
+
+def default_responder(body: dict[str, Any]) -> str | dict[str, Any]:
+    fmt = body.get("response_format") or {}
+    if fmt.get("type") == "json_schema":
+        return json.dumps(fake_for_schema(fmt["json_schema"]["schema"]))
+    if fmt.get("type") == "json_object":
+        return json.dumps({"result": "stub text"})
+    return "stub answer"
+
+
+class OpenAIStub:
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.responder: Responder = default_responder
+        self.delay: float = 0.0
+        self.reject_json_schema = False
+        self._failures: list[tuple[int, float | None]] = []
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def fail_next(self, count: int = 1, *, status: int = 429, retry_after: float | None = 0) -> None:
+        self._failures.extend([(status, retry_after)] * count)
+
+    async def start(self) -> OpenAIStub:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/chat/completions", self._chat)
+        app.router.add_get("/v1/models", self._models)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+    async def stop(self) -> None:
+        if self._runner:
+            await self._runner.cleanup()
+
+    async def _models(self, _request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": "stub-model", "object": "model"}]})
+
+    async def _chat(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.requests.append(body)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            if self._failures:
+                status, retry_after = self._failures.pop(0)
+                headers = {} if retry_after is None else {"retry-after": str(retry_after)}
+                return web.json_response(
+                    {"error": {"message": f"stub failure {status}", "type": "stub", "code": None}},
+                    status=status,
+                    headers=headers,
+                )
+            fmt = body.get("response_format") or {}
+            if self.reject_json_schema and fmt.get("type") == "json_schema":
+                return web.json_response(
+                    {"error": {"message": "response_format json_schema is not supported", "type": "invalid_request_error"}},
+                    status=400,
+                )
+            answer = self.responder(body)
+            if isinstance(answer, dict):
+                return web.json_response(answer)
+            prompt_tokens = max(1, len(request_text(body)) // 4)
+            return web.json_response(
+                {
+                    "id": f"chatcmpl-stub-{len(self.requests)}",
+                    "object": "chat.completion",
+                    "created": int(time.time()),
+                    "model": body.get("model", "stub-model"),
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": answer},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": {
+                        "prompt_tokens": prompt_tokens,
+                        "completion_tokens": max(1, len(answer) // 4),
+                        "total_tokens": prompt_tokens + max(1, len(answer) // 4),
+                    },
+                }
+            )
+        finally:
+            self.in_flight -= 1

@@ -1,0 +1,202 @@
+"""A local Slack Web API stand-in for tests and benchmarks.
+
+Point `SLACK_API_URL` at `stub.api_url`. It answers the Web API methods the bot uses, records
+every call (`stub.calls`: list of `Call(method, args, headers)`), can answer HTTP 429 with
+Retry-After (`stub.rate_limit_next(method, n, retry_after)`), and receives slash-command
+`response_url` posts at `stub.response_url(name)` (recorded in `stub.responses`).
+Socket Mode: `apps.connections.open` returns a WebSocket URL served here; the socket sends
+`hello`, and `await stub.socket_send(envelope)` pushes an envelope; acks land in `stub.socket_acks`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+from aiohttp import WSMsgType, web
+
+BOT_USER_ID = "UBOT"
+BOT_ID = "BBOT"
+TEAM_ID = "T0001"
+
+
+@dataclass
+class Call:
+    method: str
+    args: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class SlackStub:
+    def __init__(self) -> None:
+        self.calls: list[Call] = []
+        self.responses: list[tuple[str, dict[str, Any]]] = []
+        self.socket_acks: list[dict[str, Any]] = []
+        self.overrides: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+        self._rate_limits: dict[str, list[float]] = {}
+        self._ts = itertools.count(1)
+        self._runner: web.AppRunner | None = None
+        self._sockets: list[web.WebSocketResponse] = []
+        self.socket_connected = asyncio.Event()
+        self.port = 0
+        self.replies: dict[tuple[str, str], list[dict[str, Any]]] = {}
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.base}/api/"
+
+    def response_url(self, name: str = "r") -> str:
+        return f"{self.base}/response/{name}"
+
+    def rate_limit_next(self, method: str, count: int = 1, retry_after: float = 1) -> None:
+        self._rate_limits.setdefault(method, []).extend([retry_after] * count)
+
+    def calls_to(self, method: str) -> list[Call]:
+        return [c for c in self.calls if c.method == method]
+
+    def posted(self) -> list[dict[str, Any]]:
+        """Args of every chat.postMessage, in order."""
+        return [c.args for c in self.calls_to("chat.postMessage")]
+
+    async def wait_for(self, method: str, count: int = 1, timeout: float = 15.0) -> list[Call]:
+        """Wait until `method` was called at least `count` times; returns those calls."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while len(self.calls_to(method)) < count:
+            if loop.time() > deadline:
+                raise AssertionError(
+                    f"{method} called {len(self.calls_to(method))} times, wanted {count}; "
+                    f"calls: {[c.method for c in self.calls]}"
+                )
+            await asyncio.sleep(0.02)
+        return self.calls_to(method)
+
+    async def start(self) -> SlackStub:
+        app = web.Application()
+        app.router.add_post("/api/{method}", self._api)
+        app.router.add_get("/api/{method}", self._api)
+        app.router.add_post("/response/{name}", self._response)
+        app.router.add_get("/socket", self._socket)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+    async def stop(self) -> None:
+        for ws in list(self._sockets):
+            await ws.close()
+        if self._runner:
+            await self._runner.cleanup()
+
+    async def _args(self, request: web.Request) -> dict[str, Any]:
+        args: dict[str, Any] = dict(request.query)
+        raw = await request.read()
+        if not raw:
+            return args
+        ctype = request.headers.get("Content-Type", "")
+        if "json" in ctype:
+            args.update(json.loads(raw))
+        else:
+            for key, value in parse_qsl(raw.decode(), keep_blank_values=True):
+                if key in {"blocks", "attachments"} and value.startswith("["):
+                    args[key] = json.loads(value)
+                else:
+                    args[key] = value
+        return args
+
+    async def _api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        args = await self._args(request)
+        headers = {k.lower(): v for k, v in request.headers.items() if k.lower() in {"authorization", "user-agent"}}
+        self.calls.append(Call(method, args, headers))
+        limits = self._rate_limits.get(method)
+        if limits:
+            retry_after = limits.pop(0)
+            return web.json_response(
+                {"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": str(int(retry_after))}
+            )
+        if method in self.overrides:
+            return web.json_response(self.overrides[method](args))
+        return web.json_response(self._answer(method, args))
+
+    def _next_ts(self) -> str:
+        return f"1700000000.{next(self._ts):06d}"
+
+    def _answer(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
+        if method == "auth.test":
+            return {
+                "ok": True,
+                "url": "https://stub.slack.test/",
+                "team": "Stub Team",
+                "user": "ringkas",
+                "team_id": TEAM_ID,
+                "user_id": BOT_USER_ID,
+                "bot_id": BOT_ID,
+            }
+        if method in {"chat.postMessage", "chat.startStream"}:
+            ts = self._next_ts()
+            message = {"type": "message", "ts": ts, "text": args.get("text", ""), "bot_id": BOT_ID}
+            if "thread_ts" in args:
+                message["thread_ts"] = args["thread_ts"]
+            return {"ok": True, "channel": args.get("channel"), "ts": ts, "message": message}
+        if method in {"chat.update", "chat.appendStream", "chat.stopStream"}:
+            return {"ok": True, "channel": args.get("channel"), "ts": args.get("ts"), "text": args.get("text", "")}
+        if method == "chat.postEphemeral":
+            return {"ok": True, "message_ts": self._next_ts()}
+        if method == "chat.getPermalink":
+            return {"ok": True, "permalink": f"https://stub.slack.test/archives/{args.get('channel')}/p1"}
+        if method == "conversations.info":
+            return {"ok": True, "channel": {"id": args.get("channel"), "name": "general", "is_member": True}}
+        if method == "conversations.replies":
+            key = (str(args.get("channel")), str(args.get("ts")))
+            return {"ok": True, "messages": self.replies.get(key, []), "has_more": False}
+        if method == "apps.connections.open":
+            return {"ok": True, "url": f"ws://127.0.0.1:{self.port}/socket"}
+        if method == "users.info":
+            return {"ok": True, "user": {"id": args.get("user"), "tz": "Asia/Jakarta", "locale": "id-ID"}}
+        return {"ok": True}
+
+    async def _response(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        try:
+            body = json.loads(raw)
+        except json.JSONDecodeError:
+            body = dict(parse_qsl(raw.decode()))
+        self.responses.append((request.match_info["name"], body))
+        return web.Response(text="ok")
+
+    async def wait_for_response(self, count: int = 1, timeout: float = 15.0) -> list[tuple[str, dict[str, Any]]]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while len(self.responses) < count:
+            if loop.time() > deadline:
+                raise AssertionError(f"{len(self.responses)} response_url posts, wanted {count}")
+            await asyncio.sleep(0.02)
+        return self.responses
+
+    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        self._sockets.append(ws)
+        await ws.send_json({"type": "hello", "num_connections": 1, "debug_info": {"host": "stub"}})
+        self.socket_connected.set()
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT:
+                self.socket_acks.append(json.loads(msg.data))
+        self._sockets.remove(ws)
+        return ws
+
+    async def socket_send(self, envelope: dict[str, Any]) -> None:
+        await asyncio.wait_for(self.socket_connected.wait(), 15)
+        await self._sockets[-1].send_json(envelope)
