@@ -83,3 +83,12 @@ class SummaryResult:
     article: Article
     summary: Summary
     cached: bool = False
+
+
+@dataclass(frozen=True)
+class UsageContext:
+    """Who a model call is for: recorded with its token usage."""
+
+    team_id: str | None = None
+    channel_id: str | None = None
+    user_id: str | None = None
