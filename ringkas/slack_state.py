@@ -1,0 +1,194 @@
+"""Slack-side state the domain keeps: idempotency records, which article lives in which thread, and
+per-channel settings. Plain strings and ids only; no Slack SDK here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from ringkas.storage import Database
+from ringkas.storage.base import utcnow
+from ringkas.storage.tables import ChannelSettingsRow, SlackRequestRow, ThreadArticleRow
+
+log = logging.getLogger("ringkas.slack_state")
+
+REQUEST_STATES = frozenset({"pending", "done", "failed"})
+
+
+@dataclass(frozen=True)
+class ChannelSettings:
+    passive_summaries: bool = True
+    language: str | None = None  # None = use SUMMARY_LANGUAGE
+
+
+def request_key(team_id: str, channel_id: str, message_ts: str, link: str) -> str:
+    """The idempotency key of one link in one Slack message."""
+    raw = "\x1f".join((team_id, channel_id, message_ts, link))
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
+
+
+class SlackState:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # --- idempotency ---------------------------------------------------------------------------
+
+    async def claim(
+        self, *, kind: str, team_id: str, channel_id: str, message_ts: str, link: str, user_id: str | None
+    ) -> int | None:
+        """Record a pending request: its id, or None if this (team, channel, ts, link) was claimed before.
+
+        The unique constraint on `key` decides races, so two processes (or an app_mention and a message
+        event for the same post) can never both win.
+        """
+        row = SlackRequestRow(
+            key=request_key(team_id, channel_id, message_ts, link),
+            kind=kind[:16],
+            team_id=team_id,
+            channel_id=channel_id,
+            message_ts=message_ts,
+            link=link[:2048],
+            user_id=user_id,
+            state="pending",
+        )
+        try:
+            async with self.db.session() as session:
+                session.add(row)
+                await session.flush()
+                return row.id
+        except IntegrityError:
+            return None
+
+    async def is_claimed(self, *, team_id: str, channel_id: str, message_ts: str, link: str) -> bool:
+        key = request_key(team_id, channel_id, message_ts, link)
+        async with self.db.session() as session:
+            found = await session.scalar(select(SlackRequestRow.id).where(SlackRequestRow.key == key))
+        return found is not None
+
+    async def finish(
+        self,
+        request_id: int,
+        *,
+        state: str,
+        error_code: str | None = None,
+        article_id: int | None = None,
+        reply_ts: str | None = None,
+    ) -> None:
+        if state not in REQUEST_STATES:
+            raise ValueError(f"unknown request state {state!r}")
+        values: dict[str, object] = {"state": state, "error_code": error_code, "updated_at": utcnow()}
+        if article_id is not None:
+            values["article_id"] = article_id
+        if reply_ts is not None:
+            values["reply_ts"] = reply_ts
+        async with self.db.session() as session:
+            statement = update(SlackRequestRow).where(SlackRequestRow.id == request_id).values(**values)
+            await session.execute(statement)
+
+    async def request_state(self, request_id: int) -> str | None:
+        async with self.db.session() as session:
+            return await session.scalar(select(SlackRequestRow.state).where(SlackRequestRow.id == request_id))
+
+    # --- threads -------------------------------------------------------------------------------
+
+    async def link_thread(
+        self,
+        *,
+        team_id: str,
+        channel_id: str,
+        thread_ts: str,
+        article_id: int,
+        message_ts: str | None,
+        shared_by: str | None,
+    ) -> None:
+        """Remember that `article_id` was summarized in this thread (idempotent)."""
+        row = ThreadArticleRow(
+            team_id=team_id,
+            channel_id=channel_id,
+            thread_ts=thread_ts,
+            article_id=article_id,
+            message_ts=message_ts,
+            shared_by=shared_by,
+        )
+        try:
+            async with self.db.session() as session:
+                session.add(row)
+        except IntegrityError:
+            # Already linked: refresh the time so "latest article" follows the newest share.
+            async with self.db.session() as session:
+                await session.execute(
+                    update(ThreadArticleRow)
+                    .where(
+                        ThreadArticleRow.team_id == team_id,
+                        ThreadArticleRow.channel_id == channel_id,
+                        ThreadArticleRow.thread_ts == thread_ts,
+                        ThreadArticleRow.article_id == article_id,
+                    )
+                    .values(created_at=utcnow())
+                )
+
+    async def articles_in_thread(self, team_id: str, channel_id: str, thread_ts: str) -> list[int]:
+        """Article ids summarized in a thread, oldest first."""
+        async with self.db.session() as session:
+            rows = await session.scalars(
+                select(ThreadArticleRow.article_id)
+                .where(
+                    ThreadArticleRow.team_id == team_id,
+                    ThreadArticleRow.channel_id == channel_id,
+                    ThreadArticleRow.thread_ts == thread_ts,
+                )
+                .order_by(ThreadArticleRow.created_at, ThreadArticleRow.id)
+            )
+            return list(rows)
+
+    async def latest_article(self, team_id: str, channel_id: str) -> tuple[int, str] | None:
+        """(article_id, thread_ts) of the most recent summary posted in a channel."""
+        async with self.db.session() as session:
+            row = (
+                await session.execute(
+                    select(ThreadArticleRow.article_id, ThreadArticleRow.thread_ts)
+                    .where(ThreadArticleRow.team_id == team_id, ThreadArticleRow.channel_id == channel_id)
+                    .order_by(ThreadArticleRow.created_at.desc(), ThreadArticleRow.id.desc())
+                    .limit(1)
+                )
+            ).first()
+        return (row[0], row[1]) if row else None
+
+    # --- channel settings ----------------------------------------------------------------------
+
+    async def channel_settings(self, team_id: str, channel_id: str) -> ChannelSettings:
+        async with self.db.session() as session:
+            row = await session.get(ChannelSettingsRow, (team_id, channel_id))
+            if row is None:
+                return ChannelSettings()
+            return ChannelSettings(passive_summaries=bool(row.passive_summaries), language=row.language)
+
+    async def set_passive(self, team_id: str, channel_id: str, enabled: bool) -> None:
+        await self._upsert_settings(team_id, channel_id, passive_summaries=enabled)
+
+    async def set_language(self, team_id: str, channel_id: str, language: str | None) -> None:
+        """`None` (or "auto" passed by callers as None) clears the channel's own language."""
+        await self._upsert_settings(team_id, channel_id, language=language)
+
+    async def _upsert_settings(self, team_id: str, channel_id: str, **values: object) -> None:
+        for _attempt in range(3):
+            try:
+                async with self.db.session() as session:
+                    row = await session.get(ChannelSettingsRow, (team_id, channel_id))
+                    if row is None:
+                        row = ChannelSettingsRow(
+                            team_id=team_id, channel_id=channel_id, passive_summaries=True
+                        )
+                        session.add(row)
+                    for name, value in values.items():
+                        setattr(row, name, value)
+                    row.updated_at = utcnow()
+                return
+            except IntegrityError:
+                continue  # another writer inserted the row first: read it and update
+        raise RuntimeError("could not store channel settings after 3 attempts")
