@@ -146,4 +146,8 @@ class QuestionRow(Base):
     model: Mapped[str] = mapped_column(String(128))
     prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    model_calls: Mapped[int] = mapped_column(Integer, default=0)
+    language: Mapped[str | None] = mapped_column(String(16))  # detected language of the question
+    answered: Mapped[bool] = mapped_column(Boolean, default=True)  # False: the articles don't say
+    asked_via: Mapped[str] = mapped_column(String(16), default="mention")  # mention | ask
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

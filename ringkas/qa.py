@@ -1,0 +1,385 @@
+"""Follow-up questions about shared articles, answered from the article text only.
+
+One request to the model per question (two for long articles: a small one first turns the question
+into search keywords in the article's language, so an Indonesian question finds the passage of an
+English article). Everything the prompt holds is token-counted so no request exceeds MAX_INPUT_TOKENS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ringkas.documents import Article, Usage, UsageContext
+from ringkas.errors import ModelOutputInvalid, NotFound, RingkasError
+from ringkas.language import detect_language, language_name
+from ringkas.prompts import load_prompt, prompt_set_version
+from ringkas.questions_store import QuestionStore, StoredExchange
+from ringkas.retrieval import Passage, Selection, select_passages, split_passages
+
+if TYPE_CHECKING:
+    from ringkas.config import Settings
+    from ringkas.llm import LLM
+    from ringkas.service import Ringkas
+    from ringkas.storage import Database
+
+log = logging.getLogger("ringkas.qa")
+
+MAX_ARTICLES = 6  # a thread with more shares is answered from the newest ones
+QUESTION_MAX_TOKENS = 1_000
+HISTORY_MAX_TURNS = 6
+HISTORY_QUESTION_TOKENS = 200
+HISTORY_ANSWER_TOKENS = 400
+ANSWER_MAX_TOKENS = 900
+KEYWORDS_MAX_TOKENS = 150
+SAFETY_MARGIN = 48  # chat framing the token counter may not see exactly
+GAP = "[…]"
+
+ANSWER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "answer": {"type": "string", "description": "The reply to post, in the question's language."},
+        "answered": {"type": "boolean", "description": "False only if the articles do not answer it."},
+    },
+    "required": ["answer", "answered"],
+    "additionalProperties": False,
+}
+KEYWORDS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"keywords": {"type": "array", "items": {"type": "string"}}},
+    "required": ["keywords"],
+    "additionalProperties": False,
+}
+
+# Our own block delimiters; an opening "<" in untrusted text is replaced so it cannot close a block.
+_DELIMITER = re.compile(r"<(\s*/?\s*(?:article|question|conversation|turn|answer)\b)", re.I)
+
+
+class EmptyQuestion(RingkasError):
+    code = "empty_question"
+    default_message = "Ask me something about the article, for example: what does it say about pricing?"
+
+
+class NoArticle(RingkasError):
+    code = "no_article"
+    default_message = "There is no summarized article here to ask about yet. Share a link first."
+
+
+@dataclass(frozen=True)
+class Answer:
+    text: str  # plain text with light markdown, not escaped for any chat surface
+    article_ids: list[int]
+    language: str | None  # ISO code the question was detected to be in, when confident
+    usage: Usage
+    model: str
+    answered: bool  # False when the articles do not answer the question
+    articles: tuple[Article, ...] = ()
+    question_id: int | None = None
+    passages_used: int = 0
+    passages_total: int = 0
+
+
+@dataclass(frozen=True)
+class _Prompt:
+    messages: list[dict[str, str]]
+    selection: Selection
+    tokens: int
+
+
+def neutralize(text: str) -> str:
+    """Untrusted text inside a delimited block: make look-alike delimiters harmless."""
+    return _DELIMITER.sub(r"‹\1", text)
+
+
+def clean_question(text: str) -> str:
+    return re.sub(r"[ \t]+", " ", text.replace("\r\n", "\n")).strip()
+
+
+class QuestionService:
+    def __init__(self, *, settings: Settings, db: Database, llm: LLM, ringkas: Ringkas) -> None:
+        self.settings = settings
+        self.llm = llm
+        self.ringkas = ringkas
+        self.store = QuestionStore(db)
+
+    @property
+    def prompt_version(self) -> str:
+        return prompt_set_version("qa_system", "qa_user", "qa_keywords")
+
+    async def answer(
+        self,
+        question: str,
+        article_ids: list[int],
+        *,
+        team_id: str,
+        channel_id: str,
+        thread_ts: str | None,
+        user_id: str | None,
+        asked_via: str = "mention",
+    ) -> Answer:
+        question = clean_question(question)
+        if not question:
+            raise EmptyQuestion()
+        ids = list(dict.fromkeys(article_ids))[-MAX_ARTICLES:]
+        if not ids:
+            raise NoArticle()
+        articles = await self._load(ids)
+        context = UsageContext(team_id=team_id, channel_id=channel_id, user_id=user_id)
+        tokens = self.llm.tokens
+        question = tokens.truncate(question, QUESTION_MAX_TOKENS)
+        language = detect_language(question)
+
+        history: list[StoredExchange] = []
+        if thread_ts:
+            history = await self.store.thread_history(team_id, channel_id, thread_ts, limit=HISTORY_MAX_TURNS)
+        conversation = self._conversation_block(history)
+
+        passages = await asyncio.to_thread(
+            lambda: [split_passages(a.text, tokens, source=i) for i, a in enumerate(articles)]
+        )
+        usage = Usage()
+        query = question
+        prompt = await asyncio.to_thread(
+            self._build_prompt, articles, passages, question, conversation, language, query
+        )
+        if not prompt.selection.complete:
+            keywords, keyword_usage = await self._keywords(articles, question, conversation, context, ids[0])
+            usage = usage + keyword_usage
+            if keywords:
+                # The question's own words count twice: they are what the reader actually typed.
+                query = f"{question}\n{question}\n{keywords}"
+            elif history:
+                query = f"{question}\n{question}\n{history[0].question}"
+            if query != question:
+                prompt = await asyncio.to_thread(
+                    self._build_prompt, articles, passages, question, conversation, language, query
+                )
+
+        completion = await self.llm.complete(
+            prompt.messages,
+            purpose="qa",
+            schema=ANSWER_SCHEMA,
+            schema_name="answer",
+            max_output_tokens=self._reserved_output(),
+            context=context,
+            article_id=ids[0],
+        )
+        usage = usage + completion.usage
+        text, answered = _parse_answer(completion)
+        question_id = await self.store.save(
+            team_id=team_id,
+            channel_id=channel_id,
+            thread_ts=thread_ts,
+            user_id=user_id,
+            question=question,
+            answer=text,
+            article_ids=ids,
+            model=completion.model,
+            usage=usage,
+            language=language,
+            answered=answered,
+            asked_via=asked_via,
+        )
+        used = len(prompt.selection.passages)
+        total = sum(len(p) for p in passages)
+        log.info(
+            "question answered",
+            extra={
+                "team_id": team_id,
+                "channel_id": channel_id,
+                "article_ids": ids,
+                "answered": answered,
+                "language": language,
+                "passages_used": used,
+                "passages_total": total,
+                "prompt_tokens_estimate": prompt.tokens,
+                "prompt_tokens": usage.prompt_tokens,
+                "completion_tokens": usage.completion_tokens,
+                "history_turns": len(history),
+            },
+        )
+        return Answer(
+            text=text,
+            article_ids=ids,
+            language=language,
+            usage=usage,
+            model=completion.model,
+            answered=answered,
+            articles=tuple(articles),
+            question_id=question_id,
+            passages_used=used,
+            passages_total=total,
+        )
+
+    # --- loading -------------------------------------------------------------------------------
+
+    async def _load(self, ids: Sequence[int]) -> list[Article]:
+        articles: list[Article] = []
+        for article_id in ids:
+            try:
+                articles.append(await self.ringkas.load_article(article_id))
+            except NotFound:
+                log.warning("article of a thread is gone", extra={"article_id": article_id})
+        if not articles:
+            raise NoArticle("The article this conversation was about is no longer stored. Share the link again.")
+        return articles
+
+    # --- prompt --------------------------------------------------------------------------------
+
+    def _reserved_output(self) -> int:
+        return max(200, min(ANSWER_MAX_TOKENS, self.llm.max_input_tokens // 6))
+
+    def _conversation_block(self, history: Sequence[StoredExchange]) -> str:
+        """Earlier exchanges of the thread, newest kept first when the budget runs out."""
+        tokens = self.llm.tokens
+        budget = max(150, min(2_500, self.llm.max_input_tokens // 6))
+        turns: list[str] = []
+        spent = 0
+        for exchange in history:  # newest first
+            asked = neutralize(tokens.truncate(exchange.question, HISTORY_QUESTION_TOKENS))
+            replied = neutralize(tokens.truncate(exchange.answer, HISTORY_ANSWER_TOKENS))
+            who = f" user={exchange.user_id}" if exchange.user_id else ""
+            turn = f'<turn{who}>\nQ: {asked}\nA: {replied}\n</turn>'
+            size = tokens.count(turn) + 1
+            if spent + size > budget:
+                break
+            turns.append(turn)
+            spent += size
+        if not turns:
+            return ""
+        body = "\n".join(reversed(turns))
+        return f"<conversation note=\"earlier questions and answers in this thread, oldest first\">\n{body}\n</conversation>\n\n"
+
+    def _language_instruction(self, language: str | None) -> str:
+        base = "Answer in the language the question is written in"
+        if language:
+            name = language_name(language)
+            if name:
+                return f"{base} (detected: {name})."
+        return f"{base}."
+
+    def _render(
+        self,
+        articles: Sequence[Article],
+        passages: Sequence[Sequence[Passage]],
+        selection: Selection,
+        question: str,
+        conversation: str,
+        language: str | None,
+    ) -> list[dict[str, str]]:
+        system = load_prompt("qa_system").render()
+        blocks = _article_blocks(articles, passages, selection)
+        user = load_prompt("qa_user").render(
+            articles=blocks,
+            conversation=conversation,
+            question=neutralize(question),
+            language_instruction=self._language_instruction(language),
+        )
+        return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+    def _build_prompt(
+        self,
+        articles: Sequence[Article],
+        passages: Sequence[Sequence[Passage]],
+        question: str,
+        conversation: str,
+        language: str | None,
+        query: str,
+    ) -> _Prompt:
+        tokens = self.llm.tokens
+        limit = self.llm.max_input_tokens - self._reserved_output()
+        empty = Selection(passages=[], complete=False, tokens=0)
+        base = tokens.count_messages(self._render(articles, passages, empty, question, conversation, language))
+        budget = limit - base - SAFETY_MARGIN
+        for _attempt in range(6):
+            selection = select_passages(passages, query, max(0, budget))
+            messages = self._render(articles, passages, selection, question, conversation, language)
+            size = tokens.count_messages(messages)
+            if size <= limit or not selection.passages:
+                return _Prompt(messages, selection, size)
+            budget -= size - limit + SAFETY_MARGIN
+        return _Prompt(messages, selection, size)
+
+    # --- keywords for long articles ------------------------------------------------------------
+
+    async def _keywords(
+        self,
+        articles: Sequence[Article],
+        question: str,
+        conversation: str,
+        context: UsageContext,
+        article_id: int,
+    ) -> tuple[str, Usage]:
+        """Search terms in the articles' language(s); "" when the model cannot help."""
+        languages = sorted({language_name(a.language) or a.language for a in articles if a.language})
+        article_language = " and ".join(languages) if languages else "the article's language"
+        system = load_prompt("qa_keywords").render(article_language=article_language)
+        user = f"{conversation}<question>\n{neutralize(question)}\n</question>"
+        try:
+            completion = await self.llm.complete(
+                [{"role": "system", "content": system}, {"role": "user", "content": user}],
+                purpose="qa_keywords",
+                schema=KEYWORDS_SCHEMA,
+                schema_name="keywords",
+                max_output_tokens=KEYWORDS_MAX_TOKENS,
+                context=context,
+                article_id=article_id,
+            )
+        except RingkasError as exc:
+            log.warning("keyword expansion failed; ranking with the question alone", extra={"error": exc.code})
+            return "", Usage()
+        data = completion.data if isinstance(completion.data, dict) else {}
+        words = data.get("keywords") if isinstance(data.get("keywords"), list) else []
+        keywords = " ".join(str(w) for w in words[:20] if isinstance(w, str | int | float))
+        return keywords[:1_000], completion.usage
+
+
+def _article_blocks(
+    articles: Sequence[Article], passages: Sequence[Sequence[Passage]], selection: Selection
+) -> str:
+    by_source: dict[int, list[Passage]] = {}
+    for passage in selection.passages:
+        by_source.setdefault(passage.source, []).append(passage)
+    blocks = []
+    for index, article in enumerate(articles):
+        chosen = by_source.get(index, [])
+        header = [f'<article n="{index + 1}">', f"Title: {neutralize(_title(article))}"]
+        header.append(f"URL: {neutralize(article.canonical_url or article.url)}")
+        if article.published:
+            header.append(f"Published: {neutralize(article.published)}")
+        if selection.complete:
+            header.append("Text:")
+        else:
+            header.append(f"Text (excerpts chosen for this question; {GAP} marks left-out parts):")
+        body: list[str] = []
+        previous = -1
+        for passage in chosen:
+            if passage.position != previous + 1:
+                body.append(GAP)
+            body.append(neutralize(passage.text))
+            previous = passage.position
+        if previous + 1 < len(passages[index]):
+            body.append(GAP)
+        blocks.append("\n".join(header) + "\n" + "\n\n".join(body) + "\n</article>")
+    return "\n\n".join(blocks)
+
+
+def _title(article: Article) -> str:
+    return (article.title or article.site_name or article.canonical_url or article.url).strip()
+
+
+def _parse_answer(completion: Any) -> tuple[str, bool]:
+    data = completion.data if isinstance(completion.data, dict) else None
+    if data is not None:
+        text = data.get("answer")
+        if not isinstance(text, str) or not text.strip():
+            raise ModelOutputInvalid(detail="answer missing from the model's JSON")
+        return text.strip(), data.get("answered") is not False
+    text = (completion.text or "").strip()
+    if not text:
+        raise ModelOutputInvalid(detail="empty answer")
+    return text, True
