@@ -1,0 +1,91 @@
+"""Links in Slack message text.
+
+Slack sends links as `<https://example.com/a?b=1&amp;c=2|label>` or `<https://example.com>`; user, channel
+and special mentions (`<@U…>`, `<#C…|name>`, `<!here>`, `<!subteam^…>`) and `mailto:` links share the same
+brackets and are not links to summarize. Slash-command text may also hold bare URLs when the command does
+not escape links, so those are found too.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from urllib.parse import urlsplit
+
+_MARKUP = re.compile(r"<([^<>]+)>")
+_BARE_URL = re.compile(r"(?<![\w/])https?://[^\s<>|\"']+", re.IGNORECASE)
+_TRAILING_PUNCTUATION = ".,;:!?)]}'\""
+_MENTION = re.compile(r"<[@#!][^<>]*>")
+
+
+def _clean_url(raw: str) -> str | None:
+    url = html.unescape(raw.strip())
+    if not url.lower().startswith(("http://", "https://")):
+        return None
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if not parts.hostname:
+        return None
+    return url
+
+
+def _strip_trailing(url: str) -> str:
+    # A bare URL at the end of a sentence: "see https://x.test/a." -> drop the "." (but keep balanced ")").
+    while url and url[-1] in _TRAILING_PUNCTUATION:
+        if url[-1] == ")" and url.count("(") >= url.count(")"):
+            break
+        url = url[:-1]
+    return url
+
+
+def extract_links(text: str | None) -> list[str]:
+    """http(s) links in message text, in order of appearance, without duplicates."""
+    if not text:
+        return []
+    found: list[str] = []
+    rest: list[str] = []
+    last = 0
+    for match in _MARKUP.finditer(text):
+        rest.append(text[last : match.start()])
+        last = match.end()
+        inner = match.group(1)
+        if inner[:1] in {"@", "#", "!"}:
+            continue
+        url = _clean_url(inner.split("|", 1)[0])
+        if url:
+            found.append(url)
+    rest.append(text[last:])
+    for chunk in rest:
+        for match in _BARE_URL.finditer(chunk):
+            url = _clean_url(_strip_trailing(match.group(0)))
+            if url:
+                found.append(url)
+    unique: list[str] = []
+    for url in found:
+        if url not in unique:
+            unique.append(url)
+    return unique
+
+
+def strip_mentions(text: str | None) -> str:
+    """Message text without `<@U…>`, `<#C…>` and `<!…>` markup, whitespace collapsed."""
+    if not text:
+        return ""
+    return " ".join(_MENTION.sub(" ", text).split())
+
+
+def mentions_user(text: str | None, user_id: str | None) -> bool:
+    if not text or not user_id:
+        return False
+    return f"<@{user_id}>" in text or f"<@{user_id}|" in text
+
+
+def display_host(url: str) -> str:
+    """`www.example.com` -> `example.com`, for short status lines."""
+    try:
+        host = urlsplit(url).hostname or url
+    except ValueError:
+        return url
+    return host.removeprefix("www.")

@@ -1,0 +1,209 @@
+"""Links -> summaries in Slack: claim each link once, show progress at once, summarize, then replace the
+progress message with the summary (or a plain-words failure).
+
+Runs after Slack has been acknowledged, inside `deps.tasks`. One link failing never affects the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+from handlers.deps import Deps
+from handlers.render import Message, failure_message, skipped_links_message, status_message, summary_message
+from ringkas.documents import SummaryResult, UsageContext
+from ringkas.errors import RingkasError
+
+log = logging.getLogger("ringkas.slack.summaries")
+
+APOLOGY = "Something went wrong on my side. Sorry! Please try again in a little while."
+TOO_SLOW = "That took far too long, so I gave up. Please try again later."
+# Slack errors meaning "the bot cannot post here", e.g. /summarize in a channel the bot is not in.
+CANNOT_POST = frozenset({"not_in_channel", "channel_not_found", "is_archived", "restricted_action"})
+
+
+@dataclass(frozen=True)
+class LinkJob:
+    """Links from one Slack message (or one /summarize) and where the answers go."""
+
+    kind: str  # mention | message | dm | command
+    team_id: str
+    channel_id: str
+    message_ts: str  # the message the links came from (for /summarize: the trigger id)
+    thread_ts: str | None  # reply in this thread; None = post top-level
+    user_id: str | None
+    links: list[str]
+    skipped: list[str] = field(default_factory=list)
+    requested_by: str | None = None  # /summarize: named in the messages
+    response_url: str | None = None  # /summarize: fallback when the bot cannot post in the channel
+
+
+def split_links(links: list[str], cap: int) -> tuple[list[str], list[str]]:
+    return links[:cap], links[cap:]
+
+
+async def summary_language(deps: Deps, team_id: str, channel_id: str) -> str:
+    """The channel's language if set there, else SUMMARY_LANGUAGE ("auto" = the article's language)."""
+    channel = await deps.state.channel_settings(team_id, channel_id)
+    return channel.language or deps.settings.summary_language
+
+
+def link_deadline(deps: Deps) -> float:
+    """A stall guard for one link: far beyond any healthy fetch + model retries."""
+    settings = deps.settings
+    budget = settings.fetch_timeout * 3 + settings.openai_timeout * (settings.openai_max_retries + 1) * 2 + 60
+    return min(budget, 1800.0)
+
+
+class Reply:
+    """Where one link's messages go: a progress message later edited into the result.
+
+    Posts as the bot with chat.postMessage; when the bot may not post in the channel and a response_url
+    exists (slash commands), falls back to response_url (progress ephemeral, result in_channel).
+    """
+
+    def __init__(self, client: Any, job: LinkJob) -> None:
+        self.client = client
+        self.job = job
+        self.ts: str | None = None
+        self.via_response_url = False
+
+    async def _post(self, message: Message) -> str:
+        kwargs: dict[str, Any] = {"channel": self.job.channel_id, "unfurl_links": False}
+        kwargs["unfurl_media"] = False
+        if self.job.thread_ts:
+            kwargs["thread_ts"] = self.job.thread_ts
+        response = await self.client.chat_postMessage(**kwargs, **message.as_kwargs())
+        return str(response["ts"])
+
+    async def _respond(self, message: Message, *, visible: bool) -> None:
+        assert self.job.response_url
+        webhook = AsyncWebhookClient(self.job.response_url, timeout=30)
+        await webhook.send(
+            response_type="in_channel" if visible else "ephemeral",
+            replace_original=False,
+            unfurl_links=False,
+            unfurl_media=False,
+            **message.as_kwargs(),
+        )
+
+    async def start(self, message: Message) -> None:
+        try:
+            self.ts = await self._post(message)
+        except SlackApiError as exc:
+            error = exc.response.get("error") if exc.response is not None else None
+            if error in CANNOT_POST and self.job.response_url:
+                self.via_response_url = True
+                await self._respond(message, visible=False)
+                return
+            raise
+
+    async def finish(self, message: Message) -> str | None:
+        """Replace the progress message with `message`; returns the ts of the message holding it."""
+        if self.via_response_url:
+            await self._respond(message, visible=True)
+            return None
+        if self.ts is not None:
+            try:
+                await self.client.chat_update(channel=self.job.channel_id, ts=self.ts, **message.as_kwargs())
+                return self.ts
+            except SlackApiError as exc:
+                # The progress message was deleted or cannot be edited: post the result as a new message.
+                log.warning("chat.update failed, posting anew",
+                            extra={"error": exc.response.get("error") if exc.response is not None else None})
+        self.ts = await self._post(message)
+        return self.ts
+
+
+async def summarize_links(deps: Deps, client: Any, job: LinkJob) -> None:
+    """Summarize every link of `job` that no earlier delivery of the same message already took."""
+    claimed: list[tuple[str, int]] = []
+    for url in job.links:
+        request_id = await deps.state.claim(
+            kind=job.kind, team_id=job.team_id, channel_id=job.channel_id, message_ts=job.message_ts,
+            link=url, user_id=job.user_id,
+        )
+        if request_id is not None:
+            claimed.append((url, request_id))
+    if not claimed:
+        log.info("links already handled", extra={"channel": job.channel_id, "ts": job.message_ts})
+        return
+    language = await summary_language(deps, job.team_id, job.channel_id)
+
+    # Progress for every link first, in order, so the thread reads in the order the links were shared.
+    replies: list[tuple[str, int, Reply]] = []
+    for url, request_id in claimed:
+        reply = Reply(client, job)
+        try:
+            await reply.start(status_message(url, requested_by=job.requested_by))
+        except Exception:
+            log.exception("could not post progress", extra={"channel": job.channel_id, "link": url})
+        replies.append((url, request_id, reply))
+    if job.skipped:
+        try:
+            note = skipped_links_message(job.skipped, deps.settings.max_links_per_message)
+            await Reply(client, job).start(note)
+        except Exception:
+            log.exception("could not post the skipped-links note", extra={"channel": job.channel_id})
+
+    await asyncio.gather(
+        *(_one_link(deps, job, url, request_id, reply, language) for url, request_id, reply in replies)
+    )
+
+
+async def _one_link(deps: Deps, job: LinkJob, url: str, request_id: int, reply: Reply, language: str) -> None:
+    extra = {"channel": job.channel_id, "ts": job.message_ts, "link": url, "kind": job.kind}
+    result: SummaryResult | None = None
+    error_code: str | None = None
+    try:
+        async with deps.slots, asyncio.timeout(link_deadline(deps)):
+            result = await deps.ringkas.summarize(
+                url,
+                language=language,
+                context=UsageContext(team_id=job.team_id, channel_id=job.channel_id, user_id=job.user_id),
+            )
+        message = summary_message(result, shared_url=url, requested_by=job.requested_by)
+    except RingkasError as exc:
+        error_code = exc.code
+        log.info("link not summarized", extra={**extra, "error": exc.code, "detail": exc.detail})
+        message = failure_message(url, exc.user_message, requested_by=job.requested_by)
+    except TimeoutError:
+        error_code = "deadline"
+        log.warning("link took too long", extra=extra)
+        message = failure_message(url, TOO_SLOW, requested_by=job.requested_by)
+    except Exception:
+        error_code = "internal"
+        log.exception("summarizing a link failed unexpectedly", extra=extra)
+        message = failure_message(url, APOLOGY, requested_by=job.requested_by)
+
+    reply_ts: str | None = None
+    try:
+        reply_ts = await reply.finish(message)
+    except Exception:
+        log.exception("could not deliver the result to Slack", extra=extra)
+        error_code = error_code or "slack_error"
+
+    article_id = result.article.id if result is not None else None
+    try:
+        thread_ts = job.thread_ts or reply_ts
+        if article_id is not None and thread_ts:
+            await deps.state.link_thread(
+                team_id=job.team_id, channel_id=job.channel_id, thread_ts=thread_ts, article_id=article_id,
+                message_ts=job.message_ts, shared_by=job.user_id,
+            )
+        await deps.state.finish(
+            request_id,
+            state="failed" if error_code else "done",
+            error_code=error_code,
+            article_id=article_id,
+            reply_ts=reply_ts,
+        )
+    except Exception:
+        log.exception("could not record the outcome", extra=extra)
+    log.info("link handled", extra={**extra, "state": "failed" if error_code else "done",
+                                    "cached": bool(result and result.cached)})
