@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ringkas.documents import Article, Usage, UsageContext
 from ringkas.errors import ModelOutputInvalid, NotFound, RingkasError
-from ringkas.language import detect_language, language_name
+from ringkas.language import close_languages, detect_language, language_name
 from ringkas.prompts import load_prompt, prompt_set_version
 from ringkas.questions_store import QuestionStore, StoredExchange
 from ringkas.retrieval import Passage, Selection, select_passages, split_passages
@@ -56,12 +56,21 @@ KEYWORDS_SCHEMA: dict[str, Any] = {
 }
 
 # Our own block delimiters; an opening "<" in untrusted text is replaced so it cannot close a block.
+_URL = re.compile(r"https?://\S+|<https?://[^>]*>", re.I)
 _DELIMITER = re.compile(r"<(\s*/?\s*(?:article|question|conversation|turn|answer)\b)", re.I)
 
 
 class EmptyQuestion(RingkasError):
     code = "empty_question"
     default_message = "Ask me something about the article, for example: what does it say about pricing?"
+
+
+class PromptTooSmall(RingkasError):
+    code = "prompt_too_small"
+    default_message = (
+        "MAX_INPUT_TOKENS is too small to fit the question with any of the article. "
+        "Ask a shorter question, or raise MAX_INPUT_TOKENS."
+    )
 
 
 class NoArticle(RingkasError):
@@ -95,6 +104,10 @@ def neutralize(text: str) -> str:
     return _DELIMITER.sub(r"‹\1", text)
 
 
+def strip_links(text: str) -> str:
+    return _URL.sub(" ", text)
+
+
 def clean_question(text: str) -> str:
     return re.sub(r"[ \t]+", " ", text.replace("\r\n", "\n")).strip()
 
@@ -120,7 +133,10 @@ class QuestionService:
         thread_ts: str | None,
         user_id: str | None,
         asked_via: str = "mention",
+        language_hint: str | None = None,
     ) -> Answer:
+        """Answer `question` from the articles; `language_hint` (e.g. the channel's language) only
+        settles what the detector cannot tell apart, such as Indonesian versus Malay."""
         question = clean_question(question)
         if not question:
             raise EmptyQuestion()
@@ -130,12 +146,11 @@ class QuestionService:
         articles = await self._load(ids)
         context = UsageContext(team_id=team_id, channel_id=channel_id, user_id=user_id)
         tokens = self.llm.tokens
-        question = tokens.truncate(question, QUESTION_MAX_TOKENS)
-        language = detect_language(question)
-
+        question = tokens.truncate(question, min(QUESTION_MAX_TOKENS, self.llm.max_input_tokens // 8))
         history: list[StoredExchange] = []
         if thread_ts:
             history = await self.store.thread_history(team_id, channel_id, thread_ts, limit=HISTORY_MAX_TURNS)
+        language = self._question_language(question, history, language_hint)
         conversation = self._conversation_block(history)
 
         passages = await asyncio.to_thread(
@@ -225,13 +240,20 @@ class QuestionService:
             except NotFound:
                 log.warning("article of a thread is gone", extra={"article_id": article_id})
         if not articles:
-            raise NoArticle("The article this conversation was about is no longer stored. Share the link again.")
+            raise NoArticle(
+                "The article this conversation was about is no longer stored. Share its link again."
+            )
         return articles
 
     # --- prompt --------------------------------------------------------------------------------
 
     def _reserved_output(self) -> int:
         return max(200, min(ANSWER_MAX_TOKENS, self.llm.max_input_tokens // 6))
+
+    def _prompt_limit(self) -> int:
+        """Input tokens the answer request may use: the LLM's budget for this schema (which leaves
+        room for its JSON fallback instructions) minus the tokens reserved for the answer."""
+        return self.llm.input_budget(ANSWER_SCHEMA) - self._reserved_output()
 
     def _conversation_block(self, history: Sequence[StoredExchange]) -> str:
         """Earlier exchanges of the thread, newest kept first when the budget runs out."""
@@ -252,7 +274,28 @@ class QuestionService:
         if not turns:
             return ""
         body = "\n".join(reversed(turns))
-        return f"<conversation note=\"earlier questions and answers in this thread, oldest first\">\n{body}\n</conversation>\n\n"
+        note = "earlier questions and answers in this thread, oldest first"
+        return f'<conversation note="{note}">\n{body}\n</conversation>\n\n'
+
+    def _question_language(
+        self, question: str, history: Sequence[StoredExchange], hint: str | None
+    ) -> str | None:
+        """The question's language when the detector is confident enough to name it."""
+        text = strip_links(question)
+        language = detect_language(text)
+        if language is None and history:
+            # Short follow-ups ("Berapa harganya?") are too thin alone; earlier questions add evidence.
+            earlier = "\n".join(strip_links(h.question) for h in history[:3])
+            language = detect_language(f"{text}\n{earlier}")
+        if language is None:
+            return None
+        hints = [hint, *(h.language for h in history)]
+        if self.settings.summary_language != "auto":
+            hints.append(self.settings.summary_language)
+        for candidate in hints:
+            if candidate and close_languages(language, candidate):
+                return candidate
+        return language
 
     def _language_instruction(self, language: str | None) -> str:
         base = "Answer in the language the question is written in"
@@ -291,18 +334,28 @@ class QuestionService:
         query: str,
     ) -> _Prompt:
         tokens = self.llm.tokens
-        limit = self.llm.max_input_tokens - self._reserved_output()
+        limit = self._prompt_limit()
         empty = Selection(passages=[], complete=False, tokens=0)
-        base = tokens.count_messages(self._render(articles, passages, empty, question, conversation, language))
+
+        def skeleton_size(conversation: str) -> int:
+            rendered = self._render(articles, passages, empty, question, conversation, language)
+            return tokens.count_messages(rendered)
+
+        base = skeleton_size(conversation)
+        if base + SAFETY_MARGIN > limit and conversation:
+            conversation = ""  # a tiny MAX_INPUT_TOKENS: the article matters more than the history
+            base = skeleton_size(conversation)
         budget = limit - base - SAFETY_MARGIN
-        for _attempt in range(6):
+        for _attempt in range(8):
             selection = select_passages(passages, query, max(0, budget))
             messages = self._render(articles, passages, selection, question, conversation, language)
             size = tokens.count_messages(messages)
-            if size <= limit or not selection.passages:
+            if size <= limit:
                 return _Prompt(messages, selection, size)
+            if not selection.passages:
+                break
             budget -= size - limit + SAFETY_MARGIN
-        return _Prompt(messages, selection, size)
+        raise PromptTooSmall(detail=f"qa prompt needs {size} tokens, limit {limit}")
 
     # --- keywords for long articles ------------------------------------------------------------
 
@@ -318,10 +371,18 @@ class QuestionService:
         languages = sorted({language_name(a.language) or a.language for a in articles if a.language})
         article_language = " and ".join(languages) if languages else "the article's language"
         system = load_prompt("qa_keywords").render(article_language=article_language)
-        user = f"{conversation}<question>\n{neutralize(question)}\n</question>"
+        limit = self.llm.input_budget(KEYWORDS_SCHEMA)
+        messages = []
+        for history in (conversation, ""):
+            user = f"{history}<question>\n{neutralize(question)}\n</question>"
+            messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+            if self.llm.tokens.count_messages(messages) <= limit:
+                break
+        else:
+            return "", Usage()
         try:
             completion = await self.llm.complete(
-                [{"role": "system", "content": system}, {"role": "user", "content": user}],
+                messages,
                 purpose="qa_keywords",
                 schema=KEYWORDS_SCHEMA,
                 schema_name="keywords",
@@ -330,7 +391,7 @@ class QuestionService:
                 article_id=article_id,
             )
         except RingkasError as exc:
-            log.warning("keyword expansion failed; ranking with the question alone", extra={"error": exc.code})
+            log.warning("keyword expansion failed; ranking by the question", extra={"error": exc.code})
             return "", Usage()
         data = completion.data if isinstance(completion.data, dict) else {}
         words = data.get("keywords") if isinstance(data.get("keywords"), list) else []

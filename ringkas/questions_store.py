@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from ringkas.documents import Usage
 from ringkas.storage import Database
-from ringkas.storage.tables import QuestionRow
+from ringkas.storage.tables import QuestionRow, ThreadArticleRow
 
 QUESTION_MAX_CHARS = 20_000  # Slack messages are at most 40k characters; keep rows bounded anyway
 ANSWER_MAX_CHARS = 20_000
@@ -25,6 +25,7 @@ class StoredExchange:
     user_id: str | None
     article_ids: tuple[int, ...]
     answered: bool
+    language: str | None
     created_at: datetime
 
 
@@ -86,6 +87,29 @@ class QuestionStore:
             )
             return [_exchange(row) for row in rows]
 
+    async def article_thread(self, team_id: str, channel_id: str, article_id: int) -> str | None:
+        """The newest thread of this channel where the article was summarized, if any."""
+        async with self.db.session() as session:
+            return await session.scalar(
+                select(ThreadArticleRow.thread_ts)
+                .where(
+                    ThreadArticleRow.team_id == team_id,
+                    ThreadArticleRow.channel_id == channel_id,
+                    ThreadArticleRow.article_id == article_id,
+                )
+                .order_by(ThreadArticleRow.created_at.desc(), ThreadArticleRow.id.desc())
+                .limit(1)
+            )
+
+    async def move_to_thread(self, question_id: int | None, thread_ts: str) -> None:
+        """An answer posted at the top level became the start of a thread: file the question there."""
+        if question_id is None:
+            return
+        async with self.db.session() as session:
+            await session.execute(
+                update(QuestionRow).where(QuestionRow.id == question_id).values(thread_ts=thread_ts)
+            )
+
     async def get(self, question_id: int) -> StoredExchange | None:
         async with self.db.session() as session:
             row = await session.get(QuestionRow, question_id)
@@ -100,5 +124,6 @@ def _exchange(row: QuestionRow) -> StoredExchange:
         user_id=row.user_id,
         article_ids=tuple(int(i) for i in row.article_ids or ()),
         answered=bool(row.answered),
+        language=row.language,
         created_at=row.created_at,
     )
