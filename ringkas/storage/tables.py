@@ -48,7 +48,7 @@ class SummaryRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     article_id: Mapped[int] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"))
     language: Mapped[str] = mapped_column(String(16))
-    prompt_version: Mapped[str] = mapped_column(String(64))
+    prompt_version: Mapped[str] = mapped_column(String(255))  # "name@version+..." of every template used
     model: Mapped[str] = mapped_column(String(128))
     title: Mapped[str | None] = mapped_column(Text)
     tldr: Mapped[str] = mapped_column(Text)
