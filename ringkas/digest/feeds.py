@@ -1,0 +1,292 @@
+"""Reading RSS/Atom feeds: the feed list, conditional fetches through the safe fetcher, parsing.
+
+feedparser only ever sees the bytes the safe fetcher got (never a URL: it would download it itself).
+A feed that is down, slow, malformed or huge becomes a `failed` outcome and is logged; it never raises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import calendar
+import html
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
+from importlib import resources
+from typing import Any, ClassVar, Protocol
+from urllib.parse import urljoin, urlsplit
+
+import feedparser
+
+from ringkas.config import Settings
+from ringkas.digest.models import FeedItem, FeedOutcome, FeedSource, FeedState
+from ringkas.digest.relevance import RELEVANT, ai_relevance
+from ringkas.documents import FetchResult
+from ringkas.errors import RingkasError
+from ringkas.urls import canonicalize
+
+log = logging.getLogger("ringkas.digest.feeds")
+
+MAX_ENTRIES_PER_FEED = 300
+MAX_TITLE_CHARS = 300
+MAX_EXCERPT_CHARS = 700
+_FUTURE_SLACK = timedelta(hours=1)
+_WEIGHT = re.compile(r"\bweight\s*=\s*([0-9]+(?:\.[0-9]+)?)")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b-\u200f\u2028\u2029\ufeff]")
+_SPACES = re.compile(r"\s+")
+
+
+class Fetcher(Protocol):
+    async def fetch(
+        self, url: str, *, headers: Mapping[str, str] | None = None, accept: Any = "document"
+    ) -> FetchResult: ...
+
+
+def parse_feed_sources(text: str) -> list[FeedSource]:
+    """Lines of `URL  # Name  weight=1.2`; blank lines and comment lines are skipped."""
+    sources: list[FeedSource] = []
+    seen: set[str] = set()
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        url, *rest = line.split(None, 1)
+        tail = rest[0].strip() if rest else ""
+        comment = tail[1:] if tail.startswith("#") else ""
+        if url in seen:
+            continue
+        seen.add(url)
+        match = _WEIGHT.search(comment)
+        name = _WEIGHT.sub("", comment).strip() or None
+        weight = min(max(float(match.group(1)), 0.1), 5.0) if match else 1.0
+        sources.append(FeedSource(url=url, name=name, weight=weight))
+    return sources
+
+
+def default_feed_sources() -> list[FeedSource]:
+    text = resources.files("ringkas").joinpath("data/feeds.txt").read_text(encoding="utf-8")
+    return parse_feed_sources(text)
+
+
+def feed_sources(settings: Settings) -> list[FeedSource]:
+    """`DIGEST_FEEDS` when set (names then come from the feeds themselves), else the built-in list."""
+    if settings.digest_feeds:
+        builtin = {source.url: source for source in default_feed_sources()}
+        return [builtin.get(url, FeedSource(url=url)) for url in dict.fromkeys(settings.digest_feeds)]
+    return default_feed_sources()
+
+
+class _TextExtractor(HTMLParser):
+    _SKIP: ClassVar[set[str]] = {"script", "style", "noscript", "iframe", "svg", "template"}
+    _BREAK: ClassVar[set[str]] = {"p", "br", "div", "li", "h1", "h2", "h3", "h4", "blockquote", "tr"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.skipping = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self._SKIP:
+            self.skipping += 1
+        elif tag in self._BREAK:
+            self.parts.append(" ")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self._SKIP and self.skipping:
+            self.skipping -= 1
+
+    def handle_data(self, data: str) -> None:
+        if not self.skipping:
+            self.parts.append(data)
+
+
+def plain_text(markup: str, limit: int) -> str:
+    """Feed HTML (already sanitised by feedparser) to one line of plain text, capped at `limit` chars."""
+    if "<" in markup or "&" in markup:
+        parser = _TextExtractor()
+        try:
+            parser.feed(markup[: limit * 20])
+            parser.close()
+            markup = "".join(parser.parts)
+        except Exception:  # malformed markup: fall back to dropping tags
+            markup = html.unescape(re.sub(r"<[^>]*>", " ", markup))
+    text = _SPACES.sub(" ", _CONTROL.sub("", markup)).strip()
+    if len(text) > limit:
+        cut = text[:limit].rsplit(" ", 1)[0]
+        text = cut.rstrip(",.;:") + "…"
+    return text
+
+
+def _entry_time(entry: Any, now: datetime) -> datetime | None:
+    for key in ("published_parsed", "updated_parsed", "created_parsed"):
+        parsed = entry.get(key)
+        if parsed:
+            try:
+                stamp = datetime.fromtimestamp(calendar.timegm(parsed), UTC)
+            except (OverflowError, ValueError, TypeError):
+                continue
+            # a date in the future is a feed bug; it must not keep the entry "new" forever
+            return min(stamp, now) if stamp <= now + _FUTURE_SLACK else now
+    return None
+
+
+def _entry_link(entry: Any, base: str) -> str | None:
+    candidates = [entry.get("link")]
+    candidates += [
+        link.get("href") for link in entry.get("links", []) if link.get("rel", "alternate") == "alternate"
+    ]
+    if isinstance(entry.get("id"), str) and entry["id"].startswith(("http://", "https://")):
+        candidates.append(entry["id"])
+    for candidate in candidates:
+        if not isinstance(candidate, str) or not candidate.strip():
+            continue
+        url = urljoin(base, candidate.strip())
+        parts = urlsplit(url)
+        if parts.scheme in {"http", "https"} and parts.hostname and len(url) <= 2048:
+            return url
+    return None
+
+
+def source_name(feed_title: str | None, feed_url: str) -> str:
+    if feed_title:
+        return feed_title
+    host = urlsplit(feed_url).hostname or feed_url
+    return host.removeprefix("www.")
+
+
+def parse_feed(
+    body: bytes,
+    *,
+    feed_url: str,
+    final_url: str | None = None,
+    content_type: str | None = None,
+    name: str | None = None,
+    now: datetime,
+    first_fetch: bool = False,
+) -> tuple[str | None, list[FeedItem], int]:
+    """Parse RSS 0.9x/1.0/2.0 or Atom bytes. Returns (feed title, items, % of entries that look like AI news).
+
+    Raises ValueError when the bytes are not a feed.
+    """
+    headers = {"content-type": content_type} if content_type else {}
+    parsed = feedparser.parse(body, response_headers=headers, sanitize_html=True, resolve_relative_uris=True)
+    entries = parsed.entries[:MAX_ENTRIES_PER_FEED]
+    if not entries:
+        if parsed.bozo or not parsed.get("version"):
+            reason = type(parsed.get("bozo_exception")).__name__ if parsed.bozo else "no feed found"
+            raise ValueError(f"not a readable feed ({reason})")
+        return plain_text(parsed.feed.get("title", ""), 200) or None, [], 0
+    title = plain_text(parsed.feed.get("title", ""), 200) or None
+    outlet = name or source_name(title, feed_url)
+    base = final_url or feed_url
+    items: list[FeedItem] = []
+    seen: set[str] = set()
+    relevant = 0
+    for entry in entries:
+        link = _entry_link(entry, base)
+        headline = plain_text(entry.get("title", ""), MAX_TITLE_CHARS)
+        if not link or not headline:
+            continue
+        canonical = canonicalize(link)
+        if canonical in seen:
+            continue
+        seen.add(canonical)
+        content = entry.get("summary", "")
+        if not content and entry.get("content"):
+            content = entry["content"][0].get("value", "")
+        excerpt = plain_text(content, MAX_EXCERPT_CHARS)
+        if excerpt == headline:
+            excerpt = ""
+        published = _entry_time(entry, now)
+        if ai_relevance(headline, excerpt) >= RELEVANT:
+            relevant += 1
+        items.append(
+            FeedItem(
+                feed_url=feed_url,
+                source=outlet,
+                url=link,
+                canonical_url=canonical,
+                title=headline,
+                excerpt=excerpt,
+                published_at=published,
+                seen_at=now,
+                age_unknown=published is None and first_fetch,
+            )
+        )
+    share = round(100 * relevant / len(items)) if items else 0
+    return title, items, share
+
+
+class FeedReader:
+    """Reads many feeds concurrently (bounded), with conditional requests, each under a deadline."""
+
+    def __init__(self, fetcher: Fetcher, *, concurrency: int = 8, timeout: float = 20.0) -> None:
+        self.fetcher = fetcher
+        self.concurrency = max(1, concurrency)
+        self.timeout = timeout
+
+    async def read_all(
+        self, sources: Sequence[FeedSource], states: Mapping[str, FeedState], *, now: datetime
+    ) -> list[FeedOutcome]:
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def one(source: FeedSource) -> FeedOutcome:
+            async with gate:
+                return await self.read(source, states.get(source.url), now=now)
+
+        return list(await asyncio.gather(*(one(source) for source in sources)))
+
+    async def read(self, source: FeedSource, state: FeedState | None, *, now: datetime) -> FeedOutcome:
+        headers: dict[str, str] = {}
+        if state and state.etag:
+            headers["If-None-Match"] = state.etag
+        if state and state.last_modified:
+            headers["If-Modified-Since"] = state.last_modified
+        started = asyncio.get_running_loop().time()
+        try:
+            async with asyncio.timeout(self.timeout):
+                result = await self.fetcher.fetch(source.url, headers=headers, accept="feed")
+        except TimeoutError:
+            return self._failed(source, f"no answer within {self.timeout:g} s")
+        except RingkasError as exc:
+            return self._failed(source, exc.detail or exc.user_message, code=exc.code)
+        except Exception as exc:
+            log.exception("feed fetch crashed", extra={"feed": source.url})
+            return self._failed(source, type(exc).__name__)
+        etag = result.headers.get("etag") or (state.etag if state else None)
+        last_modified = result.headers.get("last-modified") or (state.last_modified if state else None)
+        elapsed_ms = round(1000 * (asyncio.get_running_loop().time() - started))
+        if result.status == 304:
+            log.info("feed not modified", extra={"feed": source.url, "ms": elapsed_ms})
+            return FeedOutcome(
+                url=source.url, status="not_modified", etag=etag, last_modified=last_modified,
+                title=state.title if state else None, ai_share=state.ai_share if state else None,
+            )
+        if result.status >= 400:
+            return self._failed(source, f"HTTP {result.status}")
+        try:
+            # parsing a few MB of XML takes a while: keep the event loop (and Slack acks) responsive
+            title, items, share = await asyncio.to_thread(
+                parse_feed,
+                result.body,
+                feed_url=source.url,
+                final_url=result.final_url,
+                content_type=result.content_type,
+                name=source.name,
+                now=now,
+                first_fetch=not (state and state.fetched_before),
+            )
+        except ValueError as exc:
+            return self._failed(source, str(exc), code="malformed")
+        log.info("feed read", extra={"feed": source.url, "items": len(items), "ms": elapsed_ms})
+        return FeedOutcome(
+            url=source.url, status="ok", items=tuple(items), title=title, etag=etag,
+            last_modified=last_modified, ai_share=share,
+        )
+
+    @staticmethod
+    def _failed(source: FeedSource, reason: str, *, code: str = "error") -> FeedOutcome:
+        log.warning("feed skipped", extra={"feed": source.url, "reason": reason, "code": code})
+        return FeedOutcome(url=source.url, status="failed", error=f"{code}: {reason}"[:500])

@@ -1,0 +1,329 @@
+"""Digest persistence: subscriptions, run claims (one digest per channel per local day), feed cache.
+
+Every write that two processes may race on relies on a unique constraint or a conditional UPDATE, so the
+outcome is decided by the database (SQLite or PostgreSQL), never by process memory.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+
+from ringkas.digest.models import FeedItem, FeedOutcome, FeedState, RunRecord, SharedLink, Subscription
+from ringkas.storage import Database
+from ringkas.storage.base import utcnow
+from ringkas.storage.digest_tables import DigestRunRow, DigestSubscriptionRow, FeedItemRow, FeedStateRow
+from ringkas.storage.tables import ArticleRow, SummaryRow, ThreadArticleRow
+
+OWNER = f"{socket.gethostname()}:{os.getpid()}"[:128]
+SHARED_EXCERPT_CHARS = 700
+MAX_ATTEMPTS = 3  # tries per channel and day when building or posting fails
+
+
+def _subscription(row: DigestSubscriptionRow) -> Subscription:
+    return Subscription(row.team_id, row.channel_id, row.time, row.timezone, row.created_by, row.updated_at)
+
+
+def _run(row: DigestRunRow) -> RunRecord:
+    return RunRecord(
+        id=row.id, team_id=row.team_id, channel_id=row.channel_id, local_date=row.local_date, state=row.state,
+        message_ts=row.message_ts, posted_at=row.posted_at, error=row.error,
+    )
+
+
+class DigestStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def _insert(self, table: Any) -> Any:
+        return (sqlite.insert if self.db.is_sqlite else postgresql.insert)(table)
+
+    # --- subscriptions -------------------------------------------------------------------------
+
+    async def subscribe(
+        self, team_id: str, channel_id: str, *, time: str, timezone: str, created_by: str | None
+    ) -> Subscription:
+        now = utcnow()
+        statement = self._insert(DigestSubscriptionRow).values(
+            team_id=team_id, channel_id=channel_id, time=time, timezone=timezone, created_by=created_by,
+            created_at=now, updated_at=now,
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=["team_id", "channel_id"],
+            set_={"time": time, "timezone": timezone, "created_by": created_by, "updated_at": now},
+        )
+        async with self.db.session() as session:
+            await session.execute(statement)
+        return Subscription(team_id, channel_id, time, timezone, created_by, now)
+
+    async def unsubscribe(self, team_id: str, channel_id: str) -> bool:
+        async with self.db.session() as session:
+            result = await session.execute(
+                delete(DigestSubscriptionRow).where(
+                    DigestSubscriptionRow.team_id == team_id, DigestSubscriptionRow.channel_id == channel_id
+                )
+            )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def subscription(self, team_id: str, channel_id: str) -> Subscription | None:
+        async with self.db.session() as session:
+            row = await session.get(DigestSubscriptionRow, (team_id, channel_id))
+        return _subscription(row) if row else None
+
+    async def subscriptions(self) -> list[Subscription]:
+        async with self.db.session() as session:
+            rows = await session.scalars(
+                select(DigestSubscriptionRow).order_by(
+                    DigestSubscriptionRow.team_id, DigestSubscriptionRow.channel_id
+                )
+            )
+            return [_subscription(row) for row in rows]
+
+    # --- runs: the once-a-day guarantee ---------------------------------------------------------
+
+    async def claim_run(
+        self, team_id: str, channel_id: str, local_date: str, *,
+        stale_after: timedelta = timedelta(minutes=30),
+    ) -> int | None:
+        """Claim today's digest for a channel; the id when this process won, None when someone else has it.
+
+        A new day is claimed by INSERT (the UNIQUE constraint picks one winner). A run that failed before
+        anything was posted, or whose claimer vanished while building (stale `claimed`), is taken over by a
+        conditional UPDATE, which also has exactly one winner. A run in `posting` is never taken over: we
+        cannot know whether Slack received it, and a missing digest beats a duplicate.
+        """
+        now = utcnow()
+        try:
+            async with self.db.session() as session:
+                row = DigestRunRow(
+                    team_id=team_id, channel_id=channel_id, local_date=local_date, state="claimed",
+                    owner=OWNER, attempts=1, claimed_at=now,
+                )
+                session.add(row)
+                await session.flush()
+                return row.id
+        except IntegrityError:
+            pass
+        async with self.db.session() as session:
+            result = await session.execute(
+                update(DigestRunRow)
+                .where(
+                    DigestRunRow.team_id == team_id,
+                    DigestRunRow.channel_id == channel_id,
+                    DigestRunRow.local_date == local_date,
+                    or_(
+                        and_(DigestRunRow.state == "failed", DigestRunRow.attempts < MAX_ATTEMPTS),
+                        and_(DigestRunRow.state == "claimed", DigestRunRow.claimed_at < now - stale_after),
+                    ),
+                )
+                .values(
+                    state="claimed", owner=OWNER, claimed_at=now, error=None,
+                    attempts=DigestRunRow.attempts + 1,
+                )
+                .returning(DigestRunRow.id)
+            )
+            return result.scalar_one_or_none()
+
+    async def mark_posting(self, run_id: int, *, window_start: datetime, window_end: datetime,
+                           stories: int, items_read: int) -> None:
+        await self._update_run(
+            run_id, state="posting", window_start=window_start, window_end=window_end, stories=stories,
+            items_read=items_read,
+        )
+
+    async def mark_posted(self, run_id: int, *, message_ts: str | None) -> None:
+        await self._update_run(run_id, state="posted", message_ts=message_ts, posted_at=utcnow())
+
+    async def mark_failed(self, run_id: int, error: str) -> None:
+        """Nothing was posted: the run may be claimed again (up to MAX_ATTEMPTS in all)."""
+        await self._update_run(run_id, state="failed", error=error[:1000])
+
+    async def mark_uncertain(self, run_id: int, error: str) -> None:
+        """Posting broke midway: Slack may have the message, so this day is never tried again."""
+        await self._update_run(run_id, state="uncertain", error=error[:1000])
+
+    async def _update_run(self, run_id: int, **values: object) -> None:
+        async with self.db.session() as session:
+            await session.execute(update(DigestRunRow).where(DigestRunRow.id == run_id).values(**values))
+
+    async def run(self, team_id: str, channel_id: str, local_date: str) -> RunRecord | None:
+        async with self.db.session() as session:
+            row = await session.scalar(
+                select(DigestRunRow).where(
+                    DigestRunRow.team_id == team_id,
+                    DigestRunRow.channel_id == channel_id,
+                    DigestRunRow.local_date == local_date,
+                )
+            )
+            return _run(row) if row else None
+
+    async def runs(self, team_id: str, channel_id: str) -> list[RunRecord]:
+        async with self.db.session() as session:
+            rows = await session.scalars(
+                select(DigestRunRow)
+                .where(DigestRunRow.team_id == team_id, DigestRunRow.channel_id == channel_id)
+                .order_by(DigestRunRow.local_date)
+            )
+            return [_run(row) for row in rows]
+
+    async def last_window_end(self, team_id: str, channel_id: str) -> datetime | None:
+        """Where the channel's previous posted digest stopped reading (the next one starts there)."""
+        async with self.db.session() as session:
+            return await session.scalar(
+                select(func.max(DigestRunRow.window_end)).where(
+                    DigestRunRow.team_id == team_id,
+                    DigestRunRow.channel_id == channel_id,
+                    DigestRunRow.state.in_(("posting", "posted")),
+                )
+            )
+
+    # --- feed cache ----------------------------------------------------------------------------
+
+    async def feed_states(self, urls: Iterable[str]) -> dict[str, FeedState]:
+        wanted = list(dict.fromkeys(urls))
+        if not wanted:
+            return {}
+        async with self.db.session() as session:
+            rows = await session.scalars(select(FeedStateRow).where(FeedStateRow.url.in_(wanted)))
+            return {
+                row.url: FeedState(
+                    url=row.url, etag=row.etag, last_modified=row.last_modified, title=row.title,
+                    ai_share=row.ai_share, fetched_before=row.first_fetched_at is not None,
+                )
+                for row in rows
+            }
+
+    async def save_feed_outcomes(self, outcomes: Sequence[FeedOutcome], *, now: datetime) -> None:
+        """Remember validators and new entries. Entries already stored keep their first `seen_at`."""
+        async with self.db.session() as session:
+            for outcome in outcomes:
+                state: dict[str, object] = {"last_status": outcome.status, "last_fetched_at": now,
+                                            "last_error": outcome.error}
+                if outcome.status != "failed":
+                    state.update(etag=outcome.etag, last_modified=outcome.last_modified)
+                if outcome.status == "ok":
+                    state.update(title=outcome.title, ai_share=outcome.ai_share)
+                statement = self._insert(FeedStateRow).values(
+                    url=outcome.url, first_fetched_at=now if outcome.status == "ok" else None, **state
+                )
+                if outcome.status == "ok":
+                    state["first_fetched_at"] = func.coalesce(FeedStateRow.first_fetched_at, now)
+                await session.execute(statement.on_conflict_do_update(index_elements=["url"], set_=state))
+                rows = [
+                    {
+                        "feed_url": item.feed_url, "canonical_url": item.canonical_url, "url": item.url,
+                        "title": item.title, "excerpt": item.excerpt, "source": item.source,
+                        "published_at": item.published_at, "seen_at": item.seen_at,
+                        "age_unknown": item.age_unknown,
+                    }
+                    for item in outcome.items
+                ]
+                for start in range(0, len(rows), 200):
+                    await session.execute(
+                        self._insert(FeedItemRow)
+                        .values(rows[start : start + 200])
+                        .on_conflict_do_nothing(index_elements=["feed_url", "canonical_url"])
+                    )
+
+    async def feed_items_since(self, feed_urls: Iterable[str], since: datetime) -> list[FeedItem]:
+        urls = list(dict.fromkeys(feed_urls))
+        if not urls:
+            return []
+        async with self.db.session() as session:
+            rows = await session.scalars(
+                select(FeedItemRow).where(
+                    FeedItemRow.feed_url.in_(urls),
+                    or_(
+                        FeedItemRow.published_at >= since,
+                        and_(
+                            FeedItemRow.published_at.is_(None),
+                            FeedItemRow.age_unknown.is_(False),
+                            FeedItemRow.seen_at >= since,
+                        ),
+                    ),
+                )
+            )
+            return [
+                FeedItem(
+                    feed_url=row.feed_url, source=row.source, url=row.url, canonical_url=row.canonical_url,
+                    title=row.title, excerpt=row.excerpt, published_at=row.published_at, seen_at=row.seen_at,
+                    age_unknown=row.age_unknown,
+                )
+                for row in rows
+            ]
+
+    async def prune_items(self, older_than: datetime) -> int:
+        async with self.db.session() as session:
+            result = await session.execute(
+                delete(FeedItemRow).where(
+                    FeedItemRow.seen_at < older_than,
+                    or_(FeedItemRow.published_at.is_(None), FeedItemRow.published_at < older_than),
+                )
+            )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    # --- links the team shared -----------------------------------------------------------------
+
+    async def shared_links(
+        self, team_id: str, channel_id: str, *, since: datetime, until: datetime, language: str
+    ) -> list[SharedLink]:
+        """Articles summarized in this channel during the window, with a stored TL;DR when there is one."""
+        async with self.db.session() as session:
+            shared = (
+                select(ThreadArticleRow.article_id, func.min(ThreadArticleRow.created_at).label("shared_at"))
+                .where(
+                    ThreadArticleRow.team_id == team_id,
+                    ThreadArticleRow.channel_id == channel_id,
+                    ThreadArticleRow.created_at >= since,
+                    ThreadArticleRow.created_at < until,
+                )
+                .group_by(ThreadArticleRow.article_id)
+                .subquery()
+            )
+            rows = (
+                await session.execute(
+                    select(ArticleRow, shared.c.shared_at)
+                    .join(shared, shared.c.article_id == ArticleRow.id)
+                    .order_by(shared.c.shared_at)
+                )
+            ).all()
+            if not rows:
+                return []
+            ids = [article.id for article, _ in rows]
+            summaries = (
+                await session.scalars(
+                    select(SummaryRow).where(SummaryRow.article_id.in_(ids)).order_by(SummaryRow.created_at)
+                )
+            ).all()
+        in_language: dict[int, SummaryRow] = {}
+        any_language: dict[int, SummaryRow] = {}
+        for summary in summaries:  # oldest first, so the newest wins
+            any_language[summary.article_id] = summary
+            if summary.language == language:
+                in_language[summary.article_id] = summary
+        links = []
+        for article, shared_at in rows:
+            own = in_language.get(article.id)
+            other = any_language.get(article.id)
+            title = article.title or (own.title if own else None) or (other.title if other else None)
+            links.append(
+                SharedLink(
+                    article_id=article.id,
+                    url=article.url,
+                    canonical_url=article.canonical_url,
+                    title=(title or article.canonical_url)[:300],
+                    site_name=article.site_name,
+                    excerpt=article.text[:SHARED_EXCERPT_CHARS],
+                    shared_at=shared_at if shared_at.tzinfo else shared_at.replace(tzinfo=until.tzinfo),
+                    tldr=own.tldr if own else None,
+                    other_tldr=other.tldr if other and not own else None,
+                )
+            )
+        return links
