@@ -66,9 +66,11 @@ class SlackRuntime:
     deps: object  # handlers.deps.Deps
     scheduler: object | None
 
-    async def aclose(self) -> None:
+    async def aclose(self, grace: float = 30.0) -> None:
+        """Stop the scheduler, let summaries in progress finish (up to `grace` s), then close the core."""
         if self.scheduler is not None:
             await self.scheduler.shutdown()  # type: ignore[attr-defined]
+        await self.deps.tasks.drain(grace)  # type: ignore[attr-defined]
         await self.core.aclose()
 
 
@@ -149,6 +151,15 @@ async def serve_http(runtime: SlackRuntime, port: int, host: str = "0.0.0.0") ->
     return runner
 
 
+async def start_socket_mode(runtime: SlackRuntime, app_token: str) -> object:
+    """Connect to Slack over Socket Mode (apps.connections.open on SLACK_API_URL); returns the handler."""
+    from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+    handler = AsyncSocketModeHandler(runtime.app, app_token)  # type: ignore[arg-type]
+    await handler.connect_async()
+    return handler
+
+
 async def run_app(settings: Settings) -> None:
     runtime = await build_slack_app(settings)
     stop = asyncio.Event()
@@ -157,13 +168,10 @@ async def run_app(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     try:
         if settings.socket_mode:
-            from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
-
-            handler = AsyncSocketModeHandler(runtime.app, settings.slack_app_token)  # type: ignore[arg-type]
-            await handler.connect_async()
+            handler = await start_socket_mode(runtime, settings.slack_app_token or "")
             log.info("ringkas started", extra={"mode": "socket"})
             await stop.wait()
-            await handler.close_async()
+            await handler.close_async()  # type: ignore[attr-defined]
         else:
             runner = await serve_http(runtime, settings.port)
             log.info("ringkas started", extra={"mode": "http", "port": settings.port})

@@ -17,6 +17,9 @@ from tests.support.openai_stub import OpenAIStub
 from tests.support.slack_stub import SlackStub
 from tests.support.web_stub import WebStub
 
+# The running Slack app (fixtures `slack_app`, `make_slack_app`), shared by every Slack feature's tests.
+pytest_plugins = ["tests.slack_app"]
+
 FIXTURES = Path(__file__).parent / "fixtures"
 _SHARED_TIKTOKEN = Path(__file__).resolve().parents[2] / "shared" / "tiktoken"
 if "TIKTOKEN_CACHE_DIR" not in os.environ and _SHARED_TIKTOKEN.is_dir():

@@ -30,6 +30,7 @@ class Call:
     method: str
     args: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
+    response: dict[str, Any] | None = None  # the JSON answered (None while pending or when rate limited)
 
 
 class SlackStub:
@@ -119,16 +120,17 @@ class SlackStub:
         method = request.match_info["method"]
         args = await self._args(request)
         headers = {k.lower(): v for k, v in request.headers.items() if k.lower() in {"authorization", "user-agent"}}
-        self.calls.append(Call(method, args, headers))
+        call = Call(method, args, headers)
+        self.calls.append(call)
         limits = self._rate_limits.get(method)
         if limits:
             retry_after = limits.pop(0)
             return web.json_response(
                 {"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": str(int(retry_after))}
             )
-        if method in self.overrides:
-            return web.json_response(self.overrides[method](args))
-        return web.json_response(self._answer(method, args))
+        answer = self.overrides.get(method)
+        call.response = answer(args) if answer is not None else self._answer(method, args)
+        return web.json_response(call.response)
 
     def _next_ts(self) -> str:
         return f"1700000000.{next(self._ts):06d}"

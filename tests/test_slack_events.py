@@ -1,0 +1,423 @@
+"""The running Slack app over signed HTTP: mentions, passive summaries, DMs, idempotency, failures, limits."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from ringkas.storage.tables import SlackRequestRow
+from tests.conftest import SIGNING_SECRET
+from tests.slack_app import BOT_USER_ID, MakeSlackApp, SlackApp, mention, message, next_ts
+from tests.support.openai_stub import OpenAIStub, fake_for_schema
+from tests.support.slack_signing import event_body, signed_headers
+from tests.support.slack_stub import SlackStub
+from tests.support.web_stub import WebStub
+
+ARTICLE = (Path(__file__).parent / "fixtures" / "slack_article.html").read_text(encoding="utf-8")
+
+
+def article_page(web: WebStub, path: str = "/story", title: str | None = None) -> str:
+    body = ARTICLE if title is None else ARTICLE.replace("Open-weight model tops coding benchmark", title)
+    return web.add(path, body)
+
+
+def summary_responder(**fields: Any):  # type: ignore[no-untyped-def]
+    """A model stand-in answering summary requests with `fields` over the schema-shaped default."""
+
+    def respond(body: dict[str, Any]) -> str:
+        fmt = body.get("response_format") or {}
+        data = fake_for_schema(fmt["json_schema"]["schema"]) if fmt.get("type") == "json_schema" else {}
+        if not isinstance(data, dict) or ("tldr" not in data and fmt.get("type") != "json_schema"):
+            data = {"title": "t", "tldr": "stub", "key_points": ["a", "b", "c"], "why_it_matters": "w"}
+        data.update(fields)
+        return json.dumps(data)
+
+    return respond
+
+
+def updates(stub: SlackStub) -> list[dict[str, Any]]:
+    return [c.args for c in stub.calls_to("chat.update")]
+
+
+def all_text(args: dict[str, Any]) -> str:
+    return json.dumps(args.get("blocks", [])) + "\n" + str(args.get("text", ""))
+
+
+async def request_rows(app: SlackApp) -> list[SlackRequestRow]:
+    async with app.runtime.core.db.session() as session:
+        return list(await session.scalars(select(SlackRequestRow).order_by(SlackRequestRow.id)))
+
+
+# --- HTTP surface ---------------------------------------------------------------------------------
+
+
+async def test_forged_and_stale_signatures_are_rejected(slack_app: SlackApp, slack_stub: SlackStub) -> None:
+    body = event_body(mention("<@UBOT> <https://example.test/a>"))
+    forged = signed_headers("not-the-secret", body, content_type="application/json")
+    assert (await slack_app.post("/slack/events", body, forged)).status == 401
+    stale = signed_headers(SIGNING_SECRET, body, content_type="application/json",
+                           timestamp=int(time.time()) - 10 * 60)
+    assert (await slack_app.post("/slack/events", body, stale)).status == 401
+    unsigned = {"Content-Type": "application/json"}
+    assert (await slack_app.post("/slack/events", body, unsigned)).status == 401
+    await slack_app.settle()
+    assert slack_stub.calls_to("chat.postMessage") == []
+
+
+async def test_url_verification_challenge(slack_app: SlackApp) -> None:
+    body = json.dumps({"token": "t", "challenge": "chal-123", "type": "url_verification"})
+    reply = await slack_app.post("/slack/events", body,
+                                 signed_headers(SIGNING_SECRET, body, content_type="application/json"))
+    assert reply.status == 200
+    assert "chal-123" in reply.text
+
+
+async def test_healthz_reports_database(slack_app: SlackApp) -> None:
+    assert (await slack_app.get("/healthz")).status == 200
+    db = slack_app.runtime.core.db
+    working = db.engine
+    # Point the app at a database server that is not there (a closed local port): not healthy.
+    db.engine = create_async_engine("postgresql+psycopg://postgres@127.0.0.1:9/none",
+                                    connect_args={"connect_timeout": 2})
+    try:
+        reply = await slack_app.get("/healthz")
+        assert reply.status == 503
+        assert "database" in reply.text
+    finally:
+        await db.engine.dispose()
+        db.engine = working
+    assert (await slack_app.get("/healthz")).status == 200
+
+
+# --- mentions -------------------------------------------------------------------------------------
+
+
+async def test_mention_with_one_link(slack_app: SlackApp, slack_stub: SlackStub, web: WebStub,
+                                     openai_stub: OpenAIStub) -> None:
+    url = article_page(web)
+    event = mention(f"<@{BOT_USER_ID}> what about this? <{url}|a story>")
+    assert await slack_app.event(event) == 200
+    await slack_app.settle()
+
+    posted = slack_stub.posted()
+    assert len(posted) == 1
+    status = posted[0]
+    assert status["thread_ts"] == event["ts"] and status["channel"] == "C0001"
+    assert "Reading" in status["text"]
+    [update] = updates(slack_stub)
+    blocks = update["blocks"]
+    text = all_text(update)
+    assert "Open-weight model tops coding benchmark" in text
+    assert url in blocks[0]["text"]["text"]  # the title links to the source
+    assert "AI Wire" in text and "Rina Hartono" in text and "2026-11-20" in text and "min read" in text
+    assert "TL;DR" in text and "Key points" in text and "Why it matters" in text
+    assert "gpt-4.1-mini" in json.dumps(blocks[-1]) and "English (en)" in json.dumps(blocks[-1])
+    assert update["text"]  # plain fallback for notifications
+    assert len(openai_stub.requests) >= 1
+    [row] = await request_rows(slack_app)
+    assert (row.kind, row.state, row.reply_ts) == ("mention", "done", update["ts"])
+    # The thread now belongs to the article (follow-up questions find it).
+    state = slack_app.deps.state
+    assert await state.articles_in_thread("T0001", "C0001", event["ts"]) == [row.article_id]
+
+
+async def test_mention_with_three_links_in_a_thread(slack_app: SlackApp, slack_stub: SlackStub,
+                                                   web: WebStub) -> None:
+    urls = [article_page(web, f"/s{i}", title=f"Story number {i}") for i in range(3)]
+    root = next_ts()
+    event = mention(f"<@{BOT_USER_ID}> " + " ".join(f"<{u}>" for u in urls), thread_ts=root)
+    assert await slack_app.event(event) == 200
+    await slack_app.settle()
+    posted = slack_stub.posted()
+    assert len(posted) == 3
+    assert all(p["thread_ts"] == root for p in posted)  # replies go to the mention's thread
+    done = updates(slack_stub)
+    assert len(done) == 3
+    # Each progress message became the summary of its own link, in the order the links were shared.
+    final = {u["ts"]: all_text(u) for u in done}
+    for i, call in enumerate(slack_stub.calls_to("chat.postMessage")):
+        assert f"Story number {i}" in final[call.response["ts"]]
+
+
+async def test_links_beyond_the_cap_are_skipped_and_told(make_slack_app: MakeSlackApp, slack_stub: SlackStub,
+                                                         web: WebStub) -> None:
+    app = await make_slack_app(MAX_LINKS_PER_MESSAGE="2")
+    urls = [article_page(web, f"/c{i}") for i in range(4)]
+    await app.event(mention(f"<@{BOT_USER_ID}> " + " ".join(f"<{u}>" for u in urls)))
+    await app.settle()
+    posted = slack_stub.posted()
+    assert len(posted) == 3  # two progress messages + the note
+    note = posted[2]
+    assert "up to 2 links" in note["text"] and "skipped 2" in note["text"]
+    assert len(updates(slack_stub)) == 2
+    assert web.hits["/c2"] == 0 and web.hits["/c3"] == 0
+
+
+async def test_mention_without_link_gets_help(slack_app: SlackApp, slack_stub: SlackStub,
+                                              openai_stub: OpenAIStub) -> None:
+    event = mention(f"<@{BOT_USER_ID}> hello there")
+    await slack_app.event(event)
+    await slack_app.event(event, retry_num=1)  # a redelivery does not repeat the help
+    await slack_app.settle()
+    [help_msg] = slack_stub.posted()
+    assert help_msg["thread_ts"] == event["ts"]
+    assert "/summarize" in help_msg["text"] or "summarize" in json.dumps(help_msg["blocks"])
+    assert openai_stub.requests == []
+
+
+# --- passive summaries, ignored messages ----------------------------------------------------------
+
+
+async def test_plain_message_is_summarized_unless_turned_off(slack_app: SlackApp, slack_stub: SlackStub,
+                                                            web: WebStub) -> None:
+    url = article_page(web)
+    first = message(f"look <{url}>")
+    await slack_app.event(first)
+    await slack_app.settle()
+    assert [p["thread_ts"] for p in slack_stub.posted()] == [first["ts"]]
+    assert len(updates(slack_stub)) == 1
+
+    reply = await slack_app.command("auto off")
+    assert reply.status == 200
+    await slack_app.settle()
+    await slack_app.event(message(f"again <{url}>"))
+    await slack_app.settle()
+    assert len(slack_stub.posted()) == 1  # nothing new
+
+    # A mention still works with passive summaries off.
+    await slack_app.event(mention(f"<@{BOT_USER_ID}> <{url}>"))
+    await slack_app.settle()
+    assert len(slack_stub.posted()) == 2
+
+    await slack_app.command("auto on")
+    await slack_app.settle()
+    await slack_app.event(message(f"third <{url}>"))
+    await slack_app.settle()
+    assert len(slack_stub.posted()) == 3
+
+
+async def test_bot_own_edited_deleted_and_other_messages_are_ignored(
+    slack_app: SlackApp, slack_stub: SlackStub, web: WebStub
+) -> None:
+    url = article_page(web)
+    ts = next_ts()
+    ignored = [
+        message(f"<{url}>", bot_id="B999", user="U999"),
+        message(f"<{url}>", subtype="bot_message", bot_id="B999", user=None),
+        message(f"<{url}>", user=BOT_USER_ID),
+        message("", subtype="message_changed", user=None,
+                message={"type": "message", "user": "U0001", "text": f"edited <{url}>", "ts": ts},
+                previous_message={"type": "message", "user": "U0001", "text": "old", "ts": ts}),
+        message("", subtype="message_deleted", user=None, deleted_ts=ts),
+        message(f"<@U0001> has joined the channel <{url}>", subtype="channel_join"),
+        message("no link at all, just chatting"),
+    ]
+    for event in ignored:
+        assert await slack_app.event(event) == 200
+    await slack_app.settle()
+    assert slack_stub.posted() == []
+    assert web.hits["/story"] == 0
+
+
+async def test_mention_delivered_as_mention_message_and_preview_edit_gets_one_reply(
+    slack_app: SlackApp, slack_stub: SlackStub, web: WebStub, openai_stub: OpenAIStub
+) -> None:
+    url = article_page(web)
+    ts = next_ts()
+    text = f"<@{BOT_USER_ID}> <{url}>"
+    await slack_app.event(mention(text, ts=ts))
+    await slack_app.event(message(text, ts=ts))
+    # Slack adds the link preview by editing the message.
+    await slack_app.event(message("", subtype="message_changed", user=None, hidden=True,
+                                  message={"type": "message", "user": "U0001", "text": text, "ts": ts,
+                                           "attachments": [{"title": "preview", "from_url": url}]}))
+    # And the plain message path on its own (e.g. delivered first) claims the same link key.
+    await slack_app.settle()
+    assert len(slack_stub.posted()) == 1
+    assert len(updates(slack_stub)) == 1
+
+
+async def test_same_links_from_both_events_without_mention_dedupe(
+    slack_app: SlackApp, slack_stub: SlackStub, web: WebStub
+) -> None:
+    # Both paths race for the same (channel, ts, link): claim() lets exactly one through.
+    url = article_page(web)
+    ts = next_ts()
+    event = message(f"<{url}>", ts=ts)
+    await slack_app.event(event)
+    await slack_app.event(mention(f"<{url}>", ts=ts))  # as if Slack also sent app_mention
+    await slack_app.settle()
+    assert len(slack_stub.posted()) == 1
+
+
+async def test_retried_delivery_never_replies_twice(slack_app: SlackApp, slack_stub: SlackStub,
+                                                   web: WebStub) -> None:
+    url = article_page(web)
+    event = mention(f"<@{BOT_USER_ID}> <{url}>")
+    await slack_app.event(event, event_id="EvRetry1")
+    await slack_app.settle()
+    for attempt in (1, 2, 3):
+        assert await slack_app.event(event, event_id="EvRetry1", retry_num=attempt) == 200
+    await slack_app.settle()
+    assert len(slack_stub.posted()) == 1
+    assert len(updates(slack_stub)) == 1
+
+
+async def test_direct_message_with_link(slack_app: SlackApp, slack_stub: SlackStub, web: WebStub) -> None:
+    url = article_page(web)
+    dm = message(f"<{url}>", channel="D0001", channel_type="im")
+    await slack_app.event(dm)
+    await slack_app.settle()
+    [status] = slack_stub.posted()
+    assert status["channel"] == "D0001" and "thread_ts" not in status  # top-level in a DM
+    [update] = updates(slack_stub)
+    assert "Open-weight model" in all_text(update)
+    [row] = await request_rows(slack_app)
+    assert row.kind == "dm" and row.state == "done"
+    # Replies in the summary's own thread are follow-up questions about the article.
+    assert await slack_app.deps.state.articles_in_thread("T0001", "D0001", update["ts"]) == [row.article_id]
+
+
+async def test_direct_message_without_link_gets_help(slack_app: SlackApp, slack_stub: SlackStub) -> None:
+    await slack_app.event(message("hi, what can you do?", channel="D0002", channel_type="im"))
+    await slack_app.settle()
+    [help_msg] = slack_stub.posted()
+    assert help_msg["channel"] == "D0002" and "summarize" in help_msg["text"]
+
+
+# --- failures -------------------------------------------------------------------------------------
+
+
+async def test_failures_are_told_in_the_thread(
+    make_slack_app: MakeSlackApp, slack_stub: SlackStub, web: WebStub, openai_stub: OpenAIStub
+) -> None:
+    app = await make_slack_app(OPENAI_MAX_RETRIES="1")
+    good = article_page(web)
+    blocked = web.url("/story", host="127.0.0.2")  # loopback, but not in FETCH_ALLOW_HOSTS
+    missing = web.url("/missing")
+    event = mention(f"<@{BOT_USER_ID}> <{blocked}> <{missing}> <{good}>")
+    openai_stub.fail_next(10, status=500)
+    await app.event(event)
+    await app.settle()
+    final = {u["ts"]: all_text(u) for u in updates(slack_stub)}
+    assert len(final) == 3
+    statuses = slack_stub.calls_to("chat.postMessage")
+    blocked_text, missing_text, model_text = (final[c.response["ts"]] for c in statuses)
+    assert "private or internal address" in blocked_text
+    assert "couldn't summarize" in missing_text
+    assert "language model is unavailable" in model_text
+    rows = await request_rows(app)
+    assert [r.state for r in rows] == ["failed", "failed", "failed"]
+    assert rows[0].error_code == "blocked_address" and rows[2].error_code == "model_unavailable"
+    assert len(openai_stub.requests) == 2  # one try + one retry, then told plainly
+    # The app is still fine: the same link works once the model is back.
+    await app.event(mention(f"<@{BOT_USER_ID}> <{good}>"))
+    await app.settle()
+    assert "Open-weight model" in all_text(updates(slack_stub)[-1])
+
+
+async def test_slack_rate_limit_is_retried(slack_app: SlackApp, slack_stub: SlackStub, web: WebStub) -> None:
+    url = article_page(web)
+    slack_stub.rate_limit_next("chat.postMessage", 1, retry_after=1)
+    slack_stub.rate_limit_next("chat.update", 1, retry_after=1)
+    await slack_app.event(mention(f"<@{BOT_USER_ID}> <{url}>"))
+    await slack_app.settle()
+    assert len(slack_stub.calls_to("chat.postMessage")) == 2  # 429, then the retry
+    assert len(slack_stub.calls_to("chat.update")) == 2
+    assert "Open-weight model" in all_text(slack_stub.calls_to("chat.update")[-1].args)
+    [row] = await request_rows(slack_app)
+    assert row.state == "done"
+
+
+# --- rendering through the app --------------------------------------------------------------------
+
+
+async def test_model_output_cannot_ping_or_inject(slack_app: SlackApp, slack_stub: SlackStub, web: WebStub,
+                                                 openai_stub: OpenAIStub) -> None:
+    openai_stub.responder = summary_responder(
+        tldr="<!channel> @here Big news <https://evil.test|click me>",
+        key_points=["@everyone look", "<@U0BADBAD> wins", "fine point"],
+        why_it_matters="<!subteam^S123> matters",
+    )
+    url = article_page(web)
+    await slack_app.event(mention(f"<@{BOT_USER_ID}> <{url}>"))
+    await slack_app.settle()
+    [update] = updates(slack_stub)
+    text = all_text(update)
+    for bad in ("<!channel>", "@here", "@everyone", "<@U0BADBAD>", "<https://evil.test", "<!subteam"):
+        assert bad not in text
+    assert "&lt;!channel&gt;" in text
+
+
+async def test_huge_summary_fits_slack_limits(slack_app: SlackApp, slack_stub: SlackStub, web: WebStub,
+                                             openai_stub: OpenAIStub) -> None:
+    openai_stub.responder = summary_responder(
+        title="T" * 1000,
+        tldr="x" * 5000,
+        key_points=[f"point {i} " + "y" * 8000 for i in range(5)],
+        why_it_matters="z&" * 6000,
+    )
+    url = article_page(web, title="A" * 400)
+    await slack_app.event(mention(f"<@{BOT_USER_ID}> <{url}>"))
+    await slack_app.settle()
+    [update] = updates(slack_stub)
+    blocks = update["blocks"]
+    assert len(blocks) <= 50
+    for block in blocks:
+        if block["type"] == "section":
+            assert len(block["text"]["text"]) <= 3000
+    assert len(update["text"]) <= 40_000
+    assert "point 4" in json.dumps(blocks)  # every point is there, shortened
+
+
+async def test_same_article_shared_twice_costs_one_model_call(slack_app: SlackApp, slack_stub: SlackStub,
+                                                             web: WebStub, openai_stub: OpenAIStub) -> None:
+    url = article_page(web)
+    await slack_app.event(message(f"<{url}>"))
+    await slack_app.settle()
+    calls = len(openai_stub.requests)
+    assert calls >= 1
+    # Shared again elsewhere, with a tracking parameter.
+    await slack_app.event(message(f"<{url}?utm_source=newsletter>", channel="C0002"))
+    await slack_app.settle()
+    assert len(openai_stub.requests) == calls
+    second = updates(slack_stub)[-1]
+    assert second["channel"] == "C0002"
+    assert "cached" in json.dumps(second["blocks"][-1])
+
+
+# --- Socket Mode ----------------------------------------------------------------------------------
+
+
+async def test_socket_mode_acks_and_answers(slack_stub: SlackStub, make_settings, web: WebStub) -> None:
+    from bot import build_slack_app, start_socket_mode
+
+    settings = make_settings(SLACK_API_URL=slack_stub.api_url, SLACK_APP_TOKEN="xapp-1-test",
+                             SLACK_SIGNING_SECRET="")
+    runtime = await build_slack_app(settings, start_scheduler=False)
+    handler = await start_socket_mode(runtime, "xapp-1-test")
+    try:
+        url = article_page(web)
+        event = mention(f"<@{BOT_USER_ID}> <{url}>")
+        envelope = {
+            "envelope_id": "env-1",
+            "type": "events_api",
+            "accepts_response_payload": False,
+            "retry_attempt": 0,
+            "retry_reason": "",
+            "payload": json.loads(event_body(event)),
+        }
+        await slack_stub.socket_send(envelope)
+        await slack_stub.wait_for("chat.update", 1, timeout=30)
+        assert any(a.get("envelope_id") == "env-1" for a in slack_stub.socket_acks)
+        open_calls = slack_stub.calls_to("apps.connections.open")
+        assert open_calls and "xapp-1-test" in open_calls[0].headers.get("authorization", "")
+        assert "Open-weight model" in all_text(slack_stub.calls_to("chat.update")[0].args)
+    finally:
+        await handler.close_async()  # type: ignore[attr-defined]
+        await runtime.aclose(grace=10)
