@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -17,6 +18,7 @@ class FetchResult:
     content_type: str  # media type only, lower case, e.g. "text/html"
     charset: str | None  # from the Content-Type header, if any
     body: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)  # response headers, lower-case keys
 
 
 @dataclass(frozen=True)

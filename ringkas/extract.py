@@ -1,0 +1,735 @@
+"""Main text and metadata from fetched bytes: HTML (trafilatura), PDF (pypdf) and plain text.
+
+Web pages are hostile and messy. The pipeline for HTML is:
+1. decode with the right charset (BOM > valid UTF-8 > header > meta/XML declaration > detection);
+2. read metadata from the untouched tree (trafilatura + JSON-LD + <html lang>, canonical rules);
+3. prune boilerplate trafilatura tends to keep (inline "Baca juga"/"Read also" boxes, ad labels,
+   share/newsletter/comment widgets) from a copy of the tree;
+4. extract with trafilatura (markdown output: blank lines between paragraphs, headings, lists, tables),
+   falling back to a recall-oriented pass when the result is short compared with the page's paragraphs;
+5. drop leftover boilerplate lines, normalise whitespace, strip control characters.
+"""
+
+from __future__ import annotations
+
+import codecs
+import io
+import json
+import logging
+import re
+import unicodedata
+from collections.abc import Iterator
+from copy import deepcopy
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import trafilatura
+from lxml.html import HtmlElement
+from trafilatura.deduplication import LRUCache
+from trafilatura.metadata import extract_metadata
+from trafilatura.utils import load_html
+
+from ringkas.documents import Article, FetchResult
+from ringkas.errors import NotAnArticle, NotFound, TooLarge, UnsupportedContent
+from ringkas.fetch import HTML_TYPES, PDF_TYPES, looks_like_html, looks_like_pdf, looks_like_text
+from ringkas.language import close_languages, detect_language_with_confidence, normalize_language
+from ringkas.urls import canonicalize, same_site
+
+log = logging.getLogger("ringkas.extract")
+
+MAX_TEXT_CHARS = 2_000_000
+MAX_PDF_PAGES = 300
+MAX_FILE_BYTES = 50 * 1024 * 1024
+MIN_ARTICLE_LETTERS = 120
+TRUNCATION_NOTE = "[… the rest of this document was cut: it is longer than {limit:,} characters.]"
+
+# --- text hygiene -------------------------------------------------------------------------------
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b\u2028\u2029\ufeff\ufffe\uffff\u00ad]")
+_SPACES = re.compile(r"[ \t\u00a0\u2000-\u200a\u202f\u205f\u3000]+")
+_MANY_NEWLINES = re.compile(r"\n{3,}")
+
+
+def clean_text(text: str, *, limit: int = MAX_TEXT_CHARS) -> str:
+    """NFC, no control characters or NULs, single spaces, at most one blank line, capped length."""
+    text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
+    text = _CONTROL.sub("", text)
+    lines = [_SPACES.sub(" ", line).strip() for line in text.split("\n")]
+    text = _MANY_NEWLINES.sub("\n\n", "\n".join(lines)).strip()
+    if len(text) > limit:
+        cut = text.rfind("\n\n", 0, limit)
+        if cut < limit * 0.8:
+            cut = limit
+        text = text[:cut].rstrip() + "\n\n" + TRUNCATION_NOTE.format(limit=limit)
+    return text
+
+
+def _letters(text: str) -> int:
+    return sum(1 for ch in text if ch.isalnum())
+
+
+# --- character encodings -----------------------------------------------------------------------------
+
+_META_CHARSET = re.compile(rb"""<meta[^>]{0,512}?charset\s*=\s*["']?\s*([a-zA-Z0-9_.:\-]{2,40})""", re.I)
+_XML_ENCODING = re.compile(
+    rb"""^\s*<\?xml[^>]{0,200}?encoding\s*=\s*["']([a-zA-Z0-9_.:\-]{2,40})["']""", re.I
+)
+_BOM_CODECS = (
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+#: WHATWG Encoding Standard label aliases that differ from Python's codecs.
+_WHATWG = {
+    "iso-8859-1": "cp1252", "iso8859-1": "cp1252", "latin1": "cp1252", "latin-1": "cp1252",
+    "l1": "cp1252", "us-ascii": "cp1252", "ascii": "cp1252", "iso-8859-9": "cp1254", "latin5": "cp1254",
+    "iso-8859-11": "cp874", "tis-620": "cp874", "shift_jis": "cp932", "shift-jis": "cp932", "sjis": "cp932",
+    "x-sjis": "cp932", "ms_kanji": "cp932", "windows-31j": "cp932", "gb2312": "gb18030", "gbk": "gb18030",
+    "x-gbk": "gb18030", "gb_2312-80": "gb18030", "euc-kr": "cp949", "ks_c_5601-1987": "cp949",
+    "big5": "big5hkscs", "x-x-big5": "big5hkscs", "utf8": "utf-8", "unicode-1-1-utf-8": "utf-8",
+}
+
+
+def _codec(label: str | bytes | None) -> str | None:
+    """Python codec name for a charset label, or None when unknown or unsafe (utf-7, utf-16 w/o BOM)."""
+    if not label:
+        return None
+    if isinstance(label, bytes):
+        label = label.decode("ascii", "ignore")
+    label = label.strip().strip("\"'").lower()
+    label = _WHATWG.get(label, label)
+    try:
+        name = codecs.lookup(label).name
+    except LookupError:
+        return None
+    if name in {"utf-7", "utf-16", "utf-32", "utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be"}:
+        return "utf-8" if name != "utf-7" else None  # a page declaring UTF-16 in ASCII bytes is really UTF-8
+    return name
+
+
+def declared_charset_in_document(body: bytes) -> str | None:
+    """Charset from an XML declaration or a <meta charset>/http-equiv tag in the first 4 KB."""
+    head = body[:4096]
+    found = _XML_ENCODING.match(head) or _META_CHARSET.search(head)
+    return _codec(found.group(1)) if found else None
+
+
+def decode_body(body: bytes, header_charset: str | None = None) -> tuple[str, str]:
+    """Decode page bytes; returns (text, codec used).
+
+    Order: BOM; strict UTF-8 when the bytes contain non-ASCII and are valid UTF-8 (legacy encodings
+    practically never are, and mislabelled UTF-8 is the most common charset bug on the web); the
+    Content-Type header charset; the document's own declaration; charset detection; UTF-8 with
+    replacement characters as the last resort.
+    """
+    for bom, name in _BOM_CODECS:
+        if body.startswith(bom):
+            return body[len(bom) :].decode(name, errors="replace"), name
+    if not body.isascii():
+        try:
+            return body.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            pass
+    candidates = [_codec(header_charset), declared_charset_in_document(body)]
+    for name in candidates:
+        if name and name != "utf-8":
+            try:
+                return body.decode(name), name
+            except UnicodeDecodeError:
+                continue
+    detected = _detect_charset(body)
+    if detected:
+        return body.decode(detected, errors="replace"), detected
+    for name in candidates:
+        if name:
+            return body.decode(name, errors="replace"), name
+    return body.decode("utf-8", errors="replace"), "utf-8"
+
+
+def _detect_charset(body: bytes) -> str | None:
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(body[:200_000]).best()
+    return _codec(best.encoding) if best is not None else None
+
+
+# --- boilerplate pruning -------------------------------------------------------------------------
+
+#: class/id words marking blocks that are never article text.
+_BOILER_WORDS = frozenset(
+    {
+        "ad", "ads", "adv", "advert", "adverts", "advertisement", "advertising", "adslot", "adunit",
+        "iklan", "werbung", "anzeige", "publicite", "pub", "sponsor", "sponsored", "promo", "promoted",
+        "banner", "outbrain", "taboola", "share", "sharing", "sharebar", "social", "socials",
+        "comment", "comments", "komentar", "kommentare", "commentaires", "comentarios", "disqus",
+        "newsletter", "newsletters", "subscribe", "subscription", "signup", "related", "terkait",
+        "popular", "terpopuler", "trending", "recommended", "recommendations", "recirculation",
+        "breadcrumb", "breadcrumbs", "cookie", "cookies", "consent", "tags", "taglist", "lihatjg",
+        "linksisip", "bacajuga", "readalso", "readmore", "alsoread", "gambas", "inread", "parallaxindetail",
+        "ranking", "meistgelesen", "mostread", "mostpopular", "catcher", "widget", "sidebar", "toolbar",
+        "paywall-promo", "author-bio", "authorbio", "bio", "byline-share", "print", "nav", "navigation",
+    }
+)
+_COMPOUND_MARKERS = (
+    "baca-juga", "bacajuga", "baca_juga", "read-also", "readalso", "read_also", "also-read", "lihat-juga",
+    "most-read", "most-popular", "related-", "-related", "related_", "newsletter", "comment", "advert",
+    "share-", "-share", "social-", "sponsor", "outbrain", "taboola", "disqus", "komentar", "terpopuler",
+    "terkait", "recommend", "simak-video",
+)
+_WORD_SPLIT = re.compile(r"[\s_\-]+")
+_PROTECTED_TAGS = frozenset({"html", "body", "article", "main", "h1"})
+_READ_ALSO = re.compile(
+    r"^\W{0,3}(baca juga|baca pula|simak juga|lihat juga|cek juga|simak video|read also|also read|"
+    r"read more|see also|related|recommended|more on this|more from|lire aussi|à lire aussi|a lire aussi|"
+    r"voir aussi|lesen sie auch|mehr zum thema|auch interessant|leia também|leia mais|lea también|"
+    r"te puede interesar|noticias relacionadas|leggi anche|関連記事|関連ニュース|相关阅读|相關閱讀|延伸阅读|"
+    r"推荐阅读|相关新闻)\b",
+    re.IGNORECASE,
+)
+_AD_LABEL = re.compile(
+    r"^\W*(advertisement|advertising|ads?|iklan|anzeige|werbung|publicité|publicidad|pubblicità|広告|广告|"
+    r"scroll to continue with content|sponsored|sponsored content|konten bersponsor|\[gambas:[^\]]*\])\W*"
+    r"(scroll to continue with content)?\W*$",
+    re.IGNORECASE,
+)
+_SMALL_BLOCKS = frozenset(
+    {"p", "div", "li", "table", "section", "aside", "h2", "h3", "h4", "span", "strong", "b"}
+)
+_BLOCKISH = (*sorted(_SMALL_BLOCKS), "h5", "h6", "figure")
+
+
+def _element_words(el: HtmlElement) -> Iterator[str]:
+    for attr in ("class", "id"):
+        value = el.get(attr)
+        if value:
+            lowered = value.lower()
+            for token in lowered.split():
+                yield token
+                yield from _WORD_SPLIT.split(token)
+
+
+def _is_boiler_by_name(el: HtmlElement) -> bool:
+    for word in _element_words(el):
+        if word in _BOILER_WORDS:
+            return True
+        if any(marker in word for marker in _COMPOUND_MARKERS):
+            return True
+    return False
+
+
+def _text_len(el: HtmlElement) -> int:
+    return len(" ".join(el.itertext()).strip())
+
+
+def _link_text_len(el: HtmlElement) -> int:
+    return sum(len(" ".join(a.itertext()).strip()) for a in el.iter("a"))
+
+
+def _is_read_also(el: HtmlElement, text: str, length: int) -> bool:
+    return bool(_READ_ALSO.match(text)) and (length < 160 or _link_text_len(el) > 0.4 * length)
+
+
+def prune_boilerplate(tree: HtmlElement) -> int:
+    """Remove widgets and inline "read also"/ad blocks in place; returns how many were removed."""
+    body = tree.find(".//body")
+    root = body if body is not None else tree
+    total = max(1, _text_len(root))
+    doomed: list[HtmlElement] = []
+    for el in root.iter(*_BLOCKISH, "nav", "form", "ins", "iframe"):
+        if not isinstance(el.tag, str) or el.tag in _PROTECTED_TAGS:
+            continue
+        if el.tag in {"form", "ins", "iframe"}:
+            doomed.append(el)
+            continue
+        if el.find(".//h1") is not None:
+            continue
+        length = _text_len(el)
+        if _is_boiler_by_name(el):
+            # Guard against wrappers whose class merely mentions "share" etc. but hold the article.
+            if length < 0.3 * total and el.find(".//article") is None:
+                doomed.append(el)
+            continue
+        if length <= 300 and el.tag in _SMALL_BLOCKS:
+            text = " ".join(" ".join(el.itertext()).split())
+            if text and (_AD_LABEL.match(text) or _is_read_also(el, text, length)):
+                doomed.append(el)
+    removed = 0
+    for el in doomed:
+        parent = el.getparent()
+        if parent is None:
+            continue
+        if el.tail and el.tail.strip():
+            # keep text that follows the removed element
+            previous = el.getprevious()
+            if previous is not None:
+                previous.tail = (previous.tail or "") + el.tail
+            else:
+                parent.text = (parent.text or "") + el.tail
+        parent.remove(el)
+        removed += 1
+    return removed
+
+
+# --- HTML -----------------------------------------------------------------------------------------
+
+_EXTRACT_OPTIONS: dict[str, Any] = {
+    "output_format": "markdown",
+    "include_comments": False,
+    "include_tables": True,
+    "include_images": False,
+    "include_links": False,
+}
+_BOLD = re.compile(r"(?<!\*)\*\*(?=\S)(.+?)(?<=\S)\*\*(?!\*)")
+_ITALIC = re.compile(r"(?<![\w*])\*(?=[^\s*])([^*\n]+?)(?<=[^\s*])\*(?![\w*])")
+_BOILER_LINE = re.compile(
+    r"^\W{0,3}(baca juga|baca pula|simak juga|lihat juga|read also|also read|lire aussi|lesen sie auch|"
+    r"leia também|lea también|leggi anche)\s*:", re.IGNORECASE
+)
+
+
+@dataclass(frozen=True)
+class HtmlMeta:
+    title: str | None
+    author: str | None
+    published: str | None
+    site_name: str | None
+    declared_language: str | None
+    canonical: str | None
+
+
+def extract_text_with(tree: HtmlElement, url: str | None, **options: Any) -> str:
+    """One trafilatura pass on a private copy of the tree, with a per-document de-duplication cache.
+
+    trafilatura's `deduplicate=True` uses a process-wide cache, so a page fetched twice would lose
+    its paragraphs the second time; a fresh cache per document only removes repeats within the page.
+    """
+    merged = {**_EXTRACT_OPTIONS, **options}
+    text = trafilatura.extract(
+        deepcopy(tree), url=url, deduplicate=LRUCache(maxsize=4096), with_metadata=False, **merged
+    )
+    return text or ""
+
+
+def _tidy_markdown(text: str) -> str:
+    text = _BOLD.sub(r"\1", text)
+    text = _ITALIC.sub(r"\1", text)
+    lines = []
+    for line in text.split("\n"):
+        stripped = line.strip()
+        if _BOILER_LINE.match(stripped) or (stripped and _AD_LABEL.match(stripped)):
+            continue
+        lines.append(line.rstrip())
+    return "\n".join(lines)
+
+
+def _paragraph_letters(tree: HtmlElement) -> int:
+    """Letters inside <p> elements of the pruned page: a rough measure of what an article could hold."""
+    return sum(_letters(" ".join(p.itertext())) for p in tree.iter("p"))
+
+
+def _drop_title_heading(text: str, title: str | None) -> str:
+    if not title:
+        return text
+    first, _, rest = text.partition("\n")
+    heading = first.lstrip("#").strip()
+    same = heading == title or title.startswith(heading) or heading.startswith(title)
+    if first.startswith("#") and heading and same:
+        return rest.lstrip("\n")
+    return text
+
+
+def _main_text(tree: HtmlElement, url: str | None) -> str:
+    pruned = deepcopy(tree)
+    prune_boilerplate(pruned)
+    text = _tidy_markdown(extract_text_with(pruned, url))
+    available = _paragraph_letters(pruned)
+    got = _letters(text)
+    if available > 400 and got < 0.6 * available:
+        # trafilatura can stop at the first of several article containers: try the recall setting.
+        wider = _tidy_markdown(extract_text_with(pruned, url, favor_recall=True))
+        if _letters(wider) > got * 1.15:
+            text, got = wider, _letters(wider)
+    if got < MIN_ARTICLE_LETTERS and available >= MIN_ARTICLE_LETTERS:
+        _, baseline_text, _ = trafilatura.baseline(deepcopy(pruned))
+        if _letters(baseline_text) > got:
+            text = baseline_text
+    return text
+
+
+def _json_ld_objects(tree: HtmlElement) -> Iterator[dict[str, Any]]:
+    for script in tree.iter("script"):
+        if (script.get("type") or "").strip().lower() != "application/ld+json" or not script.text:
+            continue
+        try:
+            data = json.loads(script.text.strip()[:500_000])
+        except ValueError:
+            continue
+        stack: list[Any] = [data]
+        seen = 0
+        while stack and seen < 200:
+            item = stack.pop()
+            seen += 1
+            if isinstance(item, list):
+                stack.extend(item)
+            elif isinstance(item, dict):
+                yield item
+                if "@graph" in item:
+                    stack.append(item["@graph"])
+
+
+def _ld_text(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value.strip() or None
+    if isinstance(value, dict):
+        return _ld_text(value.get("name"))
+    if isinstance(value, list):
+        names = [n for n in (_ld_text(v) for v in value[:5]) if n]
+        return ", ".join(names) or None
+    return None
+
+
+_ARTICLE_TYPES = frozenset(
+    {
+        "article", "newsarticle", "blogposting", "reportagenewsarticle", "techarticle",
+        "analysisnewsarticle", "report", "scholarlyarticle", "opinionnewsarticle", "liveblogposting",
+    }
+)
+
+
+def _ld_types(obj: dict[str, Any]) -> set[str]:
+    kind = obj.get("@type")
+    return {str(k).lower() for k in kind} if isinstance(kind, list) else {str(kind).lower()}
+
+
+def _json_ld_article(tree: HtmlElement) -> dict[str, Any]:
+    """The first JSON-LD article object; a WebPage with a headline only when there is no article."""
+    fallback: dict[str, Any] = {}
+    for obj in _json_ld_objects(tree):
+        if not (obj.get("headline") or obj.get("datePublished")):
+            continue
+        kinds = _ld_types(obj)
+        if kinds & _ARTICLE_TYPES:
+            return obj
+        if "webpage" in kinds and not fallback:
+            fallback = obj
+    return fallback
+
+
+def _iso_date(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    match = re.match(r"\s*(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})", value)
+    if not match:
+        return None
+    try:
+        return date(int(match.group(1)), int(match.group(2)), int(match.group(3))).isoformat()
+    except ValueError:
+        return None
+
+
+def _meta_content(tree: HtmlElement, *names: str) -> str | None:
+    wanted = {n.lower() for n in names}
+    for meta in tree.iter("meta"):
+        key = meta.get("property") or meta.get("name") or meta.get("itemprop") or meta.get("http-equiv") or ""
+        key = key.lower()
+        if key in wanted:
+            content = (meta.get("content") or "").strip()
+            if content:
+                return content
+    return None
+
+
+def _declared_language(tree: HtmlElement) -> str | None:
+    root = tree.getroottree().getroot()
+    for value in (
+        root.get("lang"),
+        root.get("{http://www.w3.org/XML/1998/namespace}lang"),
+        root.get("xml:lang"),
+        _meta_content(tree, "content-language", "language", "dc.language", "og:locale"),
+    ):
+        code = normalize_language(value)
+        if code:
+            return code
+    return None
+
+
+def _canonical_claim(tree: HtmlElement) -> str | None:
+    for link in tree.iter("link"):
+        rel = (link.get("rel") or "").lower().split()
+        if "canonical" in rel and link.get("href"):
+            return link.get("href", "").strip()
+    return _meta_content(tree, "og:url")
+
+
+def trusted_canonical(claim: str | None, final_url: str) -> str:
+    """The page's canonical claim when it is a safe http(s) URL on the same site, else the fetched URL."""
+    fallback = canonicalize(final_url)
+    if not claim or not final_url.lower().startswith(("http://", "https://")):
+        return fallback
+    claim = claim.strip()
+    if len(claim) > 2048 or any(ch.isspace() for ch in claim):
+        return fallback
+    resolved = urljoin(final_url, claim)
+    try:
+        split, base = urlsplit(resolved), urlsplit(final_url)
+        if split.username or split.password or "@" in split.netloc:
+            return fallback
+        _ = split.port
+    except ValueError:
+        return fallback
+    scheme = split.scheme.lower()
+    if scheme not in {"http", "https"} or not split.hostname:
+        return fallback
+    if scheme != base.scheme.lower() and scheme != "https":
+        return fallback  # never downgrade https to http
+    if not same_site(resolved, final_url):
+        return fallback
+    return canonicalize(resolved)
+
+
+def html_metadata(tree: HtmlElement, url: str | None) -> HtmlMeta:
+    meta = extract_metadata(deepcopy(tree), default_url=url, extensive=False)
+    ld = _json_ld_article(tree)
+    title = _clean_field(meta.title) or _clean_field(_ld_text(ld.get("headline")))
+    author = _clean_field(meta.author) or _clean_field(_ld_text(ld.get("author")))
+    published = _iso_date(ld.get("datePublished")) or _iso_date(meta.date)
+    site_name = (
+        _clean_field(_meta_content(tree, "og:site_name", "application-name"))
+        or _clean_field(_ld_text(ld.get("publisher")))
+        or _clean_field(meta.sitename)
+    )
+    return HtmlMeta(
+        title=title,
+        author=author,
+        published=published,
+        site_name=site_name,
+        declared_language=_declared_language(tree),
+        canonical=_canonical_claim(tree),
+    )
+
+
+def _clean_field(value: str | None, limit: int = 300) -> str | None:
+    if not value:
+        return None
+    value = " ".join(_CONTROL.sub("", value).split())
+    return value[:limit] or None
+
+
+def _choose_language(declared: str | None, text: str) -> str | None:
+    detected, confidence = detect_language_with_confidence(text)
+    if declared is None:
+        return detected
+    if detected and not close_languages(declared, detected) and confidence > 0.98 and _letters(text) > 400:
+        return detected  # templates often declare a default language for every page
+    return declared
+
+
+def _html_article(result: FetchResult) -> Article:
+    html, _codec_used = decode_body(result.body, result.charset)
+    html = re.sub(r"^\s*<\?xml[^>]*\?>", "", html, count=1)  # lxml refuses str input with a declaration
+    tree = load_html(html)
+    if tree is None:
+        raise NotAnArticle("That page is empty or isn't readable HTML.")
+    base = result.final_url if result.final_url.startswith(("http://", "https://")) else None
+    meta = html_metadata(tree, base)
+    text = clean_text(_drop_title_heading(_main_text(tree, base), meta.title))
+    _require_text(text, "page")
+    return Article(
+        url=result.url,
+        canonical_url=trusted_canonical(meta.canonical, result.final_url) if base else result.final_url,
+        text=text,
+        title=meta.title,
+        author=meta.author,
+        published=meta.published,
+        site_name=meta.site_name,
+        language=_choose_language(meta.declared_language, text),
+        source_kind="html",
+    )
+
+
+def _require_text(text: str, what: str) -> None:
+    if _letters(text) < MIN_ARTICLE_LETTERS:
+        raise NotAnArticle(
+            f"I couldn't find any article text on that {what} (it may be a login wall, an app that needs "
+            "JavaScript, or only images)."
+        )
+
+
+# --- PDF ----------------------------------------------------------------------------------------------
+
+_SENTENCE_END = re.compile(r"[.!?:;\"”’)\]»。！？]$")
+
+
+def _reflow(page_text: str) -> list[str]:
+    """Join layout line breaks into paragraphs; keep real paragraph breaks."""
+    lines = [line.strip() for line in page_text.split("\n")]
+    lengths = sorted(len(line) for line in lines if line)
+    typical = lengths[len(lengths) // 2] if lengths else 0
+    paragraphs: list[str] = []
+    current = ""
+    for line in lines:
+        if not line:
+            if current:
+                paragraphs.append(current)
+                current = ""
+            continue
+        if not current:
+            current = line
+            continue
+        ends_sentence = bool(_SENTENCE_END.search(current))
+        short_previous = len(current.rsplit("\n", 1)[-1]) < 0.75 * typical if typical else True
+        if current.endswith("-") and not current.endswith(" -") and line[:1].islower():
+            current = current[:-1] + line
+        elif ends_sentence and short_previous:
+            paragraphs.append(current)
+            current = line
+        else:
+            current = f"{current} {line}"
+    if current:
+        paragraphs.append(current)
+    return paragraphs
+
+
+def _pdf_article(result: FetchResult) -> Article:
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(io.BytesIO(result.body), strict=False)
+        if reader.is_encrypted:
+            try:
+                unlocked = reader.decrypt("")
+            except Exception:  # pypdf raises several types for unsupported encryption
+                unlocked = 0
+            if not unlocked:
+                raise NotAnArticle("That PDF is password-protected, so I can't read it.")
+        pages = reader.pages
+        count = len(pages)
+        parts: list[str] = []
+        size = 0
+        for index in range(min(count, MAX_PDF_PAGES)):
+            page_text = pages[index].extract_text() or ""
+            parts.extend(_reflow(page_text))
+            size += len(page_text)
+            if size > MAX_TEXT_CHARS:
+                break
+        info = reader.metadata
+    except NotAnArticle:
+        raise
+    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError) as exc:
+        raise NotAnArticle("That PDF is damaged or in a form I can't read.", detail=repr(exc)[:200]) from None
+    text = "\n\n".join(parts)
+    if count > MAX_PDF_PAGES:
+        text += f"\n\n[… only the first {MAX_PDF_PAGES} of {count} pages were read.]"
+    text = clean_text(text)
+    _require_text(text, "PDF (it may be scanned images without a text layer)")
+    title = _clean_field(getattr(info, "title", None)) if info else None
+    author = _clean_field(getattr(info, "author", None)) if info else None
+    published = None
+    if info is not None:
+        try:
+            created = info.creation_date
+            published = created.date().isoformat() if created else None
+        except (ValueError, TypeError, AttributeError):
+            published = None
+    if not title:
+        title = _first_line_title(text)
+    return Article(
+        url=result.url,
+        canonical_url=_canonical_of_fetched(result.final_url),
+        text=text,
+        title=title,
+        author=author,
+        published=published,
+        site_name=_site_of(result.final_url),
+        language=detect_language_with_confidence(text)[0],
+        source_kind="pdf",
+    )
+
+
+# --- plain text ------------------------------------------------------------------------------------
+
+
+def _first_line_title(text: str) -> str | None:
+    for line in text.split("\n")[:5]:
+        line = line.strip().lstrip("#").strip()
+        if line:
+            return line if len(line) <= 150 else None
+    return None
+
+
+def _text_article(result: FetchResult) -> Article:
+    decoded, _ = decode_body(result.body, result.charset)
+    text = clean_text(decoded)
+    _require_text(text, "document")
+    return Article(
+        url=result.url,
+        canonical_url=_canonical_of_fetched(result.final_url),
+        text=text,
+        title=_first_line_title(text),
+        site_name=_site_of(result.final_url),
+        language=detect_language_with_confidence(text)[0],
+        source_kind="text",
+    )
+
+
+def _canonical_of_fetched(url: str) -> str:
+    return canonicalize(url) if url.lower().startswith(("http://", "https://")) else url
+
+
+def _site_of(url: str) -> str | None:
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return None
+    return host.removeprefix("www.") if host else None
+
+
+# --- public API ------------------------------------------------------------------------------------
+
+
+def extract_article(result: FetchResult) -> Article:
+    """Main text and metadata of a fetched document (HTML, PDF or plain text)."""
+    if not result.body or not result.body.strip():
+        raise NotAnArticle("That link returned an empty document.")
+    kind = result.content_type
+    if kind in PDF_TYPES or (kind not in HTML_TYPES and looks_like_pdf(result.body)):
+        return _pdf_article(result)
+    if kind in HTML_TYPES or kind.endswith("+xml") or kind in {"application/xml", "text/xml"}:
+        return _html_article(result)
+    if kind.startswith("text/"):
+        if kind == "text/plain" and looks_like_html(result.body):
+            # a page served as text/plain by a misconfigured server: show its words, not its tags
+            return _html_article(result)
+        return _text_article(result)
+    raise UnsupportedContent(f"That link is a file of type {kind or 'unknown'}, which I can't summarize.")
+
+
+def article_from_file(path: str | Path) -> Article:
+    """Read a local .html/.htm/.pdf/.txt/.md file (type sniffed from the content, then the suffix)."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise NotFound(f"There is no file at {path}.")
+    size = file.stat().st_size
+    if size > MAX_FILE_BYTES:
+        limit_mb = MAX_FILE_BYTES // (1024 * 1024)
+        raise TooLarge(f"That file is {size // (1024 * 1024)} MB; I read files up to {limit_mb} MB.")
+    body = file.read_bytes()
+    uri = file.resolve().as_uri()
+    suffix = file.suffix.lower()
+    if looks_like_pdf(body):
+        kind = "application/pdf"
+    elif suffix in {".html", ".htm", ".xhtml"} or looks_like_html(body):
+        kind = "text/html"
+    elif suffix in {".md", ".markdown"}:
+        kind = "text/markdown"
+    elif looks_like_text(body):
+        kind = "text/plain"
+    else:
+        raise UnsupportedContent(f"{file.name} isn't an HTML page, PDF or text file, so I can't read it.")
+    fetched = FetchResult(url=uri, final_url=uri, status=200, content_type=kind, charset=None, body=body)
+    return extract_article(fetched)
+

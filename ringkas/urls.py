@@ -1,0 +1,153 @@
+"""URL helpers: recognising web links, canonical forms for caching and de-duplication, site identity."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from urllib.parse import SplitResult, unquote_plus, urlsplit, urlunsplit
+
+import idna
+from tld import get_fld
+
+#: Query parameters that only identify a click or a campaign, never the document.
+TRACKING_PARAMS: frozenset[str] = frozenset(
+    {
+        "fbclid", "gclid", "gclsrc", "dclid", "gbraid", "wbraid", "msclkid", "mc_cid", "mc_eid",
+        "igshid", "igsh", "yclid", "_hsenc", "_hsmi", "__hssc", "__hstc", "__hsfp", "hsctatracking",
+        "ref_src", "ref_url", "mkt_tok", "oly_anon_id", "oly_enc_id", "vero_id", "vero_conv", "_ga",
+        "_gl", "s_cid", "srsltid", "twclid", "ttclid", "li_fat_id", "epik", "rb_clickid", "wickedid",
+        "cmpid", "ncid", "xtor", "ito", "at_medium", "at_campaign", "at_custom1", "at_custom2",
+        "sr_share", "__twitter_impression", "trk", "trkcampaign", "spm", "guccounter",
+        "guce_referrer", "guce_referrer_sig", "ocid", "cvid", "smid", "fb_action_ids",
+        "fb_action_types", "fb_source", "fb_ref", "action_object_map", "action_type_map",
+        "action_ref_map", "cmp", "amp_js_v", "usqp", "_openstat",
+    }
+)
+#: Parameter-name prefixes used only by analytics (utm_source, pk_campaign, mtm_kwd, hsa_acc, ...).
+TRACKING_PREFIXES: tuple[str, ...] = ("utm_", "pk_", "mtm_", "hsa_", "matomo_", "piwik_", "stm_", "ga_")
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_WHITESPACE = re.compile(r"\s")
+
+
+def is_tracking_param(name: str) -> bool:
+    key = name.lower()
+    return key in TRACKING_PARAMS or key.startswith(TRACKING_PREFIXES)
+
+
+def is_http_url(text: str) -> bool:
+    """True when `text` is a single absolute http(s) URL with a host (no spaces, no credentials check)."""
+    if not text or len(text) > 8192 or _WHITESPACE.search(text):
+        return False
+    try:
+        split = urlsplit(text)
+        host = split.hostname
+        _ = split.port  # raises ValueError on a bad port
+    except ValueError:
+        return False
+    return split.scheme.lower() in _DEFAULT_PORTS and bool(host)
+
+
+def ascii_host(host: str) -> str:
+    """Lower-case host; an internationalised name becomes its punycode (A-label) form."""
+    host = host.strip().rstrip(".").lower()
+    if host.isascii():
+        return host
+    try:
+        return idna.encode(host, uts46=True).decode("ascii")
+    except idna.IDNAError:
+        try:
+            return host.encode("idna").decode("ascii")
+        except UnicodeError:
+            return host
+
+
+def _netloc(split: SplitResult, scheme: str) -> str:
+    host = split.hostname or ""
+    if ":" in host:  # IPv6 literal
+        shown = f"[{ipaddress.ip_address(host).compressed}]" if _is_ip(host) else f"[{host}]"
+    else:
+        shown = ascii_host(host)
+    try:
+        port = split.port
+    except ValueError:
+        port = None
+    if port is not None and port != _DEFAULT_PORTS.get(scheme):
+        shown = f"{shown}:{port}"
+    return shown
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _tidy_query(query: str) -> str:
+    """Drop tracking parameters and sort the rest by name, keeping each pair's original encoding."""
+    if not query:
+        return ""
+    kept: list[tuple[str, int, str]] = []
+    for position, pair in enumerate(query.split("&")):
+        if not pair:
+            continue
+        name = unquote_plus(pair.split("=", 1)[0])
+        if is_tracking_param(name):
+            continue
+        kept.append((name, position, pair))
+    kept.sort(key=lambda item: (item[0], item[1]))  # stable for repeated names
+    return "&".join(pair for _, _, pair in kept)
+
+
+def canonicalize(url: str) -> str:
+    """The canonical form of an http(s) URL, used as the cache key and shown to people.
+
+    Lower-case scheme and host, IDN host as punycode, default port dropped, credentials and fragment
+    dropped, tracking parameters removed, remaining parameters sorted, empty path becomes "/".
+    Anything that is not an http(s) URL is returned stripped but otherwise unchanged.
+    """
+    url = url.strip()
+    try:
+        split = urlsplit(url)
+        scheme = split.scheme.lower()
+        if scheme not in _DEFAULT_PORTS or not split.hostname:
+            return url
+        netloc = _netloc(split, scheme)
+    except ValueError:
+        return url
+    path = split.path or "/"
+    return urlunsplit((scheme, netloc, path, _tidy_query(split.query), ""))
+
+
+def host_of(url: str) -> str | None:
+    """The URL's host in ASCII lower case, or None."""
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return None
+    return ascii_host(host) if host else None
+
+
+def registrable_domain(host: str) -> str:
+    """The registrable part of a host (news.bbc.co.uk -> bbc.co.uk), using the Public Suffix List.
+
+    IP literals and names on unknown suffixes fall back to the host itself, or its last two labels.
+    """
+    host = ascii_host(host)
+    if _is_ip(host):
+        return host
+    found = get_fld(host, fix_protocol=True, fail_silently=True)
+    if isinstance(found, str) and found:
+        return found.lower()
+    labels = host.split(".")
+    return ".".join(labels[-2:]) if len(labels) >= 2 else host
+
+
+def same_site(a: str, b: str) -> bool:
+    """True when two http(s) URLs belong to the same registrable site."""
+    host_a, host_b = host_of(a), host_of(b)
+    if not host_a or not host_b:
+        return False
+    return registrable_domain(host_a) == registrable_domain(host_b)
