@@ -298,10 +298,10 @@ async def test_failures_are_told_in_the_thread(
 ) -> None:
     app = await make_slack_app(OPENAI_MAX_RETRIES="1")
     good = article_page(web)
-    blocked = web.url("/story", host="127.0.0.2")  # loopback, but not in FETCH_ALLOW_HOSTS
+    blocked = "http://127.0.0.2/private"  # loopback, but not in FETCH_ALLOW_HOSTS
     missing = web.url("/missing")
     event = mention(f"<@{BOT_USER_ID}> <{blocked}> <{missing}> <{good}>")
-    openai_stub.fail_next(10, status=500)
+    openai_stub.fail_next(2, status=500)  # the first try and the one retry
     await app.event(event)
     await app.settle()
     final = {u["ts"]: all_text(u) for u in updates(slack_stub)}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,7 @@ class Call:
     args: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
     response: dict[str, Any] | None = None  # the JSON answered (None while pending or when rate limited)
+    at: float = field(default_factory=time.perf_counter)  # when the call arrived (benchmarks)
 
 
 class SlackStub:

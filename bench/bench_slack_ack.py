@@ -1,0 +1,186 @@
+"""Slack acknowledgement latency and the bot's own overhead, against local stand-ins.
+
+    python bench/bench_slack_ack.py [--events 200] [--batch 50] [--model-delay 3] [--sequential 20]
+
+1. Ack latency: `--events` signed `message` events (each with its own article link) POSTed `--batch` at a
+   time to the running app (HTTP mode) while the model stand-in takes `--model-delay` s per answer.
+   Target: p99 < 100 ms.
+2. Overhead: `--sequential` events one after another; for each, the time from sending the event to the
+   summary arriving at Slack (chat.update) minus the page fetch time and the model time measured at the
+   stand-ins. Target: p50 < 150 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+_TIKTOKEN = ROOT.parent / "shared" / "tiktoken"
+if "TIKTOKEN_CACHE_DIR" not in os.environ and _TIKTOKEN.is_dir():
+    os.environ["TIKTOKEN_CACHE_DIR"] = str(_TIKTOKEN)
+
+from bot import build_slack_app, serve_http  # noqa: E402
+from ringkas.config import Settings  # noqa: E402
+from tests.support.openai_stub import OpenAIStub, request_text  # noqa: E402
+from tests.support.slack_signing import event_body, signed_headers  # noqa: E402
+from tests.support.slack_stub import SlackStub  # noqa: E402
+from tests.support.web_stub import WebStub  # noqa: E402
+
+SECRET = "bench-signing-secret"
+ARTICLE = (ROOT / "tests" / "fixtures" / "slack_article.html").read_text(encoding="utf-8")
+TITLE = "Open-weight model tops coding benchmark"
+
+
+class TimedOpenAI(OpenAIStub):
+    """Records (start, end) of every model request, keyed by the story marker in its text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.spans: dict[str, list[tuple[float, float]]] = {}
+
+    async def _chat(self, request: web.Request) -> web.Response:
+        start = time.perf_counter()
+        body = await request.json()  # aiohttp keeps the body, so the parent handler can read it again
+        response = await super()._chat(request)
+        self.spans.setdefault(_marker(request_text(body)), []).append((start, time.perf_counter()))
+        return response
+
+
+class TimedWeb(WebStub):
+    def __init__(self) -> None:
+        super().__init__()
+        self.spans: dict[str, tuple[float, float]] = {}
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        start = time.perf_counter()
+        response = await super()._handle(request)
+        self.spans[request.path] = (start, time.perf_counter())
+        return response
+
+
+def updated_at(stub: SlackStub, marker: str) -> float:
+    """When the summary holding `marker` reached Slack (chat.update with a 200 answer)."""
+    for call in stub.calls_to("chat.update"):
+        if call.response is not None and marker + " " in str(call.args.get("blocks", "")):
+            return call.at
+    raise AssertionError(f"no summary for {marker}")
+
+
+def _marker(text: str) -> str:
+    start = text.find("Story ")
+    if start == -1:
+        return "?"
+    end = start + 6
+    while end < len(text) and text[end].isdigit():
+        end += 1
+    return text[start:end]
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def describe(name: str, values_ms: list[float]) -> str:
+    return (f"{name}: n={len(values_ms)} p50={pct(values_ms, 50):.1f} ms p99={pct(values_ms, 99):.1f} ms "
+            f"max={max(values_ms):.1f} ms")
+
+
+async def post_event(http: aiohttp.ClientSession, url: str, index: int, link: str) -> float:
+    event = {"type": "message", "channel": "C0001", "user": "U0001", "text": f"<{link}>",
+             "ts": f"1800000000.{index:06d}", "channel_type": "channel"}
+    body = event_body(event, event_id=f"EvBench{index:06d}")
+    headers = signed_headers(SECRET, body, content_type="application/json")
+    start = time.perf_counter()
+    async with http.post(url, data=body.encode(), headers=headers) as response:
+        await response.read()
+        assert response.status == 200, response.status
+    return start
+
+
+async def main(args: argparse.Namespace) -> None:
+    openai_stub = await TimedOpenAI().start()
+    slack_stub = await SlackStub().start()
+    site = await TimedWeb().start()
+    openai_stub.delay = args.model_delay
+    tmp = tempfile.TemporaryDirectory()
+    settings = Settings.from_env({
+        "OPENAI_API_KEY": "sk-bench", "OPENAI_BASE_URL": openai_stub.base_url,
+        "DATABASE_URL": f"sqlite:///{tmp.name}/bench.db", "FETCH_ALLOW_HOSTS": "127.0.0.1",
+        "SLACK_BOT_TOKEN": "xoxb-bench", "SLACK_SIGNING_SECRET": SECRET, "SLACK_API_URL": slack_stub.api_url,
+        "LOG_LEVEL": "WARNING", "LOG_FORMAT": "text",
+    })
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    runtime = await build_slack_app(settings, start_scheduler=False)
+    runner: Any = await serve_http(runtime, 0, host="127.0.0.1")
+    port = runner.addresses[0][1]
+    events_url = f"http://127.0.0.1:{port}/slack/events"
+    total = args.events + args.sequential
+    links = [site.add(f"/a{i}", ARTICLE.replace(TITLE, f"Story {i} {TITLE}")) for i in range(total)]
+    try:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+            # Warm up (auth.test, first DB connections) with an event that is not measured.
+            warm = site.add("/warm", ARTICLE.replace(TITLE, f"Story 999999 {TITLE}"))
+            await post_event(http, events_url, 999999, warm)
+            await runtime.deps.tasks.join()
+
+            acks: list[float] = []
+            began = time.perf_counter()
+            for first in range(0, args.events, args.batch):
+                async def one(i: int) -> None:
+                    start = time.perf_counter()
+                    await post_event(http, events_url, i, links[i])
+                    acks.append((time.perf_counter() - start) * 1000)
+
+                await asyncio.gather(*(one(i) for i in range(first, min(first + args.batch, args.events))))
+            await runtime.deps.tasks.join()
+            burst_seconds = time.perf_counter() - began
+            print(f"model stand-in delay: {args.model_delay:.1f} s per answer")
+            print(describe(f"ack latency ({args.events} events, {args.batch} at a time)", acks))
+            print(f"all {args.events} summaries posted after {burst_seconds:.1f} s "
+                  f"({len(slack_stub.calls_to('chat.update'))} chat.update calls)")
+
+            overheads: list[float] = []
+            for i in range(args.events, total):
+                sent = await post_event(http, events_url, i, links[i])
+                await runtime.deps.tasks.join()
+                marker = f"Story {i}"
+                done = updated_at(slack_stub, marker)
+                model = sum(end - start for start, end in openai_stub.spans.get(marker, []))
+                fetch_start, fetch_end = site.spans[f"/a{i}"]
+                overheads.append((done - sent - model - (fetch_end - fetch_start)) * 1000)
+            if overheads:
+                name = f"bot overhead beyond fetch and model time ({args.sequential} events, one at a time)"
+                print(describe(name, overheads))
+    finally:
+        await runner.cleanup()
+        await runtime.aclose()
+        await site.stop()
+        await slack_stub.stop()
+        await openai_stub.stop()
+        tmp.cleanup()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--events", type=int, default=200)
+    parser.add_argument("--batch", type=int, default=50)
+    parser.add_argument("--model-delay", type=float, default=3.0)
+    parser.add_argument("--sequential", type=int, default=20)
+    asyncio.run(main(parser.parse_args()))
