@@ -188,6 +188,7 @@ async def cmd_summarize(settings: Settings, source: str, language: str | None) -
     from ringkas.terminal import format_summary
 
     core = await build_core(settings)
+    core.ringkas.allow_local_files = True  # the terminal may read local files; Slack never may
     try:
         result = await core.ringkas.summarize(source, language=language)
         print(format_summary(result))
@@ -200,6 +201,7 @@ async def cmd_extract(settings: Settings, source: str) -> int:
     from ringkas.terminal import format_extract
 
     core = await build_core(settings)
+    core.ringkas.allow_local_files = True
     try:
         article = await core.ringkas.extract(source)
         print(format_extract(article))
@@ -263,6 +265,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except RingkasError as exc:
         print(f"error: {exc.user_message}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # unclassified (a database outage, a bug): still one line, no secrets
+        from ringkas.logs import scrub
+
+        reason = " ".join(scrub(str(exc)).split())[:300]
+        print(f"error: unexpected {type(exc).__name__}: {reason}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

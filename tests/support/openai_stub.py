@@ -9,6 +9,7 @@ The real `openai` SDK talks to it over HTTP on 127.0.0.1 (set `OPENAI_BASE_URL` 
 - `stub.fail_next(n, status=429, retry_after=0)` makes the next n requests fail.
 - `stub.reject_json_schema = True` answers 400 to requests using `response_format.type=json_schema`,
   like servers that do not support structured output.
+- `stub.reject_json_object = True` does the same for `response_format.type=json_object`.
 - `stub.delay` seconds before answering (benchmarks, timeouts).
 """
 
@@ -74,6 +75,7 @@ class OpenAIStub:
         self.responder: Responder = default_responder
         self.delay: float = 0.0
         self.reject_json_schema = False
+        self.reject_json_object = False
         self._failures: list[tuple[int, float | None]] = []
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -126,6 +128,11 @@ class OpenAIStub:
             if self.reject_json_schema and fmt.get("type") == "json_schema":
                 return web.json_response(
                     {"error": {"message": "response_format json_schema is not supported", "type": "invalid_request_error"}},
+                    status=400,
+                )
+            if self.reject_json_object and fmt.get("type") == "json_object":
+                return web.json_response(
+                    {"error": {"message": "response_format json_object is not supported", "type": "invalid_request_error"}},
                     status=400,
                 )
             answer = self.responder(body)

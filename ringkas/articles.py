@@ -1,0 +1,226 @@
+"""Persistence of articles (by canonical URL, with aliases), their summaries, and model usage.
+
+Races are settled by the database: articles are unique by canonical URL, summaries by (article,
+language, prompt version). Writers insert with ON CONFLICT DO NOTHING and then read the winner, so two
+processes summarizing the same link at once end up with one row and the same answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import SQLAlchemyError
+
+from ringkas.documents import Article, Summary, Usage, UsageContext
+from ringkas.storage import Database
+from ringkas.storage.base import utcnow
+from ringkas.storage.tables import ArticleAliasRow, ArticleRow, ModelCallRow, SummaryRow
+
+log = logging.getLogger("ringkas.articles")
+
+URL_COLUMN_LENGTH = 2048
+
+
+def url_key(url: str) -> str:
+    """The form of a URL as stored: over-long URLs keep a prefix plus a hash, so they stay unique."""
+    if len(url) <= URL_COLUMN_LENGTH:
+        return url
+    digest = hashlib.sha256(url.encode("utf-8", "replace")).hexdigest()
+    return f"{url[:1900]}#ringkas-sha256={digest}"
+
+
+def content_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()
+
+
+def _clip(value: str | None, length: int) -> str | None:
+    return value[:length] if value is not None else None
+
+
+class ArticleStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def _insert(self, table: Any) -> Any:
+        return sqlite_insert(table) if self.db.is_sqlite else postgresql_insert(table)
+
+    # --- articles --------------------------------------------------------------------------------
+
+    async def get(self, article_id: int) -> Article | None:
+        async with self.db.session() as session:
+            row = await session.get(ArticleRow, article_id)
+            return _article(row) if row is not None else None
+
+    async def get_by_url(self, *urls: str) -> Article | None:
+        """The article any of these URLs (as shared, or canonical) led to before, if stored."""
+        keys = list(dict.fromkeys(url_key(u) for u in urls if u))
+        if not keys:
+            return None
+        async with self.db.session() as session:
+            for key in keys:
+                row = await session.scalar(select(ArticleRow).where(ArticleRow.canonical_url == key))
+                if row is None:
+                    article_id = await session.scalar(
+                        select(ArticleAliasRow.article_id).where(ArticleAliasRow.url == key)
+                    )
+                    row = await session.get(ArticleRow, article_id) if article_id is not None else None
+                if row is not None:
+                    return _article(row)
+        return None
+
+    async def save(self, article: Article, *, aliases: Iterable[str] = ()) -> Article:
+        """Insert or refresh the article under its canonical URL; every alias then points to it.
+
+        When the stored text differs (the page changed), the text is replaced and its summaries are
+        dropped, since they describe the old text.
+        """
+        key = url_key(article.canonical_url or article.url)
+        digest = content_hash(article.text)
+        values = {
+            "canonical_url": key,
+            "url": url_key(article.url),
+            "title": article.title,
+            "author": article.author,
+            "published": _clip(article.published, 32),
+            "site_name": article.site_name,
+            "language": _clip(article.language, 16),
+            "source_kind": _clip(article.source_kind, 16) or "html",
+            "text": article.text,
+            "content_hash": digest,
+            "fetched_at": utcnow(),
+        }
+        async with self.db.session() as session:
+            await session.execute(
+                self._insert(ArticleRow)
+                .values(**values)
+                .on_conflict_do_nothing(index_elements=["canonical_url"])
+            )
+            row = await session.scalar(select(ArticleRow).where(ArticleRow.canonical_url == key))
+            if row is None:  # pragma: no cover - the insert or the conflicting row must exist
+                raise RuntimeError("article row vanished after upsert")
+            if row.content_hash != digest:
+                log.info("article text changed; refreshing it", extra={"article_id": row.id})
+                for name, value in values.items():
+                    if name != "canonical_url":
+                        setattr(row, name, value)
+                await session.execute(delete(SummaryRow).where(SummaryRow.article_id == row.id))
+            alias_keys = {url_key(a) for a in aliases if a} - {key}
+            for alias in sorted(alias_keys):
+                statement = self._insert(ArticleAliasRow).values(
+                    url=alias, article_id=row.id, created_at=utcnow()
+                )
+                await session.execute(
+                    statement.on_conflict_do_update(
+                        index_elements=["url"], set_={"article_id": statement.excluded.article_id}
+                    )
+                )
+            await session.flush()
+            return _article(row)
+
+    # --- summaries -------------------------------------------------------------------------------
+
+    async def get_summary(self, article_id: int, language: str, prompt_version: str) -> Summary | None:
+        async with self.db.session() as session:
+            row = await session.scalar(
+                select(SummaryRow).where(
+                    SummaryRow.article_id == article_id,
+                    SummaryRow.language == language,
+                    SummaryRow.prompt_version == prompt_version,
+                )
+            )
+            return _summary(row) if row is not None else None
+
+    async def save_summary(self, article_id: int, summary: Summary) -> Summary:
+        """Store the summary unless another writer stored one for this key first; return the stored one."""
+        values = {
+            "article_id": article_id,
+            "language": summary.language,
+            "prompt_version": summary.prompt_version,
+            "model": summary.model[:128],
+            "title": summary.title,
+            "tldr": summary.tldr,
+            "key_points": list(summary.key_points),
+            "why_it_matters": summary.why_it_matters,
+            "prompt_tokens": summary.usage.prompt_tokens,
+            "completion_tokens": summary.usage.completion_tokens,
+            "model_calls": summary.usage.calls,
+            "created_at": summary.created_at or utcnow(),
+        }
+        async with self.db.session() as session:
+            await session.execute(
+                self._insert(SummaryRow)
+                .values(**values)
+                .on_conflict_do_nothing(index_elements=["article_id", "language", "prompt_version"])
+            )
+            row = await session.scalar(
+                select(SummaryRow).where(
+                    SummaryRow.article_id == article_id,
+                    SummaryRow.language == summary.language,
+                    SummaryRow.prompt_version == summary.prompt_version,
+                )
+            )
+            if row is None:  # pragma: no cover
+                raise RuntimeError("summary row vanished after upsert")
+            return _summary(row)
+
+
+async def record_model_call(
+    db: Database,
+    *,
+    purpose: str,
+    model: str,
+    usage: Usage,
+    context: UsageContext | None,
+    article_id: int | None,
+) -> None:
+    """One row in `model_calls`. Bookkeeping must never break the answer, so failures are only logged."""
+    row = ModelCallRow(
+        purpose=purpose[:32],
+        model=model[:128],
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        article_id=article_id,
+        team_id=_clip(context.team_id, 32) if context else None,
+        channel_id=_clip(context.channel_id, 32) if context else None,
+        created_at=utcnow(),
+    )
+    try:
+        async with db.session() as session:
+            session.add(row)
+    except (SQLAlchemyError, OSError) as exc:
+        log.warning("could not record model usage", extra={"purpose": purpose, "error": type(exc).__name__})
+
+
+def _article(row: ArticleRow) -> Article:
+    return Article(
+        url=row.url,
+        canonical_url=row.canonical_url,
+        text=row.text,
+        title=row.title,
+        author=row.author,
+        published=row.published,
+        site_name=row.site_name,
+        language=row.language,
+        source_kind=row.source_kind,
+        id=row.id,
+    )
+
+
+def _summary(row: SummaryRow) -> Summary:
+    return Summary(
+        tldr=row.tldr,
+        key_points=tuple(str(p) for p in (row.key_points or [])),
+        why_it_matters=row.why_it_matters,
+        language=row.language,
+        model=row.model,
+        prompt_version=row.prompt_version,
+        title=row.title,
+        usage=Usage(row.prompt_tokens, row.completion_tokens, row.model_calls),
+        created_at=row.created_at,
+    )

@@ -1,0 +1,201 @@
+"""The summarizing pipeline behind Slack and the terminal: fetch → extract → store → summarize → cache.
+
+- Articles are stored by canonical URL; every URL that led to one (as shared, canonicalised, after
+  redirects) is an alias, so sharing the same link again costs no fetch.
+- A summary is keyed by (article, language, prompt version): once made it is never made again.
+- Concurrent requests for one link share one fetch and one model run (in-process single-flight); the
+  database's unique constraints settle races between processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import replace
+from pathlib import Path
+from typing import Generic, TypeVar
+from urllib.parse import unquote, urlsplit
+
+from ringkas.articles import ArticleStore
+from ringkas.config import Settings
+from ringkas.documents import Article, Summary, SummaryResult, UsageContext
+from ringkas.errors import InvalidURL, NotFound
+from ringkas.extract import article_from_file, extract_article
+from ringkas.fetch import SafeFetcher
+from ringkas.language import normalize_language
+from ringkas.llm import LLM
+from ringkas.storage import Database
+from ringkas.summarize import Summarizer
+from ringkas.urls import canonicalize, is_http_url, same_site
+
+log = logging.getLogger("ringkas.service")
+
+T = TypeVar("T")
+DEFAULT_LANGUAGE = "en"
+
+
+class SingleFlight(Generic[T]):
+    """Runs one task per key at a time; callers arriving meanwhile await the same result.
+
+    The work runs in its own task and callers await it shielded, so a caller that gives up (a Slack
+    deadline, a cancelled request) does not cancel the work the others are waiting for.
+    """
+
+    def __init__(self) -> None:
+        self._tasks: dict[Hashable, asyncio.Task[T]] = {}
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    async def run(self, key: Hashable, work: Callable[[], Awaitable[T]]) -> tuple[T, bool]:
+        """The result, and whether this caller started the work (False: it joined a running one)."""
+        task = self._tasks.get(key)
+        leader = task is None
+        if task is None:
+            task = asyncio.ensure_future(work())
+            self._tasks[key] = task
+            task.add_done_callback(lambda done: self._finished(key, done))
+        return await asyncio.shield(task), leader
+
+    def _finished(self, key: Hashable, task: asyncio.Task[T]) -> None:
+        if self._tasks.get(key) is task:
+            del self._tasks[key]
+        if not task.cancelled():
+            task.exception()  # mark retrieved: every waiter may have given up already
+
+
+class Ringkas:
+    def __init__(self, *, settings: Settings, db: Database, fetcher: SafeFetcher, llm: LLM) -> None:
+        self.settings = settings
+        self.db = db
+        self.fetcher = fetcher
+        self.llm = llm
+        self.summarizer = Summarizer(llm)
+        self.store = ArticleStore(db)
+        # Local files are for the terminal commands only: a Slack message must never read server files.
+        self.allow_local_files = False
+        self._article_flights: SingleFlight[Article] = SingleFlight()
+        self._summary_flights: SingleFlight[Summary] = SingleFlight()
+        self._request_flights: SingleFlight[SummaryResult] = SingleFlight()
+
+    # --- articles --------------------------------------------------------------------------------
+
+    async def extract(self, source: str) -> Article:
+        """The article at a URL or in a local file, freshly fetched and extracted; not stored."""
+        if is_http_url(source):
+            fetched = await self.fetcher.fetch(source.strip())
+            article = await asyncio.to_thread(extract_article, fetched)
+            return self._checked_canonical(article, fetched.final_url)
+        return await self._file_article(source)
+
+    async def get_article(self, url: str) -> Article:
+        """The stored article for a link, fetching and storing it on first sight (article.id is set)."""
+        url = url.strip()
+        if not is_http_url(url):
+            raise InvalidURL()
+        canonical = canonicalize(url)
+        stored = await self.store.get_by_url(url, canonical)
+        if stored is not None:
+            return stored
+        article, _leader = await self._article_flights.run(
+            canonical, lambda: self._fetch_and_store(url, canonical)
+        )
+        return article
+
+    async def load_article(self, article_id: int) -> Article:
+        article = await self.store.get(article_id)
+        if article is None:
+            raise NotFound("I couldn't find that article any more.")
+        return article
+
+    async def _fetch_and_store(self, url: str, canonical: str) -> Article:
+        stored = await self.store.get_by_url(url, canonical)  # a flight that just ended may have stored it
+        if stored is not None:
+            return stored
+        fetched = await self.fetcher.fetch(url)
+        article = await asyncio.to_thread(extract_article, fetched)
+        article = self._checked_canonical(article, fetched.final_url)
+        aliases = [url, canonical, fetched.final_url, canonicalize(fetched.final_url)]
+        saved = await self.store.save(article, aliases=aliases)
+        log.info(
+            "article stored",
+            extra={"article_id": saved.id, "words": saved.word_count, "language": saved.language},
+        )
+        return saved
+
+    @staticmethod
+    def _checked_canonical(article: Article, final_url: str) -> Article:
+        """Honour rel=canonical only within the same site: a page must not claim another site's URL
+        (that would let it answer for that site's link from the cache)."""
+        canonical = article.canonical_url
+        if canonical and is_http_url(canonical) and same_site(canonical, final_url):
+            return article
+        return replace(article, canonical_url=canonicalize(final_url))
+
+    async def _file_article(self, source: str) -> Article:
+        if not self.allow_local_files:
+            raise InvalidURL()
+        path = _local_path(source)
+        if not path.is_file():
+            raise NotFound(f"There is no file at {source}.")
+        return await asyncio.to_thread(article_from_file, path)
+
+    # --- summaries -------------------------------------------------------------------------------
+
+    async def summarize(
+        self, source: str, *, language: str | None = None, context: UsageContext | None = None
+    ) -> SummaryResult:
+        """Summary of a link (or, for terminal commands, a local file), from the cache when possible."""
+        source = source.strip()
+        if not is_http_url(source):
+            article = await self._file_article(source)
+            article = await self.store.save(article, aliases=[article.url])
+            return await self.summarize_article(article, language=language, context=context)
+
+        async def work() -> SummaryResult:
+            article = await self.get_article(source)
+            return await self.summarize_article(article, language=language, context=context)
+
+        result, leader = await self._request_flights.run((canonicalize(source), language), work)
+        if leader or result.cached:
+            return result
+        return SummaryResult(article=result.article, summary=result.summary, cached=True)
+
+    async def summarize_article(
+        self, article: Article, *, language: str | None = None, context: UsageContext | None = None
+    ) -> SummaryResult:
+        code = self.resolve_language(article, language)
+        if article.id is None:
+            article = await self.store.save(article, aliases=[article.url])
+        assert article.id is not None
+        version = self.summarizer.prompt_version
+        cached = await self.store.get_summary(article.id, code, version)
+        if cached is not None:
+            log.info("summary from cache", extra={"article_id": article.id, "language": code})
+            return SummaryResult(article=article, summary=cached, cached=True)
+        key = (article.id, code, version)
+        summary, leader = await self._summary_flights.run(
+            key, lambda: self._summarize_and_store(article, code, version, context)
+        )
+        return SummaryResult(article=article, summary=summary, cached=not leader)
+
+    async def _summarize_and_store(
+        self, article: Article, language: str, version: str, context: UsageContext | None
+    ) -> Summary:
+        assert article.id is not None
+        summary = await self.summarizer.summarize(article, language, context=context)
+        return await self.store.save_summary(article.id, summary)
+
+    def resolve_language(self, article: Article, requested: str | None) -> str:
+        """The language code to write in: the request, else SUMMARY_LANGUAGE; "auto" = the article's own."""
+        wanted = (requested or self.settings.summary_language or "auto").strip()
+        if wanted.lower() == "auto":
+            return normalize_language(article.language) or DEFAULT_LANGUAGE
+        return normalize_language(wanted) or DEFAULT_LANGUAGE
+
+
+def _local_path(source: str) -> Path:
+    if source.lower().startswith("file://"):
+        return Path(unquote(urlsplit(source).path)).expanduser()
+    return Path(source).expanduser()

@@ -1,0 +1,344 @@
+"""Structured summaries of one article, within MAX_INPUT_TOKENS on every model request.
+
+An article that fits is sent whole. A longer one is map-reduced: notes per token-counted chunk (map,
+run concurrently), then the notes are combined, recursively while they are still too long, and the
+final summary is written from them. The source text always travels as delimited data inside a tag
+with a random name, and the system prompt says that nothing inside it is an instruction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ringkas.documents import Article, Summary, Usage, UsageContext
+from ringkas.errors import ConfigError, ModelOutputInvalid, NotAnArticle
+from ringkas.language import language_name
+from ringkas.llm import LLM
+from ringkas.prompts import load_prompt, prompt_set_version
+from ringkas.storage.base import utcnow
+
+log = logging.getLogger("ringkas.summarize")
+
+PROMPTS = ("summary", "summary_user", "summary_notes", "summary_part", "summary_combine", "summary_reduce")
+SUMMARY_OUTPUT_TOKENS = 1_200  # the JSON summary: title, one-line TL;DR, 3–5 points, why it matters
+NOTES_OUTPUT_TOKENS = 800  # notes on one chunk at most
+MIN_NOTES_OUTPUT_TOKENS = 100
+MAP_CONCURRENCY = 4
+MAX_KEY_POINTS = 5
+TLDR_MAX_CHARS = 400
+_SAFETY = 16  # tokens of slack for part numbers and boundary names rendered after counting
+
+SUMMARY_SCHEMA: dict = {
+    "type": "object",
+    "properties": {
+        "title": {"type": "string", "description": "Plain, specific headline in the summary language"},
+        "tldr": {"type": "string", "description": "One sentence, at most 30 words"},
+        "key_points": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "3 to 5 one-sentence points, most important first",
+        },
+        "why_it_matters": {"type": "string", "description": "One or two sentences"},
+    },
+    "required": ["title", "tldr", "key_points", "why_it_matters"],
+    "additionalProperties": False,
+}
+
+_KIND = {"html": "article", "pdf": "document", "text": "text"}
+_BULLET = re.compile(r"^\s*(?:[-*•·‣▪–—]|\d{1,2}[.)]|\(\d{1,2}\))\s+")
+_WHITESPACE = re.compile(r"\s+")
+
+
+@dataclass
+class _Job:
+    """Everything one summarize() call renders its prompts with."""
+
+    article: Article
+    language: str  # ISO code
+    language_name: str  # "Indonesian"
+    kind: str
+    tag: str
+    metadata: str
+    context: UsageContext | None
+    usage: Usage = field(default_factory=Usage)
+    model: str = ""
+
+
+class Summarizer:
+    def __init__(self, llm: LLM) -> None:
+        self.llm = llm
+        self.prompt_version = prompt_set_version(*PROMPTS)
+        self._map_limit = asyncio.Semaphore(MAP_CONCURRENCY)
+
+    async def summarize(
+        self, article: Article, language: str, *, context: UsageContext | None = None
+    ) -> Summary:
+        text = article.text.strip()
+        if not text:
+            raise NotAnArticle()
+        job = _Job(
+            article=article,
+            language=language,
+            language_name=language_name(language),
+            kind=_KIND.get(article.source_kind, "article"),
+            tag=f"source-{secrets.token_hex(6)}",
+            metadata=_metadata(article),
+            context=context,
+        )
+        messages = self._whole_messages(job, text)
+        if self._fits_final(messages):
+            data = await self._final(job, messages, purpose="summary")
+            steps = 1
+        else:
+            notes = await self._map(job, text)
+            data, steps = await self._reduce(job, notes)
+        summary = self._summary(job, data)
+        log.info(
+            "article summarized",
+            extra={
+                "article_id": article.id,
+                "language": language,
+                "article_tokens": self.llm.tokens.count(text),
+                "model_calls": job.usage.calls,
+                "prompt_tokens": job.usage.prompt_tokens,
+                "completion_tokens": job.usage.completion_tokens,
+                "reduce_levels": steps - 1,
+            },
+        )
+        return summary
+
+    # --- budgets ---------------------------------------------------------------------------------
+
+    @property
+    def _cap(self) -> int:
+        return self.llm.max_input_tokens
+
+    def _output_reserve(self) -> int:
+        """Room kept for the answer when deciding what fits (small local models share one context)."""
+        return min(SUMMARY_OUTPUT_TOKENS, self._cap // 5)
+
+    def _fits_final(self, messages: list[dict]) -> bool:
+        size = self.llm.tokens.count_messages(messages)
+        return size + self.llm.format_reserve(SUMMARY_SCHEMA) + self._output_reserve() <= self._cap
+
+    def _notes_tokens(self, job: _Job) -> int:
+        fixed = self.llm.tokens.count_messages(self._part_messages(job, "", 999, 999, words=999))
+        return max(MIN_NOTES_OUTPUT_TOKENS, min(NOTES_OUTPUT_TOKENS, (self._cap - fixed) // 6))
+
+    def _chunk_budget(self, job: _Job, notes_tokens: int) -> int:
+        fixed = self.llm.tokens.count_messages(self._part_messages(job, "", 999, 999, words=999))
+        budget = self._cap - fixed - notes_tokens - _SAFETY
+        if budget < 2 * MIN_NOTES_OUTPUT_TOKENS:
+            raise ConfigError(
+                f"MAX_INPUT_TOKENS={self._cap} is too small to summarize long articles; use at least 2000"
+            )
+        return budget
+
+    # --- map ---------------------------------------------------------------------------------------
+
+    async def _map(self, job: _Job, text: str) -> list[str]:
+        notes_tokens = self._notes_tokens(job)
+        budget = self._chunk_budget(job, notes_tokens)
+        chunks = await asyncio.to_thread(self.llm.tokens.split, text, budget, overlap=min(100, budget // 20))
+        log.info("long article: map-reduce", extra={"chunks": len(chunks), "chunk_tokens": budget})
+        total = len(chunks)
+
+        async def one(index: int, chunk: str) -> str:
+            messages = self._part_messages(job, chunk, index + 1, total, words=_words(notes_tokens))
+            async with self._map_limit:
+                return await self._notes(job, messages, notes_tokens, purpose="summary_map")
+
+        return list(await asyncio.gather(*(one(i, c) for i, c in enumerate(chunks))))
+
+    async def _notes(self, job: _Job, messages: list[dict], notes_tokens: int, *, purpose: str) -> str:
+        completion = await self.llm.complete(
+            messages,
+            purpose=purpose,
+            max_output_tokens=notes_tokens,
+            context=job.context,
+            article_id=job.article.id,
+        )
+        job.usage = job.usage + completion.usage
+        job.model = completion.model
+        # The server counts with its own tokenizer; cut to our count so the reduce budget holds.
+        return self.llm.tokens.truncate(completion.text.strip(), notes_tokens)
+
+    # --- reduce ------------------------------------------------------------------------------------
+
+    async def _reduce(self, job: _Job, notes: list[str]) -> tuple[dict, int]:
+        levels = 1
+        total_parts = len(notes)
+        while True:
+            messages = self._reduce_messages(job, notes, total_parts)
+            if self._fits_final(messages):
+                return await self._final(job, messages, purpose="summary_reduce"), levels + 1
+            if len(notes) == 1:  # one note that alone does not fit: cut it (cannot happen with sane caps)
+                room = self._cap - self.llm.tokens.count_messages(
+                    self._reduce_messages(job, [""], total_parts)
+                )
+                room -= self.llm.format_reserve(SUMMARY_SCHEMA) + self._output_reserve() + _SAFETY
+                if room < MIN_NOTES_OUTPUT_TOKENS:
+                    raise ConfigError(f"MAX_INPUT_TOKENS={self._cap} is too small to summarize long articles")
+                notes = [self.llm.tokens.truncate(notes[0], room)]
+                continue
+            notes = await self._combine(job, notes, total_parts)
+            levels += 1
+
+    async def _combine(self, job: _Job, notes: list[str], total_parts: int) -> list[str]:
+        notes_tokens = self._notes_tokens(job)
+        fixed = self.llm.tokens.count_messages(self._combine_messages(job, [], 999, 999, 999, words=999))
+        budget = self._cap - fixed - notes_tokens - _SAFETY
+        groups = _group(notes, [self.llm.tokens.count(n) + 2 for n in notes], budget)
+        if len(groups) >= len(notes):
+            raise ConfigError(
+                f"MAX_INPUT_TOKENS={self._cap} is too small to combine notes; use at least 2000"
+            )
+        log.info("combining notes", extra={"notes": len(notes), "groups": len(groups)})
+
+        async def one(start: int, group: list[str]) -> str:
+            first = round(start * total_parts / len(notes)) + 1
+            last = round((start + len(group)) * total_parts / len(notes))
+            messages = self._combine_messages(
+                job, group, first, max(first, last), total_parts, words=_words(notes_tokens)
+            )
+            async with self._map_limit:
+                return await self._notes(job, messages, notes_tokens, purpose="summary_combine")
+
+        starts = [sum(len(g) for g in groups[:i]) for i in range(len(groups))]
+        return list(await asyncio.gather(*(one(s, g) for s, g in zip(starts, groups, strict=True))))
+
+    async def _final(self, job: _Job, messages: list[dict], *, purpose: str) -> dict:
+        completion = await self.llm.complete(
+            messages,
+            purpose=purpose,
+            schema=SUMMARY_SCHEMA,
+            schema_name="summary",
+            max_output_tokens=SUMMARY_OUTPUT_TOKENS,
+            context=job.context,
+            article_id=job.article.id,
+        )
+        job.usage = job.usage + completion.usage
+        job.model = completion.model
+        return completion.data or {}
+
+    # --- messages ----------------------------------------------------------------------------------
+
+    def _system(self, job: _Job) -> dict:
+        content = load_prompt("summary").render(language=job.language_name, tag=job.tag)
+        return {"role": "system", "content": content}
+
+    def _notes_system(self, job: _Job, words: int) -> dict:
+        content = load_prompt("summary_notes").render(
+            language=job.language_name, tag=job.tag, kind=job.kind, words=words
+        )
+        return {"role": "system", "content": content}
+
+    def _whole_messages(self, job: _Job, text: str) -> list[dict]:
+        user = load_prompt("summary_user").render(
+            kind=job.kind,
+            language=job.language_name,
+            tag=job.tag,
+            metadata=job.metadata,
+            text=_data(text, job),
+        )
+        return [self._system(job), {"role": "user", "content": user}]
+
+    def _part_messages(self, job: _Job, text: str, part: int, total: int, *, words: int) -> list[dict]:
+        user = load_prompt("summary_part").render(
+            part=part, total=total, kind=job.kind, tag=job.tag, metadata=job.metadata, text=_data(text, job)
+        )
+        return [self._notes_system(job, words), {"role": "user", "content": user}]
+
+    def _combine_messages(
+        self, job: _Job, notes: Sequence[str], first: int, last: int, total: int, *, words: int
+    ) -> list[dict]:
+        user = load_prompt("summary_combine").render(
+            first=first, last=last, total=total, kind=job.kind, tag=job.tag, text=_data(_join(notes), job)
+        )
+        return [self._notes_system(job, words), {"role": "user", "content": user}]
+
+    def _reduce_messages(self, job: _Job, notes: Sequence[str], total: int) -> list[dict]:
+        user = load_prompt("summary_reduce").render(
+            kind=job.kind,
+            total=total,
+            language=job.language_name,
+            tag=job.tag,
+            metadata=job.metadata,
+            text=_data(_join(notes), job),
+        )
+        return [self._system(job), {"role": "user", "content": user}]
+
+    # --- result --------------------------------------------------------------------------------------
+
+    def _summary(self, job: _Job, data: dict) -> Summary:
+        tldr = _one_line(str(data.get("tldr") or ""))[:TLDR_MAX_CHARS]
+        points = [_one_line(_BULLET.sub("", str(p))) for p in data.get("key_points") or []]
+        points = [p for p in points if p][:MAX_KEY_POINTS]
+        why = _one_line(str(data.get("why_it_matters") or ""))
+        title = _one_line(str(data.get("title") or "")) or job.article.title
+        if not tldr and points:
+            tldr = points[0]
+        if not tldr:
+            raise ModelOutputInvalid(detail="summary without a TL;DR or key points")
+        return Summary(
+            tldr=tldr,
+            key_points=tuple(points),
+            why_it_matters=why,
+            language=job.language,
+            model=job.model or self.llm.model,
+            prompt_version=self.prompt_version,
+            title=title,
+            usage=job.usage,
+            created_at=utcnow(),
+        )
+
+
+def _metadata(article: Article) -> str:
+    lines = []
+    for label, value in (
+        ("Title", article.title),
+        ("Site", article.site_name),
+        ("Author", article.author),
+        ("Published", article.published),
+    ):
+        if value:
+            lines.append(f"{label}: {_one_line(value)[:300]}")
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def _data(text: str, job: _Job) -> str:
+    # The tag name is random per request, so page text cannot close the block; drop it anyway.
+    return text.replace(job.tag, "")
+
+
+def _join(notes: Sequence[str]) -> str:
+    return "\n\n".join(n.strip() for n in notes if n.strip())
+
+
+def _one_line(text: str) -> str:
+    return _WHITESPACE.sub(" ", text).strip()
+
+
+def _words(tokens: int) -> int:
+    """A word budget to ask for: roughly 0.6 words per token across languages, with headroom."""
+    return max(40, int(tokens * 0.55))
+
+
+def _group(items: list[str], sizes: list[int], budget: int) -> list[list[str]]:
+    groups: list[list[str]] = []
+    current: list[str] = []
+    used = 0
+    for item, size in zip(items, sizes, strict=True):
+        if current and used + size > budget:
+            groups.append(current)
+            current, used = [], 0
+        current.append(item)
+        used += size
+    if current:
+        groups.append(current)
+    return groups
