@@ -44,7 +44,7 @@ class QA:
 
     async def article(self, text: str, *, title: str, url: str, language: str = "en") -> int:
         stored = await ArticleStore(self.db).save(
-            Article(url=url, canonical_url=url, text=text, title=title, language=language, site_name="Example")
+            Article(url=url, canonical_url=url, text=text, title=title, language=language, site_name="Ex")
         )
         assert stored.id is not None
         return stored.id
@@ -94,7 +94,7 @@ async def make_qa(
     def build(**env: str) -> QA:
         settings = make_settings(DATABASE_URL=database_url, **env)
         llm = LLM(settings, db=database, backoff_base=0.01)
-        fetcher = SafeFetcher(allow_hosts=settings.fetch_allow_hosts, timeout=5, max_bytes=settings.fetch_max_bytes)
+        fetcher = SafeFetcher(allow_hosts=settings.fetch_allow_hosts, timeout=5, max_bytes=1_000_000)
         made.append((llm, fetcher))
         ringkas = Ringkas(settings=settings, db=database, fetcher=fetcher, llm=llm)
         service = QuestionService(settings=settings, db=database, llm=llm, ringkas=ringkas)
@@ -138,7 +138,8 @@ async def test_answer_rests_on_the_article_and_is_stored_with_tokens(make_qa: Ca
         calls = list(await session.scalars(select(ModelCallRow)))
     assert len(rows) == 1
     row = rows[0]
-    assert (row.team_id, row.channel_id, row.thread_ts, row.user_id) == ("T0001", "C0001", "1700000000.000100", "U0042")
+    assert (row.team_id, row.channel_id, row.user_id) == ("T0001", "C0001", "U0042")
+    assert row.thread_ts == "1700000000.000100"
     assert row.question == "How much does GPT-5 Turbo cost?"
     assert row.answer == answer.text
     assert row.article_ids == [article_id]
@@ -172,7 +173,7 @@ async def test_follow_up_carries_the_thread_history(make_qa: Callable[..., QA]) 
 async def test_history_is_budgeted_newest_first(make_qa: Callable[..., QA]) -> None:
     qa = make_qa(MAX_INPUT_TOKENS="3000")
     article_id = await qa.article(SHORT, title="GPT-5 Turbo pricing", url="https://news.example/gpt5")
-    filler = "This is a long earlier answer that goes on about many details. " * 60
+    filler = "This is a long earlier answer that goes on about many details. " * 12
     for turn in range(8):
         qa.stub.responder = answering(f"Answer number {turn}. {filler}")
         await qa.ask(f"Question number {turn}?", [article_id])
@@ -184,8 +185,10 @@ async def test_history_is_budgeted_newest_first(make_qa: Callable[..., QA]) -> N
     assert "Question number 7?" in prompt and "Answer number 7." in prompt  # newest kept
     assert "Question number 0?" not in prompt  # oldest dropped for the budget
     assert prompt.index("Question number 6?") < prompt.index("Question number 7?")  # oldest first
-    assert TokenCounter("gpt-4.1-mini").count_messages(last["messages"]) <= 3000
-    assert "A long earlier answer" not in prompt or prompt.count(filler) == 0  # answers are truncated
+    counter = TokenCounter("gpt-4.1-mini")
+    assert counter.count_messages(last["messages"]) <= 3000
+    history = prompt[prompt.index("<conversation") : prompt.index("</conversation>")]
+    assert counter.count(history) <= 3000 // 6  # the history's share of the budget
 
 
 @pytest.mark.parametrize(
@@ -193,7 +196,7 @@ async def test_history_is_budgeted_newest_first(make_qa: Callable[..., QA]) -> N
     [
         ("How much does Garuda-2 Pro cost per million input tokens?", []),
         # No word shared with the passage: only the keyword search (in the article's language) finds it.
-        ("Berapa biayanya untuk versi yang paling mahal?", ["price", "cost", "dollars", "Pro", "million tokens"]),
+        ("Berapa biayanya untuk versi yang paling mahal?", ["price", "cost", "dollars", "Pro", "million"]),
     ],
 )
 async def test_long_article_fact_near_the_end_within_the_token_cap(
@@ -201,10 +204,10 @@ async def test_long_article_fact_near_the_end_within_the_token_cap(
 ) -> None:
     qa = make_qa(MAX_INPUT_TOKENS="2500")
     counter = TokenCounter("gpt-4.1-mini")
-    assert counter.count(LONG) > 4 * 2500
+    assert counter.count(LONG) > 3 * 2500
     assert LONG.index(FACT) > len(LONG) * 0.9
     article_id = await qa.article(LONG, title="Nusantara Labs launches Garuda-2", url="https://news.example/garuda")
-    qa.stub.responder = answering("Garuda-2 Pro costs “3.75 US dollars per million input tokens”.", keywords=keywords)
+    qa.stub.responder = answering("Garuda-2 Pro costs “3.75 US dollars” per million.", keywords=keywords)
 
     answer = await qa.ask(question, [article_id])
 
@@ -270,7 +273,8 @@ async def test_answers_are_requested_in_the_question_language(make_qa: Callable[
     assert answer.language == "id"
     prompt = user_message(qa_requests(qa.stub)[-1])
     assert "Answer in the language the question is written in (detected: Indonesian)." in prompt
-    assert "Write the answer in the language the question is written in" in system_message(qa.stub.requests[-1])
+    system = system_message(qa.stub.requests[-1])
+    assert "Write the answer in the language the question is written in" in system
 
     # Too short to tell: the model is still told to follow the question's language, without a guess.
     answer = await qa.ask("GPT-5?", [article_id], thread="1700000000.000200")
