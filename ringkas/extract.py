@@ -550,12 +550,11 @@ def _html_article(result: FetchResult) -> Article:
     )
 
 
-def _require_text(text: str, what: str) -> None:
+def _require_text(
+    text: str, what: str, hint: str = "it may be a login wall, an app that needs JavaScript, or only images"
+) -> None:
     if _letters(text) < MIN_ARTICLE_LETTERS:
-        raise NotAnArticle(
-            f"I couldn't find any article text on that {what} (it may be a login wall, an app that needs "
-            "JavaScript, or only images)."
-        )
+        raise NotAnArticle(f"I couldn't find any article text in that {what} ({hint}).")
 
 
 # --- PDF ----------------------------------------------------------------------------------------------
@@ -593,6 +592,21 @@ def _reflow(page_text: str) -> list[str]:
     return paragraphs
 
 
+_COLUMN_GAP = re.compile(r"\S {4,}\S")
+
+
+def _pdf_page_text(page: Any) -> str:
+    """Layout mode keeps blank lines between paragraphs; plain mode keeps multi-column text in order."""
+    try:
+        layout = page.extract_text(extraction_mode="layout") or ""
+    except Exception:  # pypdf's layout mode is stricter about odd fonts than plain mode
+        layout = ""
+    lines = [line for line in layout.split("\n") if line.strip()]
+    if lines and sum(1 for line in lines if _COLUMN_GAP.search(line.strip())) <= 0.3 * len(lines):
+        return layout
+    return page.extract_text() or ""
+
+
 def _pdf_article(result: FetchResult) -> Article:
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError
@@ -611,7 +625,7 @@ def _pdf_article(result: FetchResult) -> Article:
         parts: list[str] = []
         size = 0
         for index in range(min(count, MAX_PDF_PAGES)):
-            page_text = pages[index].extract_text() or ""
+            page_text = _pdf_page_text(pages[index])
             parts.extend(_reflow(page_text))
             size += len(page_text)
             if size > MAX_TEXT_CHARS:
@@ -625,7 +639,7 @@ def _pdf_article(result: FetchResult) -> Article:
     if count > MAX_PDF_PAGES:
         text += f"\n\n[… only the first {MAX_PDF_PAGES} of {count} pages were read.]"
     text = clean_text(text)
-    _require_text(text, "PDF (it may be scanned images without a text layer)")
+    _require_text(text, "PDF", hint="it may be scanned images without a text layer")
     title = _clean_field(getattr(info, "title", None)) if info else None
     author = _clean_field(getattr(info, "author", None)) if info else None
     published = None

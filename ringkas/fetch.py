@@ -10,6 +10,7 @@ so neither a huge page nor a gzip bomb is ever held whole in memory.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import re
 import socket
@@ -406,6 +407,14 @@ class SafeFetcher:
         policy = self._exempt_policy if exempt else self._public_policy
         assert policy is not None
         try:
+            if not exempt:
+                host = _host_as_written(url)
+                if _legacy_numeric_host(host):
+                    # 0x7f000001, 127.1, 017700000001: glibc would read these as addresses.
+                    raise BlockedAddress(detail=f"numeric host in a legacy notation: {host[:60]}")
+                literal = _literal_ip(host)
+                if literal is not None:
+                    policy.check_address(literal)  # the address verdict beats the port verdict
             policy.check_url(url)
         except SSRFGuardError as exc:
             raise _blocked(exc, url) from None
@@ -537,6 +546,24 @@ class SafeFetcher:
         if sniffed is None:
             raise _unsupported(declared, accept)
         return FetchResult(url, final_url, status, sniffed, charset, body, headers)
+
+
+def _literal_ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
+def _legacy_numeric_host(host: str) -> bool:
+    """True for hosts that are IPv4 addresses in a non-canonical notation (hex, octal, short, integer)."""
+    if not host or _literal_ip(host) is not None or not re.fullmatch(r"[0-9a-fA-FxX.]+", host):
+        return False
+    try:
+        socket.inet_aton(host)
+    except OSError:
+        return False
+    return True
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from urllib.parse import SplitResult, unquote_plus, urlsplit, urlunsplit
+from urllib.parse import SplitResult, quote, unquote_plus, urlsplit, urlunsplit
 
 import idna
 from tld import get_fld
@@ -27,6 +27,9 @@ TRACKING_PARAMS: frozenset[str] = frozenset(
 TRACKING_PREFIXES: tuple[str, ...] = ("utm_", "pk_", "mtm_", "hsa_", "matomo_", "piwik_", "stm_", "ga_")
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_PATH_SAFE = "/%:@!$&'()*+,;=-._~"
+_QUERY_SAFE = _PATH_SAFE + "?"
+_ESCAPE = re.compile(r"%[0-9a-fA-F]{2}")
 _WHITESPACE = re.compile(r"\s")
 
 
@@ -85,6 +88,11 @@ def _is_ip(host: str) -> bool:
     return True
 
 
+def _percent_encode(part: str, safe: str) -> str:
+    """Percent-encode non-ASCII and unsafe characters (as browsers do); existing escapes in upper case."""
+    return _ESCAPE.sub(lambda m: m.group(0).upper(), quote(part, safe=safe))
+
+
 def _tidy_query(query: str) -> str:
     """Drop tracking parameters and sort the rest by name, keeping each pair's original encoding."""
     if not query:
@@ -96,7 +104,7 @@ def _tidy_query(query: str) -> str:
         name = unquote_plus(pair.split("=", 1)[0])
         if is_tracking_param(name):
             continue
-        kept.append((name, position, pair))
+        kept.append((name, position, _percent_encode(pair, _QUERY_SAFE)))
     kept.sort(key=lambda item: (item[0], item[1]))  # stable for repeated names
     return "&".join(pair for _, _, pair in kept)
 
@@ -117,7 +125,7 @@ def canonicalize(url: str) -> str:
         netloc = _netloc(split, scheme)
     except ValueError:
         return url
-    path = split.path or "/"
+    path = _percent_encode(split.path, _PATH_SAFE) or "/"
     return urlunsplit((scheme, netloc, path, _tidy_query(split.query), ""))
 
 

@@ -23,6 +23,7 @@ class Route:
     delay: float = 0.0
     trickle: float = 0.0  # seconds between chunks of 1 byte (a slow-drip server)
     chunks: int | None = None  # stream the body in this many chunks with no Content-Length
+    repeat: int = 1  # stream the body this many times over (a huge response without holding it in memory)
 
 
 class WebStub:
@@ -31,6 +32,7 @@ class WebStub:
         self.routes: dict[str, Route] = {}
         self.hits: Counter[str] = Counter()
         self.request_headers: dict[str, dict[str, str]] = {}
+        self.bytes_sent: Counter[str] = Counter()  # body bytes written by streamed routes
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -69,17 +71,20 @@ class WebStub:
         if route.delay:
             await asyncio.sleep(route.delay)
         headers = {"Content-Type": route.content_type, **route.headers}
-        if route.trickle or route.chunks:
+        if route.trickle or route.chunks or route.repeat > 1:
             response = web.StreamResponse(status=route.status, headers=headers)
             await response.prepare(request)
             if route.trickle:
                 for i in range(len(route.body)):
                     await response.write(route.body[i : i + 1])
+                    self.bytes_sent[path] += 1
                     await asyncio.sleep(route.trickle)
             else:
                 size = max(1, len(route.body) // (route.chunks or 1))
-                for i in range(0, len(route.body), size):
-                    await response.write(route.body[i : i + size])
+                for _ in range(route.repeat):
+                    for i in range(0, len(route.body), size):
+                        await response.write(route.body[i : i + size])
+                        self.bytes_sent[path] += len(route.body[i : i + size])
             await response.write_eof()
             return response
         return web.Response(status=route.status, body=route.body, headers=headers)
