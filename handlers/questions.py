@@ -119,10 +119,14 @@ async def _ask(
     try:
         posted = await client.chat_postMessage(channel=channel_id, thread_ts=thread_ts, **message)
     except SlackApiError as exc:
-        if exc.response.get("error") not in _NOT_IN_CHANNEL:
-            raise
-        # Not a member: the command's response_url can still post for everyone, without a thread.
-        await respond(response_type="in_channel", **message)
+        error = exc.response.get("error")
+        if error in _NOT_IN_CHANNEL:
+            # Not a member: the command's response_url can still post for everyone, without a thread.
+            await respond(response_type="in_channel", **message)
+            return
+        log.warning("posting an answer failed", extra={"channel": channel_id, "error": error})
+        reason = f"Slack said: {escape(str(error))}"
+        await _private(respond, f":warning: I couldn't post the answer in this channel ({reason}).")
         return
     reply_ts = posted.get("ts")
     if thread_ts is None and reply_ts:

@@ -256,3 +256,32 @@ async def test_model_text_cannot_ping_or_inject_markup(
     assert "<!here>" not in shown and "<@U0999>" not in shown and "<https://evil.test" not in shown
     assert "@channel" not in shown and "@\u2060channel" in shown
     assert "*Yes.*" in shown and "&amp; more" in shown
+
+
+async def test_ask_in_a_channel_the_bot_is_not_in_answers_through_the_command(
+    slack_app: SlackApp, slack_stub: SlackStub, openai_stub: OpenAIStub, web: WebStub
+) -> None:
+    openai_stub.responder = model(["About 40 percent."])
+    await summarize_here(slack_app, web)
+    slack_stub.overrides["chat.postMessage"] = lambda args: {"ok": False, "error": "not_in_channel"}
+    await slack_app.command("How many searches show AI answers on Bing?", command="/ask", response_name="ask")
+    await slack_app.settle()
+    (answer,) = [b for _name, b in slack_stub.responses if b.get("response_type") == "in_channel"]
+    assert "About 40 percent." in flat(answer) and f"|{SEARCH_TITLE}>" in flat(answer)
+
+
+async def test_a_model_failure_in_a_thread_is_told_there(
+    slack_app: SlackApp, slack_stub: SlackStub, openai_stub: OpenAIStub, web: WebStub
+) -> None:
+    thread = await summarize_here(slack_app, web)
+    openai_stub.fail_next(1, status=401)  # not retryable
+    ts = next_ts()
+    assert await slack_app.event(mention("<@UBOT> who runs DuckDuckGo?", ts=ts, thread_ts=thread)) == 200
+    await slack_app.settle()
+    told = slack_stub.posted()[-1]
+    assert told["thread_ts"] == thread
+    assert told["text"].startswith(":warning: I couldn't answer that. The model server rejected the API key")
+    reactions = [(c.method, c.args.get("name")) for c in slack_stub.calls if c.args.get("timestamp") == ts]
+    assert reactions == [("reactions.add", "thinking_face"), ("reactions.remove", "thinking_face"),
+                         ("reactions.add", "warning")]
+    assert await rows(slack_app) == []
