@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ringkas.documents import Article, Usage, UsageContext
 from ringkas.errors import ModelOutputInvalid, NotFound, RingkasError
 from ringkas.language import close_languages, detect_language, language_name
-from ringkas.prompts import load_prompt, prompt_set_version
+from ringkas.prompts import load_prompt
 from ringkas.questions_store import QuestionStore, StoredExchange
 from ringkas.retrieval import Passage, Selection, select_passages, split_passages
 
@@ -119,10 +119,6 @@ class QuestionService:
         self.ringkas = ringkas
         self.store = QuestionStore(db)
 
-    @property
-    def prompt_version(self) -> str:
-        return prompt_set_version("qa_system", "qa_user", "qa_keywords")
-
     async def answer(
         self,
         question: str,
@@ -144,6 +140,7 @@ class QuestionService:
         if not ids:
             raise NoArticle()
         articles = await self._load(ids)
+        ids = [a.id for a in articles if a.id is not None]  # without any that are no longer stored
         context = UsageContext(team_id=team_id, channel_id=channel_id, user_id=user_id)
         tokens = self.llm.tokens
         question = tokens.truncate(question, min(QUESTION_MAX_TOKENS, self.llm.max_input_tokens // 8))

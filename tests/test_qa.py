@@ -328,6 +328,9 @@ async def test_bad_input_gets_clear_errors(make_qa: Callable[..., QA]) -> None:
         await qa.ask("Why?", [article_id + 1000])
     assert "no longer stored" in gone.value.user_message
     assert qa.stub.requests == []
+    qa.stub.responder = answering()
+    partly = await qa.ask("Why?", [article_id + 1000, article_id])  # one of the thread's articles is gone
+    assert partly.article_ids == [article_id]
 
 
 async def test_a_huge_question_is_cut_to_fit(make_qa: Callable[..., QA]) -> None:
