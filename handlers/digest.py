@@ -1,15 +1,328 @@
-"""/digest and posting digests. (Being built: issue 5.)"""
+"""`/digest` and posting finished digests to Slack.
+
+    /digest subscribe [HH:MM] [Area/City]   daily digest here (defaults: DIGEST_TIME, DIGEST_TIMEZONE)
+    /digest unsubscribe                     stop it
+    /digest status                          time, time zone, language and next run
+    /digest now                             a digest of the last 24 h, posted here now
+    /digest help                            usage
+
+Commands are acknowledged at once; database work and digest building run afterwards.
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from slack_sdk.errors import SlackApiError
+from slack_sdk.models.blocks import (
+    ContextBlock,
+    DividerBlock,
+    HeaderBlock,
+    MarkdownTextObject,
+    PlainTextObject,
+    SectionBlock,
+)
+
 from handlers.deps import Deps
+from handlers.render import CONTEXT_LIMIT, MAX_BLOCKS, SECTION_LIMIT, TITLE_LIMIT, Message, escape, fit, link
+from handlers.render import user_mention as mention
+from ringkas.digest.labels import labels, local_time, long_date
+from ringkas.digest.models import Digest, Story
+from ringkas.digest.schedule import parse_time, parse_timezone
+from ringkas.digest.service import PostFailed
+from ringkas.errors import RingkasError
+from ringkas.language import language_name
+
+log = logging.getLogger("ringkas.slack.digest")
+
+COMMAND = "/digest"
+MAIN_STORIES = 12  # stories in the channel message; the rest go to its thread
+THREAD_BLOCKS = 45  # blocks per thread reply (Slack allows 50)
+FALLBACK_LIMIT = 3000
+
+USAGE = (
+    "*Daily AI-news digest*\n"
+    "• `/digest subscribe [HH:MM] [Area/City]` — post a digest here every day "
+    "(for example `/digest subscribe 07:30 Asia/Jakarta`)\n"
+    "• `/digest unsubscribe` — stop the daily digest here\n"
+    "• `/digest status` — time, time zone, language and next digest\n"
+    "• `/digest now` — post a digest of the last 24 hours here now"
+)
+
+
+def usage(problem: str | None = None) -> str:
+    return f"{problem}\n\n{USAGE}" if problem else USAGE
 
 
 def register(app: Any, deps: Deps) -> None:
-    """Registers /digest."""
+    @app.command(COMMAND)
+    async def on_digest(ack: Any, command: dict[str, Any], respond: Any, client: Any, context: Any) -> None:
+        await handle_digest(deps, ack=ack, command=command, respond=respond, client=client,
+                            team_id=str(context.get("team_id") or command.get("team_id") or ""))
+
+
+def parse_subscribe(words: list[str], *, default_time: str, default_timezone: str) -> tuple[str, str]:
+    """`[HH:MM] [Area/City]` in either order -> (time, zone); raises ValueError with a message for people."""
+    time: str | None = None
+    zone: str | None = None
+    for word in words:
+        parsed_time = parse_time(word)
+        if parsed_time and time is None:
+            time = parsed_time
+            continue
+        parsed_zone = parse_timezone(word)
+        if parsed_zone and zone is None:
+            zone = parsed_zone
+            continue
+        if ":" in word or "." in word or word.isdigit():
+            raise ValueError(
+                f"“{escape(word[:40])}” isn't a time I understand. Use HH:MM (24-hour), like `07:30`."
+            )
+        raise ValueError(
+            f"“{escape(word[:64])}” isn't a time zone I know. Use an IANA name such as `Asia/Jakarta` "
+            "or `Europe/Berlin`."
+        )
+    return time or default_time, zone or default_timezone
+
+
+async def handle_digest(
+    deps: Deps, *, ack: Any, command: dict[str, Any], respond: Any, client: Any, team_id: str
+) -> None:
+    words = (command.get("text") or "").split()
+    action = words[0].lower() if words else "help"
+    channel_id = str(command.get("channel_id") or "")
+    user_id = command.get("user_id")
+    scheduler = deps.scheduler
+    if action == "help" or (action not in {"subscribe", "unsubscribe", "status", "now"}):
+        problem = None if action == "help" else f"I don't know `/digest {escape(words[0][:40])}`."
+        await ack(text=usage(problem))
+        return
+    if deps.digests is None or scheduler is None:
+        await ack(text="Daily digests are not available in this deployment.")
+        return
+    if action == "subscribe":
+        try:
+            settings = deps.settings
+            time, zone = parse_subscribe(
+                words[1:], default_time=settings.digest_time, default_timezone=settings.digest_timezone
+            )
+        except ValueError as exc:
+            await ack(text=usage(str(exc)))
+            return
+        await ack()
+        deps.tasks.spawn(_subscribe(deps, respond, team_id, channel_id, user_id, time, zone),
+                         name=f"digest:subscribe:{channel_id}")
+    elif len(words) > 1:
+        await ack(text=usage(f"`/digest {action}` takes no arguments."))
+    elif action == "unsubscribe":
+        await ack()
+        deps.tasks.spawn(_unsubscribe(deps, respond, team_id, channel_id, user_id),
+                         name=f"digest:unsubscribe:{channel_id}")
+    elif action == "status":
+        await ack()
+        deps.tasks.spawn(_status(deps, respond, team_id, channel_id), name=f"digest:status:{channel_id}")
+    else:
+        key = (team_id, channel_id)
+        if key in _building:
+            await ack(text="A digest for this channel is already being put together.")
+            return
+        _building.add(key)
+        await ack(text="Putting together a digest of the last 24 hours… it will appear here in a minute.")
+        deps.tasks.spawn(_now(deps, respond, client, team_id, channel_id), name=f"digest:now:{channel_id}")
+
+
+_building: set[tuple[str, str]] = set()  # /digest now in progress, per channel (double clicks)
+
+
+def _language(code: str) -> str:
+    name = language_name(code)
+    return f"{name} ({code})" if name.lower() != code.lower() else code
+
+
+async def _subscribe(
+    deps: Deps, respond: Any, team_id: str, channel_id: str, user_id: str | None, time: str, zone: str
+) -> None:
+    try:
+        status = await deps.scheduler.subscribe(
+            team_id, channel_id, time=time, timezone=zone, user_id=user_id
+        )
+    except Exception:
+        log.exception("digest subscribe failed", extra={"channel": channel_id})
+        await respond(text="Sorry, I couldn't save the digest subscription. Please try again.",
+                      response_type="ephemeral")
+        return
+    who = mention(user_id) or "Someone"
+    subscription = status.subscription
+    await respond(
+        response_type="in_channel", replace_original=False,
+        text=(f"{who} subscribed this channel to the daily AI-news digest: every day at "
+              f"*{subscription.time}* ({subscription.timezone}), in {escape(_language(status.language))}. "
+              f"Next digest: {local_time(status.next_run, subscription.timezone)}."),
+    )
+
+
+async def _unsubscribe(deps: Deps, respond: Any, team_id: str, channel_id: str, user_id: str | None) -> None:
+    try:
+        removed = await deps.scheduler.unsubscribe(team_id, channel_id)
+    except Exception:
+        log.exception("digest unsubscribe failed", extra={"channel": channel_id})
+        await respond(text="Sorry, I couldn't change the subscription. Please try again.",
+                      response_type="ephemeral")
+        return
+    if not removed:
+        await respond(text="This channel isn't subscribed to the daily digest.", response_type="ephemeral")
+        return
+    who = mention(user_id) or "Someone"
+    await respond(response_type="in_channel", replace_original=False,
+                  text=f"{who} unsubscribed this channel from the daily AI-news digest.")
+
+
+async def _status(deps: Deps, respond: Any, team_id: str, channel_id: str) -> None:
+    try:
+        status = await deps.scheduler.status(team_id, channel_id)
+    except Exception:
+        log.exception("digest status failed", extra={"channel": channel_id})
+        await respond(text="Sorry, I couldn't read the digest settings. Please try again.",
+                      response_type="ephemeral")
+        return
+    if status is None:
+        await respond(response_type="ephemeral", text=(
+            "This channel isn't subscribed to the daily digest. "
+            "Use `/digest subscribe [HH:MM] [Area/City]` to start it."))
+        return
+    subscription = status.subscription
+    today = "today's digest is posted; " if status.posted_today else ""
+    await respond(response_type="ephemeral", text=(
+        f"Daily AI-news digest in this channel: *{subscription.time}* ({subscription.timezone}), "
+        f"in {escape(_language(status.language))}. {today.capitalize()}"
+        f"{'next' if today else 'Next'} digest: {local_time(status.next_run, subscription.timezone)}."))
+
+
+async def _now(deps: Deps, respond: Any, client: Any, team_id: str, channel_id: str) -> None:
+    try:
+        assert deps.digests is not None
+        digest = await deps.digests.build_now(team_id, channel_id)
+        await make_poster(client, deps)(team_id, channel_id, digest)
+    except RingkasError as exc:
+        log.warning("digest now failed", extra={"channel": channel_id, "code": exc.code})
+        await respond(text=escape(exc.user_message), response_type="ephemeral", replace_original=False)
+    except Exception:
+        log.exception("digest now crashed", extra={"channel": channel_id})
+        await respond(text="Sorry, something went wrong while putting the digest together.",
+                      response_type="ephemeral", replace_original=False)
+    finally:
+        _building.discard((team_id, channel_id))
+
+
+# --- posting -------------------------------------------------------------------------------------
 
 
 def make_poster(client: Any, deps: Deps | None) -> Any:
-    raise NotImplementedError
+    """The callable the scheduler (and `/digest now`, `bot.py digest`) uses: post, return the message ts.
+
+    Raises `PostFailed` when Slack refused the message (nothing was posted, so a retry is safe); other
+    errors propagate as they are (Slack may or may not have it).
+    """
+
+    async def post(team_id: str, channel_id: str, digest: Digest) -> str | None:
+        main, *rest = digest_messages(digest)
+        try:
+            response = await client.chat_postMessage(
+                channel=channel_id, unfurl_links=False, unfurl_media=False, **main.as_kwargs()
+            )
+        except SlackApiError as exc:
+            error = str(exc.response.get("error") or "unknown") if exc.response is not None else "unknown"
+            raise PostFailed(f"Slack refused the digest: {error}.", detail=error) from None
+        ts = response.get("ts")
+        for message in rest:
+            try:
+                await client.chat_postMessage(
+                    channel=channel_id, thread_ts=ts, unfurl_links=False, unfurl_media=False,
+                    **message.as_kwargs(),
+                )
+            except SlackApiError as exc:  # the digest is out; a missing continuation is logged, not retried
+                log.warning("digest thread reply failed", extra={"channel": channel_id,
+                                                                 "error": exc.response.get("error")})
+        return ts
+
+    return post
+
+
+def _story_block(story: Story, words: dict[str, str]) -> dict[str, Any]:
+    title = f"*{link(story.url, story.title)}*"
+    lines = [title]
+    if story.summary:
+        lines.append(escape(story.summary))
+    sources = " · ".join(link(source.url, source.name) for source in story.sources[:6])
+    if story.team_shared:
+        sources = f"{sources} · _{escape(words['shared'])}_" if sources else f"_{escape(words['shared'])}_"
+    lines.append(sources)
+    return SectionBlock(text=MarkdownTextObject(text=fit("\n".join(lines), SECTION_LIMIT))).to_dict()
+
+
+def _footer(digest: Digest, words: dict[str, str]) -> dict[str, Any]:
+    if digest.sources_total:
+        parts = [words["read"].format(items=digest.items_read, ok=digest.sources_read,
+                                      total=digest.sources_total)]
+    else:
+        parts = [words["read_no_feeds"]]
+    if digest.shared_count:
+        parts.append(words["team_links"].format(n=digest.shared_count))
+    if digest.feeds_failed:
+        parts.append(words["unavailable"].format(n=len(digest.feeds_failed)))
+    text = escape(" · ".join(parts))
+    return ContextBlock(elements=[MarkdownTextObject(text=fit(text, CONTEXT_LIMIT))]).to_dict()
+
+
+def _theme_block(theme: str) -> dict[str, Any]:
+    return SectionBlock(text=MarkdownTextObject(text=fit(f"*{escape(theme)}*", 200))).to_dict()
+
+
+def digest_messages(digest: Digest) -> list[Message]:
+    """The channel message (header, opening, the top stories, footer) and, for a long digest, thread replies
+    with the rest — every message within Slack's limits (50 blocks, 3000 characters a section)."""
+    words = labels(digest.language)
+    header = f"{words['title']} · {long_date(digest.local_date, digest.language)}"
+    head: list[dict[str, Any]] = [
+        HeaderBlock(text=PlainTextObject(text=header[:TITLE_LIMIT], emoji=False)).to_dict()
+    ]
+    if digest.opening:
+        opening = fit(escape(digest.opening), SECTION_LIMIT)
+        head.append(SectionBlock(text=MarkdownTextObject(text=opening)).to_dict())
+    if not digest.stories:
+        quiet = words["quiet"].format(since=local_time(digest.window_start, digest.timezone))
+        head.append(SectionBlock(text=MarkdownTextObject(text=escape(quiet))).to_dict())
+
+    # story blocks in order, with a theme line before each theme's first story
+    body: list[tuple[dict[str, Any], bool]] = []  # (block, is_story)
+    for theme, stories in digest.sections():
+        if theme:
+            body.append((_theme_block(theme), False))
+        body.extend((_story_block(story, words), True) for story in stories)
+
+    footer = [DividerBlock().to_dict(), _footer(digest, words)]
+    room = min(MAX_BLOCKS - len(head) - len(footer) - 1, MAX_BLOCKS)
+    main_body: list[dict[str, Any]] = []
+    count = 0
+    index = 0
+    while index < len(body) and len(main_body) < room:
+        block, is_story = body[index]
+        if is_story:
+            if count >= MAIN_STORIES:
+                break
+            count += 1
+        main_body.append(block)
+        index += 1
+    if main_body and not body[index - 1][1] and index < len(body):  # never end on a dangling theme line
+        main_body.pop()
+        index -= 1
+    rest = [block for block, _ in body[index:]]
+    if rest:
+        footer.insert(1, ContextBlock(elements=[MarkdownTextObject(text=escape(words["more"]))]).to_dict())
+    fallback = f"{header}: {digest.opening}" if digest.opening else header
+    messages = [Message(text=fit(escape(fallback), FALLBACK_LIMIT), blocks=head + main_body + footer)]
+    for start in range(0, len(rest), THREAD_BLOCKS):
+        chunk = rest[start : start + THREAD_BLOCKS]
+        messages.append(Message(text=escape(f"{words['continued']} ({header})"), blocks=chunk))
+    return messages

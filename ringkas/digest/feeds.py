@@ -34,6 +34,7 @@ MAX_TITLE_CHARS = 300
 MAX_EXCERPT_CHARS = 700
 _FUTURE_SLACK = timedelta(hours=1)
 _WEIGHT = re.compile(r"\bweight\s*=\s*([0-9]+(?:\.[0-9]+)?)")
+_TOPIC = re.compile(r"\btopic\s*=\s*(ai|general)\b", re.IGNORECASE)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b-\u200f\u2028\u2029\ufeff]")
 _SPACES = re.compile(r"\s+")
 
@@ -45,7 +46,7 @@ class Fetcher(Protocol):
 
 
 def parse_feed_sources(text: str) -> list[FeedSource]:
-    """Lines of `URL  # Name  weight=1.2`; blank lines and comment lines are skipped."""
+    """Lines of `URL  # Name  weight=1.2 topic=ai`; blank lines and comment lines are skipped."""
     sources: list[FeedSource] = []
     seen: set[str] = set()
     for line in text.splitlines():
@@ -59,9 +60,12 @@ def parse_feed_sources(text: str) -> list[FeedSource]:
             continue
         seen.add(url)
         match = _WEIGHT.search(comment)
-        name = _WEIGHT.sub("", comment).strip() or None
+        topic = _TOPIC.search(comment)
+        name = _TOPIC.sub("", _WEIGHT.sub("", comment)).strip() or None
         weight = min(max(float(match.group(1)), 0.1), 5.0) if match else 1.0
-        sources.append(FeedSource(url=url, name=name, weight=weight))
+        sources.append(
+            FeedSource(url=url, name=name, weight=weight, topic=topic.group(1).lower() if topic else None)
+        )
     return sources
 
 

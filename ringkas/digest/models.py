@@ -15,6 +15,7 @@ class FeedSource:
     url: str
     name: str | None = None
     weight: float = 1.0
+    topic: str | None = None  # "ai" (every entry is AI news), "general" (filter by content), None (measure)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ _STRONG = re.compile(
     r"|large language models?|language models?|llms?|slms?|gen ?ai|generative|generatif|foundation models?"
     r"|chat ?gpt|gpt-?[0-9o][a-z0-9.-]*|gpts?|openai|anthropic|claude|gemini|deepmind|copilot|mistral"
     r"|llama\s?[0-9]*|hugging ?face|stable diffusion|midjourney|sora|perplexity|xai|grok|deepseek|qwen"
-    r"|kimi|cohere|nemotron"
+    r"|kimi|cohere|nemotron|nvidia"
     r"|chatbots?|ai agents?|agentic|multimodal|reasoning models?|diffusion models?"
     r"|text-to-(?:image|video|speech)"
     r")\b",

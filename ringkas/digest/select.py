@@ -39,28 +39,57 @@ _FILLER = frozenset(
 _TOKEN = re.compile(r"\w+(?:[-.]\w+)*", re.UNICODE)
 
 
-def title_tokens(title: str) -> frozenset[str]:
-    text = unicodedata.normalize("NFKC", title).casefold().replace("’", "'")
-    tokens = set()
-    for token in _TOKEN.findall(text):
-        token = token.strip("-.")
-        if token.endswith("'s"):
-            token = token[:-2]
+def _words(title: str) -> list[tuple[str, str]]:
+    """(original, folded) informative words of a headline."""
+    text = unicodedata.normalize("NFKC", title).replace("’", "'")
+    words = []
+    for original in _TOKEN.findall(text):
+        original = original.strip("-.")
+        if original.endswith(("'s", "'S")):
+            original = original[:-2]
+        token = original.casefold()
         if token and token not in _FILLER and (len(token) > 1 or token.isdigit()):
-            tokens.add(token)
-    return frozenset(tokens)
+            words.append((original, token))
+    return words
 
 
-def same_story(a: frozenset[str], b: frozenset[str], a_text: str, b_text: str) -> bool:
-    """Near-duplicate headlines: enough shared informative words, or almost the same wording."""
+def title_tokens(title: str) -> frozenset[str]:
+    return frozenset(token for _, token in _words(title))
+
+
+def name_tokens(title: str) -> frozenset[str]:
+    """Words that name things: model/product names with digits (Nova-3, V9) and capitalised words
+    after the first one (Voltra, Gemini). Sharing those says more than sharing ordinary words."""
+    names = set()
+    for position, (original, token) in enumerate(_words(title)):
+        model_name = any(ch.isdigit() for ch in token) and any(ch.isalpha() for ch in token)
+        acronym = len(original) > 1 and original.isalpha() and original.isupper()
+        capitalised = position > 0 and original[:1].isupper()
+        if model_name or acronym or capitalised:
+            names.add(token)
+    return frozenset(names)
+
+
+def same_story(
+    a: frozenset[str], b: frozenset[str], a_text: str, b_text: str,
+    names: frozenset[str] = frozenset(),
+) -> bool:
+    """Near-duplicate headlines: enough shared informative words (names count more), or nearly the same
+    wording. `names` holds the name-like words of either headline."""
     if not a or not b:
         return False
-    shared = len(a & b)
+    common = a & b
+    shared = len(common)
     if shared == 0:
         return False
+    overlap = shared / min(len(a), len(b))
     if shared / len(a | b) >= 0.5:
         return True
-    if shared >= 2 and shared / min(len(a), len(b)) >= 0.75:
+    if shared >= 2 and overlap >= 0.75:
+        return True
+    weight = sum(2.0 if any(ch.isdigit() for ch in t) and t in names else 1.5 if t in names else 1.0
+                 for t in common)
+    if shared >= 2 and weight >= 3 and overlap >= 0.4:
         return True
     matcher = difflib.SequenceMatcher(None, a_text, b_text, autojunk=False)
     return matcher.quick_ratio() >= 0.85 and matcher.ratio() >= 0.85
@@ -120,8 +149,6 @@ def _candidates(
         relevance = ai_relevance(item.title, item.excerpt)
         if (ai_share.get(item.feed_url) or 0) >= AI_FEED_SHARE:
             relevance = max(relevance, 0.6)  # an AI outlet's item without buzzwords is still AI news
-        if relevance < RELEVANT:
-            continue
         found.append(
             _Candidate(
                 title=item.title, url=item.url, canonical_url=item.canonical_url, source=item.source,
@@ -136,6 +163,7 @@ def _clusters(candidates: Sequence[_Candidate]) -> list[list[_Candidate]]:
     union = _UnionFind(len(candidates))
     by_url: dict[str, int] = {}
     tokens = [title_tokens(c.title) for c in candidates]
+    names = [name_tokens(c.title) for c in candidates]
     texts = [" ".join(sorted(t)) for t in tokens]
     postings: dict[str, list[int]] = defaultdict(list)
     for i, candidate in enumerate(candidates):
@@ -155,7 +183,8 @@ def _clusters(candidates: Sequence[_Candidate]) -> list[list[_Candidate]]:
                 if pair in checked:
                     continue
                 checked.add(pair)
-                if same_story(tokens[pair[0]], tokens[pair[1]], texts[pair[0]], texts[pair[1]]):
+                a, b = pair
+                if same_story(tokens[a], tokens[b], texts[a], texts[b], names[a] | names[b]):
                     union.union(*pair)
     groups: dict[int, list[_Candidate]] = defaultdict(list)
     for i, candidate in enumerate(candidates):
@@ -166,10 +195,11 @@ def _clusters(candidates: Sequence[_Candidate]) -> list[list[_Candidate]]:
 def _story(group: list[_Candidate], window_end: datetime) -> Story:
     shared = [c for c in group if c.shared]
     # the lead item: the team's link, else the most authoritative source, else the earliest report
-    lead = shared[0] if shared else sorted(group, key=lambda c: (-c.weight, c.timestamp))[0]
+    ranked = sorted(group, key=lambda c: (c.relevance < RELEVANT, -c.weight, c.timestamp))
+    lead = shared[0] if shared else ranked[0]
     sources: list[SourceLink] = []
     seen_sources: set[str] = set()
-    for candidate in [lead, *sorted(group, key=lambda c: (-c.weight, c.timestamp))]:
+    for candidate in [lead, *ranked]:
         from_team = candidate.shared is not None and candidate.source == TEAM_SOURCE
         if candidate.source not in seen_sources and not from_team:
             seen_sources.add(candidate.source)
@@ -202,6 +232,11 @@ def _story(group: list[_Candidate], window_end: datetime) -> Story:
     )
 
 
+def per_source_cap(max_stories: int) -> int:
+    """At most about a third of a digest from one outlet (a busy feed must not crowd out the others)."""
+    return max(2, math.ceil(max_stories / 3))
+
+
 def select_stories(
     items: Sequence[FeedItem],
     shared: Sequence[SharedLink],
@@ -211,14 +246,19 @@ def select_stories(
     max_stories: int,
     weights: Mapping[str, float] | None = None,
     ai_share: Mapping[str, int | None] | None = None,
-    per_source_cap: int | None = None,
+    source_cap: int | None = None,
 ) -> list[Story]:
     """The best `max_stories` stories of the window, best first; one story per news event."""
     window_items = in_window(items, window_start, window_end)
     candidates = _candidates(window_items, shared, weights=weights or {}, ai_share=ai_share or {})
-    stories = [_story(group, window_end) for group in _clusters(candidates)]
+    # irrelevant items still join the cluster of a relevant story (as extra sources), never lead one
+    stories = [
+        _story(group, window_end)
+        for group in _clusters(candidates)
+        if max(c.relevance for c in group) >= RELEVANT
+    ]
     stories.sort(key=lambda s: (-s.score, -s.timestamp.timestamp(), s.title))
-    cap = per_source_cap or max(2, math.ceil(max_stories / 3))
+    cap = source_cap or per_source_cap(max_stories)
     per_source: Counter[str] = Counter()
     chosen: list[Story] = []
     for story in stories:
@@ -230,3 +270,25 @@ def select_stories(
         if len(chosen) >= max_stories:
             break
     return chosen
+
+
+def merge_stories(keep: Story, duplicate: Story) -> None:
+    """Fold `duplicate` (the same news event) into `keep`: sources, team share, stored summary, score."""
+    names = {source.name for source in keep.sources}
+    for source in duplicate.sources:
+        if source.name not in names:
+            names.add(source.name)
+            keep.sources.append(source)
+    keep.feed_urls |= duplicate.feed_urls
+    keep.timestamp = min(keep.timestamp, duplicate.timestamp)
+    keep.score = max(keep.score, duplicate.score)
+    if duplicate.team_shared and not keep.team_shared:
+        keep.team_shared = True
+        keep.article_id = duplicate.article_id
+    if duplicate.reused_summary and not keep.reused_summary and not keep.summary:
+        keep.summary, keep.reused_summary, keep.title = duplicate.summary, True, duplicate.title
+        keep.url = duplicate.url
+    if not keep.hint and duplicate.hint:
+        keep.hint = duplicate.hint
+    if not keep.excerpt:
+        keep.excerpt = duplicate.excerpt

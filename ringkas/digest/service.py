@@ -17,7 +17,7 @@ from ringkas.config import Settings
 from ringkas.digest.feeds import FeedReader, Fetcher, feed_sources
 from ringkas.digest.models import Digest, FeedItem, FeedOutcome, FeedSource, Subscription
 from ringkas.digest.schedule import due_today, local_date
-from ringkas.digest.select import in_window, select_stories
+from ringkas.digest.select import in_window, per_source_cap, select_stories
 from ringkas.digest.store import DigestStore
 from ringkas.digest.write import DigestWriter
 from ringkas.documents import UsageContext
@@ -31,6 +31,7 @@ WINDOW = timedelta(hours=24)
 FEED_CACHE = timedelta(minutes=10)  # channels due at the same time share one round of feed fetches
 KEEP_ITEMS = timedelta(days=7)
 FEED_CONCURRENCY = 8
+EXTRA_CANDIDATES = 5  # more than DIGEST_MAX_STORIES go to the model, which folds same-event stories
 
 Poster = Callable[[str, str, Digest], Awaitable[str | None]]
 
@@ -149,14 +150,20 @@ class DigestService:
         ai_share = {o.url: o.ai_share for o in snapshot.outcomes}
         states = await self.store.feed_states(o.url for o in snapshot.outcomes if o.ai_share is None)
         ai_share.update({url: state.ai_share for url, state in states.items() if ai_share.get(url) is None})
-        stories = select_stories(
+        for source in self.sources:  # a declared topic beats the measured share
+            if source.topic:
+                ai_share[source.url] = 100 if source.topic == "ai" else 0
+        max_stories = self.settings.digest_max_stories
+        candidates = select_stories(
             items, shared, window_start=window_start, window_end=window_end,
-            max_stories=self.settings.digest_max_stories,
+            max_stories=max_stories + EXTRA_CANDIDATES, source_cap=per_source_cap(max_stories),
             weights={source.url: source.weight for source in self.sources}, ai_share=ai_share,
         )
         written = await self.writer.write(
-            stories, language=language, context=UsageContext(team_id=team_id, channel_id=channel_id)
+            candidates, language=language, max_stories=max_stories,
+            context=UsageContext(team_id=team_id, channel_id=channel_id),
         )
+        stories = written.stories
         digest = Digest(
             local_date=local_date(window_end, timezone),
             timezone=timezone,

@@ -1,8 +1,13 @@
-"""Writing the digest with the model: story lines in batches, plus one overview call (opening + themes).
+"""Writing the digest with the model, in a handful of calls.
 
-Calls per digest: ceil(stories needing text / batch) + 1, run concurrently. Every request's messages are
-counted with the model's tokenizer and kept under MAX_INPUT_TOKENS: batches are split by token count and an
-item that is too long on its own has its excerpt cut.
+1. One overview call over the candidate headlines: the opening line, stories that report the same event
+   (also across languages, which headline matching cannot see) and, with enough stories, theme labels.
+2. Story lines in batches (run concurrently) for the stories that remain after merging and trimming;
+   team-shared articles with a stored summary in the digest language reuse it and cost nothing.
+
+Calls per digest: 1 + ceil(stories needing text / batch). Every request's messages are counted with the
+model's tokenizer and kept under the LLM's input budget (MAX_INPUT_TOKENS): batches are split by token
+count, and an item too long on its own has its excerpt cut.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ringkas.digest.models import Story
+from ringkas.digest.select import merge_stories
 from ringkas.documents import Usage, UsageContext
 from ringkas.errors import ModelOutputInvalid
 from ringkas.language import language_name
@@ -52,29 +58,33 @@ STORIES_SCHEMA: dict[str, Any] = {
     "required": ["stories"],
     "additionalProperties": False,
 }
-OVERVIEW_THEMES_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "opening": {"type": "string"},
-        "stories": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {"id": {"type": "integer"}, "theme": {"type": "string"}},
-                "required": ["id", "theme"],
-                "additionalProperties": False,
+
+
+def _overview_schema(themed: bool) -> dict[str, Any]:
+    entry: dict[str, Any] = {"id": {"type": "integer"}, "same_as": {"type": "integer"}}
+    if themed:
+        entry["theme"] = {"type": "string"}
+    return {
+        "type": "object",
+        "properties": {
+            "opening": {"type": "string"},
+            "stories": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": entry,
+                    "required": list(entry),
+                    "additionalProperties": False,
+                },
             },
         },
-    },
-    "required": ["opening", "stories"],
-    "additionalProperties": False,
-}
-OVERVIEW_PLAIN_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {"opening": {"type": "string"}},
-    "required": ["opening"],
-    "additionalProperties": False,
-}
+        "required": ["opening", "stories"],
+        "additionalProperties": False,
+    }
+
+
+OVERVIEW_THEMES_SCHEMA = _overview_schema(True)
+OVERVIEW_PLAIN_SCHEMA = _overview_schema(False)
 
 
 class TokenCounting(Protocol):
@@ -96,6 +106,7 @@ class Model(Protocol):
 @dataclass(frozen=True)
 class Written:
     opening: str
+    stories: list[Story]  # after merging duplicates and trimming, best first
     usage: Usage
     model: str | None
     calls: int
@@ -116,34 +127,60 @@ class DigestWriter:
         self.prompt_version = prompt_set_version(*PROMPT_VERSION_NAMES)
 
     async def write(
-        self, stories: Sequence[Story], *, language: str, context: UsageContext | None = None
+        self, candidates: Sequence[Story], *, language: str, max_stories: int,
+        context: UsageContext | None = None,
     ) -> Written:
-        """Fill each story's `summary` (unless reused), `title` (in the digest language) and `theme`."""
-        if not stories:
-            return Written(opening="", usage=Usage(), model=None, calls=0)
+        """Merge same-event candidates, keep the best `max_stories`, and write their lines and the opening.
+
+        Fills each kept story's `summary` (unless reused), `title` (in the digest language) and `theme`.
+        """
+        if not candidates:
+            return Written(opening="", stories=[], usage=Usage(), model=None, calls=0)
         boundary = f"items-{secrets.token_hex(6)}"
         system = {"role": "system", "content": load_prompt("digest_system").render(
             language=language_name(language), boundary=boundary)}
-        ids = {index + 1: story for index, story in enumerate(stories)}
-        to_write = [(i, s) for i, s in ids.items() if not s.reused_summary]
-        batches = self._batches(system, to_write, language=language, boundary=boundary)
-        tasks = [self._write_batch(system, batch, ids, language, boundary, context) for batch in batches]
-        tasks.append(self._overview(system, ids, language, boundary, context))
-        results = await asyncio.gather(*tasks)
-        usage = sum((r[0] for r in results), Usage())
-        model = next((r[1] for r in results if r[1]), None)
-        opening = results[-1][2]
+        ids = {index + 1: story for index, story in enumerate(candidates)}
+        overview = await self._overview(system, ids, language, boundary, context)
+        usage, model, opening, duplicates, themes = overview
+        kept = self._merge(ids, duplicates)
+        kept = dict(list(kept.items())[:max_stories])
+        self._apply_themes(kept, themes)
+        to_write = [(i, s) for i, s in kept.items() if not s.reused_summary]
+        results = await asyncio.gather(
+            *(self._write_batch(system, batch, kept, language, boundary, context)
+              for batch in self._batches(system, to_write, language=language, boundary=boundary))
+        )
+        usage = sum((r[0] for r in results), usage)
+        model = model or next((r[1] for r in results if r[1]), None)
         missing = [(i, s) for i, s in to_write if not s.summary]
         if missing:  # one more try for stories the model skipped, then give up on the digest
             log.warning("model skipped digest stories; asking again", extra={"missing": len(missing)})
             retry = await asyncio.gather(
-                *(self._write_batch(system, batch, ids, language, boundary, context)
+                *(self._write_batch(system, batch, kept, language, boundary, context)
                   for batch in self._batches(system, missing, language=language, boundary=boundary))
             )
             usage = sum((r[0] for r in retry), usage)
             if any(not s.summary for _, s in missing):
                 raise ModelOutputInvalid(detail="digest stories missing from the model's answers")
-        return Written(opening=opening, usage=usage, model=model, calls=usage.calls)
+        return Written(
+            opening=opening, stories=list(kept.values()), usage=usage, model=model, calls=usage.calls
+        )
+
+    @staticmethod
+    def _merge(ids: dict[int, Story], duplicates: dict[int, int]) -> dict[int, Story]:
+        """Fold stories the model marked as the same event into the earlier (better ranked) one."""
+        kept: dict[int, Story] = {}
+        for index, story in ids.items():
+            target = duplicates.get(index, 0)
+            seen: set[int] = set()
+            while target in duplicates and target not in seen:  # follow chains to the first report
+                seen.add(target)
+                target = duplicates[target]
+            if 0 < target < index and target in kept:
+                merge_stories(kept[target], story)
+            else:
+                kept[index] = story
+        return kept
 
     # --- batching ------------------------------------------------------------------------------
 
@@ -232,7 +269,7 @@ class DigestWriter:
 
     async def _overview(
         self, system: dict, ids: dict[int, Story], language: str, boundary: str, context: UsageContext | None
-    ) -> tuple[Usage, str | None, str]:
+    ) -> tuple[Usage, str | None, str, dict[int, int], dict[int, str]]:
         themed = len(ids) >= MIN_STORIES_FOR_THEMES
         messages, listed = self._overview_messages(system, ids, language, boundary, themed=themed)
         if themed and listed < len(ids):  # too many headlines for the cap: no themes; opening from top ones
@@ -241,14 +278,21 @@ class DigestWriter:
         completion = await self.llm.complete(
             messages, purpose="digest",
             schema=OVERVIEW_THEMES_SCHEMA if themed else OVERVIEW_PLAIN_SCHEMA,
-            schema_name="digest_overview", max_output_tokens=120 + (25 * len(ids) if themed else 0),
-            context=context,
+            schema_name="digest_overview", max_output_tokens=150 + 30 * listed, context=context,
         )
         data = completion.data if isinstance(completion.data, dict) else {}
-        opening = _clean(data.get("opening"), 400)
-        if themed:
-            self._apply_themes(ids, data.get("stories"))
-        return completion.usage, completion.model, opening
+        duplicates: dict[int, int] = {}
+        themes: dict[int, str] = {}
+        for entry in data.get("stories") or []:
+            if not isinstance(entry, dict) or entry.get("id") not in ids:
+                continue
+            same_as = entry.get("same_as")
+            if isinstance(same_as, int) and 0 < same_as < entry["id"]:
+                duplicates[entry["id"]] = same_as
+            label = _clean(entry.get("theme"), 40).strip(" .:") if themed else ""
+            if label:
+                themes[entry["id"]] = label[0].upper() + label[1:]
+        return completion.usage, completion.model, _clean(data.get("opening"), 400), duplicates, themes
 
     def _overview_messages(
         self, system: dict, ids: dict[int, Story], language: str, boundary: str, *, themed: bool
@@ -271,21 +315,18 @@ class DigestWriter:
             raise ValueError("MAX_INPUT_TOKENS is too small for the digest prompt")
         return messages, len(lines)
 
-    def _apply_themes(self, ids: dict[int, Story], assignments: object) -> None:
-        themes: dict[int, str] = {}
-        for entry in assignments if isinstance(assignments, list) else []:
-            if isinstance(entry, dict) and entry.get("id") in ids:
-                label = _clean(entry.get("theme"), 40).strip(" .:")
-                if label:
-                    themes[entry["id"]] = label[0].upper() + label[1:]
-        labels = {label.casefold() for label in themes.values()}
-        # themes only help when they really group: most stories labelled, a few labels with >1 story each
-        if len(themes) < 0.8 * len(ids) or not 2 <= len(labels) <= MAX_THEMES + 1:
-            log.info("digest themes not used", extra={"labelled": len(themes), "labels": len(labels)})
+    def _apply_themes(self, kept: dict[int, Story], themes: dict[int, str]) -> None:
+        labelled = {index: themes[index] for index in kept if index in themes}
+        labels = {label.casefold() for label in labelled.values()}
+        # themes only help when they really group: enough stories, nearly all labelled, a few labels
+        if len(kept) < MIN_STORIES_FOR_THEMES or len(labelled) < 0.8 * len(kept) or not 2 <= len(labels) <= (
+            MAX_THEMES + 1
+        ):
+            if themes:
+                log.info("digest themes not used", extra={"labelled": len(labelled), "labels": len(labels)})
             return
-        canonical: dict[str, str] = {}
-        for index, story in ids.items():
-            label = themes.get(index)
-            if label is None:
-                continue
-            story.theme = canonical.setdefault(label.casefold(), label)
+        spelling: dict[str, str] = {}
+        for index, story in kept.items():
+            label = labelled.get(index)
+            if label is not None:
+                story.theme = spelling.setdefault(label.casefold(), label)
