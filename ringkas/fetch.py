@@ -187,13 +187,16 @@ def sniff_document_type(declared: str, body: bytes) -> str | None:
 
 
 def sniff_feed_type(declared: str, body: bytes) -> str | None:
-    if declared in FEED_TYPES or declared in HTML_TYPES or declared.endswith(("+xml", "+json")):
-        return declared
-    if declared in TEXT_TYPES or declared in UNKNOWN_TYPES:
-        if looks_like_feed(body):
-            return "application/feed+json" if body.lstrip()[:1] == b"{" else "application/xml"
-        if looks_like_html(body):
-            return "text/html"
+    """The media type of a feed response; HTML is passed on (it may link to a feed or be one)."""
+    labelled_feed = declared in FEED_TYPES or declared.endswith(("+xml", "+json"))
+    if looks_like_feed(body):
+        if labelled_feed:
+            return declared
+        return "application/feed+json" if body.lstrip()[:1] == b"{" else "application/xml"
+    if labelled_feed:
+        return declared  # let the feed parser judge odd but honestly labelled feeds
+    if declared in HTML_TYPES or looks_like_html(body):
+        return "text/html"
     return None
 
 
