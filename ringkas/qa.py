@@ -261,7 +261,7 @@ class QuestionService:
         for exchange in history:  # newest first
             asked = neutralize(tokens.truncate(exchange.question, HISTORY_QUESTION_TOKENS))
             replied = neutralize(tokens.truncate(exchange.answer, HISTORY_ANSWER_TOKENS))
-            who = f" user={exchange.user_id}" if exchange.user_id else ""
+            who = f' user="{exchange.user_id}"' if exchange.user_id else ""
             turn = f'<turn{who}>\nQ: {asked}\nA: {replied}\n</turn>'
             size = tokens.count(turn) + 1
             if spent + size > budget:

@@ -165,7 +165,7 @@ async def test_follow_up_carries_the_thread_history(make_qa: Callable[..., QA]) 
     history = prompt[prompt.index("<conversation") : prompt.index("</conversation>")]
     assert "Q: What share of searches get AI answers on Bing?" in history
     assert "A: Bing shows AI answers for about 40 percent of US English searches." in history
-    assert "user=U0001" in history
+    assert 'user="U0001"' in history
     assert prompt.index("</conversation>") < prompt.index("<question>\nAnd what about Google?")
     assert "<conversation" not in user_message(other)
 
