@@ -522,7 +522,7 @@ def _choose_language(declared: str | None, text: str) -> str | None:
     detected, confidence = detect_language_with_confidence(text)
     if declared is None:
         return detected
-    if detected and not close_languages(declared, detected) and confidence > 0.98 and _letters(text) > 400:
+    if detected and not close_languages(declared, detected) and confidence > 0.95 and _letters(text) > 250:
         return detected  # templates often declare a default language for every page
     return declared
 
