@@ -135,7 +135,8 @@ INDONESIAN = "Kecerdasan artifisial mengubah cara kerja redaksi di seluruh Indon
 
 def _html_with(text: str, meta: str = "", lang: str = "en") -> str:
     paragraphs = "".join(f"<p>{text} {i}</p>" for i in range(4))
-    return f"<html lang='{lang}'><head>{meta}<title>t</title></head><body><article>{paragraphs}</article></body></html>"
+    head = f"<head>{meta}<title>t</title></head>"
+    return f"<html lang='{lang}'>{head}<body><article>{paragraphs}</article></body></html>"
 
 
 @pytest.mark.parametrize(
@@ -261,7 +262,8 @@ def test_local_files(tmp_path: Path) -> None:
         "<p>Not a member? <a href='/join'>Subscribe</a></p></body></html>",
         # JavaScript app shell
         "<!doctype html><html><head><title>App</title><script src='/bundle.js'></script></head>"
-        "<body><noscript>You need to enable JavaScript to run this app.</noscript><div id='root'></div></body></html>",
+        "<body><noscript>You need to enable JavaScript to run this app.</noscript>"
+        "<div id='root'></div></body></html>",
         # image-only page
         "<html><body><figure><img src='/chart.png' alt='chart'></figure><figure><img src='/b.png'></figure>"
         "</body></html>",
