@@ -250,13 +250,16 @@ def make_poster(client: Any, deps: Deps | None) -> Any:
 
 
 def _story_block(story: Story, words: dict[str, str]) -> dict[str, Any]:
-    title = f"*{link(story.url, story.title)}*"
+    """Linked title, the story's lines, its sources: the sources always fit, the summary gives way."""
+    title = f"*{link(story.url, story.title[:300])}*"
+    parts = [link(source.url, source.name[:80]) for source in story.sources[:6]]
+    if story.team_shared:
+        parts.append(f"_{escape(words['shared'])}_")
+    sources = " · ".join(parts)
     lines = [title]
     if story.summary:
-        lines.append(escape(story.summary))
-    sources = " · ".join(link(source.url, source.name) for source in story.sources[:6])
-    if story.team_shared:
-        sources = f"{sources} · _{escape(words['shared'])}_" if sources else f"_{escape(words['shared'])}_"
+        room = SECTION_LIMIT - len(title) - len(sources) - 2
+        lines.append(fit(escape(story.summary), max(room, 0)))
     lines.append(sources)
     return SectionBlock(text=MarkdownTextObject(text=fit("\n".join(lines), SECTION_LIMIT))).to_dict()
 
