@@ -286,7 +286,9 @@ _BOLD = re.compile(r"(?<!\*)\*\*(?=\S)(.+?)(?<=\S)\*\*(?!\*)")
 _ITALIC = re.compile(r"(?<![\w*])\*(?=[^\s*])([^*\n]+?)(?<=[^\s*])\*(?![\w*])")
 _BOILER_LINE = re.compile(
     r"^\W{0,3}(baca juga|baca pula|simak juga|lihat juga|read also|also read|lire aussi|lesen sie auch|"
-    r"leia também|lea también|leggi anche)\s*:", re.IGNORECASE
+    r"leia também|lea también|leggi anche|相关阅读|相關閱讀|延伸阅读|関連記事)\s*[:：]"
+    r"|^[(（]\s*(责任编辑|責任編輯|编辑|編輯)\s*[:：][^)）]{0,30}[)）]$",
+    re.IGNORECASE,
 )
 
 
@@ -331,14 +333,16 @@ def _paragraph_letters(tree: HtmlElement) -> int:
 
 
 def _drop_title_heading(text: str, title: str | None) -> str:
+    """Remove markdown headings that only repeat the title (it is metadata, shown separately)."""
     if not title:
         return text
-    first, _, rest = text.partition("\n")
-    heading = first.lstrip("#").strip()
-    same = heading == title or title.startswith(heading) or heading.startswith(title)
-    if first.startswith("#") and heading and same:
-        return rest.lstrip("\n")
-    return text
+    kept = []
+    for line in text.split("\n"):
+        heading = line.lstrip("#").strip()
+        if line.startswith("#") and heading and (heading == title or title.startswith(heading)):
+            continue
+        kept.append(line)
+    return "\n".join(kept)
 
 
 def _main_text(tree: HtmlElement, url: str | None) -> str:

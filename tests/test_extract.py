@@ -27,6 +27,7 @@ SAMPLES = sorted(name for name in EXPECTATIONS if (PAGES / name).is_file())
 SERVED_AS = {
     "fr_latin1_lireaussi.html": "text/html",
     "ja_shiftjis_related.html": "text/html",
+    "zh_gbk_br_paragraphs.html": "text/html",
 }
 PARAGRAPHS = [
     "Regulators in Brussels opened a formal investigation into how large language model providers "
