@@ -43,6 +43,11 @@ def _clip(value: str | None, length: int) -> str | None:
     return value[:length] if value is not None else None
 
 
+def _storable(value: str | None) -> str | None:
+    """PostgreSQL text cannot hold NUL characters; pages and model replies occasionally carry them."""
+    return value.replace("\x00", "") if value is not None else None
+
+
 class ArticleStore:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -81,17 +86,18 @@ class ArticleStore:
         dropped, since they describe the old text.
         """
         key = url_key(article.canonical_url or article.url)
-        digest = content_hash(article.text)
+        text = _storable(article.text) or ""
+        digest = content_hash(text)
         values = {
             "canonical_url": key,
             "url": url_key(article.url),
-            "title": article.title,
-            "author": article.author,
-            "published": _clip(article.published, 32),
-            "site_name": article.site_name,
+            "title": _storable(article.title),
+            "author": _storable(article.author),
+            "published": _clip(_storable(article.published), 32),
+            "site_name": _storable(article.site_name),
             "language": _clip(article.language, 16),
             "source_kind": _clip(article.source_kind, 16) or "html",
-            "text": article.text,
+            "text": text,
             "content_hash": digest,
             "fetched_at": utcnow(),
         }
@@ -143,10 +149,10 @@ class ArticleStore:
             "language": summary.language,
             "prompt_version": summary.prompt_version,
             "model": summary.model[:128],
-            "title": summary.title,
-            "tldr": summary.tldr,
-            "key_points": list(summary.key_points),
-            "why_it_matters": summary.why_it_matters,
+            "title": _storable(summary.title),
+            "tldr": _storable(summary.tldr),
+            "key_points": [_storable(p) for p in summary.key_points],
+            "why_it_matters": _storable(summary.why_it_matters),
             "prompt_tokens": summary.usage.prompt_tokens,
             "completion_tokens": summary.usage.completion_tokens,
             "model_calls": summary.usage.calls,

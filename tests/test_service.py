@@ -280,6 +280,11 @@ async def test_article_store_upserts_and_settles_summary_races(database) -> None
     assert (await store.get_summary(saved.id, "en", "summary@1+summary_user@1")) == first
     assert await store.get_summary(saved.id, "id", "summary@1+summary_user@1") is None
 
+    nul = await store.save(
+        Article(url="https://a.example/nul", canonical_url="https://a.example/nul", text="a\x00b")
+    )
+    assert nul.text == "ab"  # PostgreSQL text cannot hold NUL
+
     long_url = "https://a.example/" + "p" * 3000
     stored = await store.save(Article(url=long_url, canonical_url=long_url, text="long"))
     assert (await store.get_by_url(long_url)) == stored
