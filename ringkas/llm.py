@@ -160,7 +160,9 @@ class LLM:
         )
         repair = load_prompt("llm_repair").render(problem=problem[:_REPAIR_PROBLEM_CHARS])
         repair_messages = [*request_messages, {"role": "user", "content": repair}]
-        self._enforce_cap(repair_messages, purpose)
+        if self.tokens.count_messages(repair_messages) > self.max_input_tokens:
+            # The caller budgeted without input_budget(): no room to ask again.
+            raise ModelOutputInvalid(detail=f"{purpose}: {problem}; no room under MAX_INPUT_TOKENS to repair")
         try:
             text, model, call_usage = await self._request(
                 client,

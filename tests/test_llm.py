@@ -246,3 +246,15 @@ async def test_input_budget_leaves_room_for_fallback_instructions(openai_stub, m
     await llm.aclose()
     assert completion.data is not None
     assert all(llm.tokens.count_messages(r["messages"]) <= 1000 for r in openai_stub.requests)
+
+
+async def test_no_repair_when_the_caller_left_no_room(openai_stub, make_settings) -> None:
+    llm = _llm(make_settings, MAX_INPUT_TOKENS="1000")
+    openai_stub.responder = lambda body: "not json"
+    system = {"role": "system", "content": "You answer briefly."}
+    room = 995 - llm.tokens.count_messages([system, {"role": "user", "content": ""}])
+    messages = [system, {"role": "user", "content": llm.tokens.truncate("lorem ipsum " * 2000, room)}]
+    with pytest.raises(ModelOutputInvalid):
+        await llm.complete(messages, purpose="test", schema=SCHEMA)
+    await llm.aclose()
+    assert len(openai_stub.requests) == 1
