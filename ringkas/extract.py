@@ -163,30 +163,38 @@ _BOILER_WORDS = frozenset(
     {
         "ad", "ads", "adv", "advert", "adverts", "advertisement", "advertising", "adslot", "adunit",
         "iklan", "werbung", "anzeige", "publicite", "pub", "sponsor", "sponsored", "promo", "promoted",
-        "banner", "outbrain", "taboola", "share", "sharing", "sharebar", "social", "socials",
-        "comment", "comments", "komentar", "kommentare", "commentaires", "comentarios", "disqus",
+        "banner", "outbrain", "taboola", "sharing", "sharebar", "sharetools", "socialshare",
+        "comment", "comments", "commentlist", "komentar", "kommentare", "commentaires", "comentarios",
+        "disqus",
         "newsletter", "newsletters", "subscribe", "subscription", "signup", "related", "terkait",
         "popular", "terpopuler", "trending", "recommended", "recommendations", "recirculation",
         "breadcrumb", "breadcrumbs", "cookie", "cookies", "consent", "tags", "taglist", "lihatjg",
         "linksisip", "bacajuga", "readalso", "readmore", "alsoread", "gambas", "inread", "parallaxindetail",
         "ranking", "meistgelesen", "mostread", "mostpopular", "catcher", "widget", "sidebar", "toolbar",
-        "paywall-promo", "author-bio", "authorbio", "bio", "byline-share", "print", "nav", "navigation",
+        "authorbio", "nav", "navigation",
     }
 )
 _COMPOUND_MARKERS = (
-    "baca-juga", "bacajuga", "baca_juga", "read-also", "readalso", "read_also", "also-read", "lihat-juga",
-    "most-read", "most-popular", "related-", "-related", "related_", "newsletter", "comment", "advert",
-    "share-", "-share", "social-", "sponsor", "outbrain", "taboola", "disqus", "komentar", "terpopuler",
-    "terkait", "recommend", "simak-video",
+    "baca-juga", "baca_juga", "read-also", "read_also", "also-read", "lihat-juga", "most-read",
+    "most-popular", "related-", "-related", "related_", "newsletter", "share-button", "sharebutton",
+    "share-bar", "share-tools", "share-links", "share-icons", "social-share", "social-links", "sponsor",
+    "outbrain", "taboola", "disqus", "komentar", "terpopuler", "terkait", "recommend", "simak-video",
+    "comment-list", "comments-", "-comments", "author-bio",
 )
 _WORD_SPLIT = re.compile(r"[\s_\-]+")
 _PROTECTED_TAGS = frozenset({"html", "body", "article", "main", "h1"})
+#: Lead-ins that only ever introduce a link to another story.
 _READ_ALSO = re.compile(
     r"^\W{0,3}(baca juga|baca pula|simak juga|lihat juga|cek juga|simak video|read also|also read|"
-    r"read more|see also|related|recommended|more on this|more from|lire aussi|à lire aussi|a lire aussi|"
-    r"voir aussi|lesen sie auch|mehr zum thema|auch interessant|leia também|leia mais|lea también|"
+    r"lire aussi|à lire aussi|a lire aussi|lesen sie auch|auch interessant|leia também|leia mais|lea también|"
     r"te puede interesar|noticias relacionadas|leggi anche|関連記事|関連ニュース|相关阅读|相關閱讀|延伸阅读|"
     r"推荐阅读|相关新闻)\b",
+    re.IGNORECASE,
+)
+#: Lead-ins that are also ordinary words: only boilerplate when followed by a colon or arrow.
+_READ_MORE = re.compile(
+    r"^\W{0,3}(related|recommended|read more|more on this|more from|see also|voir aussi|mehr zum thema|"
+    r"related articles|related stories|more stories)\s*[:»›>|\-–—]",
     re.IGNORECASE,
 )
 _AD_LABEL = re.compile(
@@ -229,7 +237,9 @@ def _link_text_len(el: HtmlElement) -> int:
 
 
 def _is_read_also(el: HtmlElement, text: str, length: int) -> bool:
-    return bool(_READ_ALSO.match(text)) and (length < 160 or _link_text_len(el) > 0.4 * length)
+    if not (_READ_ALSO.match(text) or _READ_MORE.match(text)):
+        return False
+    return length < 160 or _link_text_len(el) > 0.4 * length
 
 
 def prune_boilerplate(tree: HtmlElement) -> int:

@@ -126,6 +126,21 @@ def test_inline_read_also_boxes_and_ad_labels_are_removed() -> None:
         assert junk not in text
 
 
+def test_boilerplate_rules_spare_look_alike_article_content() -> None:
+    body = page(
+        f"<p>{PARAGRAPHS[0]}</p><p>Related to the probe, the Commission said more requests would follow.</p>"
+        f"<div class='article-commentary'><p class='commentary__text'>{PARAGRAPHS[1]}</p></div>"
+        "<table class='share-price'><tr><th>Ticker</th><th>Close</th></tr>"
+        "<tr><td>MSFT</td><td>410.2</td></tr></table>"
+        f"<p>{PARAGRAPHS[2]}</p><p>Related: <a href='/x'>Another story about something else</a></p>"
+    )
+    text = extract_article(result(body)).text
+    assert "Related to the probe" in text
+    assert PARAGRAPHS[1] in text
+    assert "| MSFT | 410.2 |" in text
+    assert "Another story" not in text
+
+
 # --- encodings -------------------------------------------------------------------------------------
 
 FRENCH = "Le café coûte 3 € à Besançon – c’est « raisonnable », déclare Zoë."
