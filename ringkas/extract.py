@@ -349,7 +349,7 @@ def _drop_title_heading(text: str, title: str | None) -> str:
     kept = []
     for line in text.split("\n"):
         heading = line.lstrip("#").strip()
-        if line.startswith("#") and heading and (heading == title or title.startswith(heading)):
+        if line.startswith("#") and heading and (title.startswith(heading) or heading.startswith(title)):
             continue
         kept.append(line)
     return "\n".join(kept)
