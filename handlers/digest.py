@@ -233,7 +233,8 @@ def make_poster(client: Any, deps: Deps | None) -> Any:
             )
         except SlackApiError as exc:
             error = str(exc.response.get("error") or "unknown") if exc.response is not None else "unknown"
-            raise PostFailed(f"Slack refused the digest: {error}.", detail=error) from None
+            message = _REFUSALS.get(error, f"Slack refused the digest ({error}).")
+            raise PostFailed(message, detail=error) from None
         ts = response.get("ts")
         for message in rest:
             try:
@@ -247,6 +248,14 @@ def make_poster(client: Any, deps: Deps | None) -> Any:
         return ts
 
     return post
+
+
+_REFUSALS = {
+    "not_in_channel": "I'm not a member of this channel, so I can't post the digest here. Invite me first "
+                      "(for example with `/invite @Ringkas`).",
+    "channel_not_found": "I can't see this channel, so I can't post the digest here. Invite me first.",
+    "is_archived": "This channel is archived, so I can't post the digest here.",
+}
 
 
 def _story_block(story: Story, words: dict[str, str]) -> dict[str, Any]:

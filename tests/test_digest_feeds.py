@@ -20,13 +20,20 @@ from ringkas.fetch import SafeFetcher
 from tests.test_digest_support import FEEDS, NOW, add_fixture_feeds, rss
 
 BUILTIN = [
-    "https://openai.com/news/rss.xml", "https://deepmind.google/blog/rss.xml", "https://research.google/blog/rss/",
-    "https://news.microsoft.com/source/topics/ai/feed/", "https://huggingface.co/blog/feed.xml",
+    "https://openai.com/news/rss.xml",
+    "https://deepmind.google/blog/rss.xml",
+    "https://research.google/blog/rss/",
+    "https://news.microsoft.com/source/topics/ai/feed/",
+    "https://huggingface.co/blog/feed.xml",
     "https://techcrunch.com/category/artificial-intelligence/feed/",
-    "https://www.theverge.com/rss/ai-artificial-intelligence/index.xml", "https://arstechnica.com/ai/feed/",
-    "https://www.technologyreview.com/topic/artificial-intelligence/feed", "https://the-decoder.com/feed/",
-    "https://simonwillison.net/atom/everything/", "https://hnrss.org/newest?q=AI+OR+LLM+OR+OpenAI&points=100",
-    "https://inet.detik.com/rss", "https://www.cnnindonesia.com/teknologi/rss",
+    "https://www.theverge.com/rss/ai-artificial-intelligence/index.xml",
+    "https://arstechnica.com/ai/feed/",
+    "https://www.technologyreview.com/topic/artificial-intelligence/feed",
+    "https://the-decoder.com/feed/",
+    "https://simonwillison.net/atom/everything/",
+    "https://hnrss.org/newest?q=AI+OR+LLM+OR+OpenAI&points=100",
+    "https://inet.detik.com/rss",
+    "https://www.cnnindonesia.com/teknologi/rss",
 ]
 
 
@@ -69,8 +76,12 @@ def test_digest_feeds_setting_file_and_csv(make_settings, tmp_path: Path) -> Non
 
 
 def test_parse_rss2_resolves_links_strips_markup_and_dates() -> None:
-    title, items, share = parse_feed((FEEDS / "lab_rss2.xml").read_bytes(), feed_url="https://lab.example/rss",
-                                     final_url="https://lab.example/rss", now=NOW)
+    title, items, share = parse_feed(
+        (FEEDS / "lab_rss2.xml").read_bytes(),
+        feed_url="https://lab.example/rss",
+        final_url="https://lab.example/rss",
+        now=NOW,
+    )
     assert title == "Example Lab News"
     assert len(items) == 43
     nova = items[0]
@@ -86,13 +97,15 @@ def test_parse_rss2_resolves_links_strips_markup_and_dates() -> None:
 
 
 def test_parse_atom_and_rss1() -> None:
-    title, items, _ = parse_feed((FEEDS / "outlet_atom.xml").read_bytes(), feed_url="https://t.example/atom",
-                                 now=NOW)
+    title, items, _ = parse_feed(
+        (FEEDS / "outlet_atom.xml").read_bytes(), feed_url="https://t.example/atom", now=NOW
+    )
     assert title == "TechDaily" and len(items) == 6
     assert items[0].published_at == datetime(2026, 3, 10, 7, 0, tzinfo=UTC)
     assert items[0].excerpt == "The new model from Example Lab tops several math benchmarks."
-    title, items, share = parse_feed((FEEDS / "indo_rss1.xml").read_bytes(), feed_url="https://i.example/rss",
-                                     name="InfoTekno ID", now=NOW)
+    title, items, share = parse_feed(
+        (FEEDS / "indo_rss1.xml").read_bytes(), feed_url="https://i.example/rss", name="InfoTekno ID", now=NOW
+    )
     assert title == "InfoTekno" and len(items) == 3
     assert items[0].canonical_url == "https://techdaily.example/2026/03/10/nova-3"
     assert items[0].published_at == datetime(2026, 3, 10, 0, 30, tzinfo=UTC)  # +07:00 converted
@@ -109,11 +122,14 @@ def test_undated_entries_on_first_fetch_have_unknown_age() -> None:
 
 
 def test_future_dates_are_clamped_and_bad_links_dropped() -> None:
-    body = rss("Odd", [
-        ("From the future", "https://o.example/future", NOW + timedelta(days=30)),
-        ("Script link", "javascript:alert(1)", NOW),
-        ("", "https://o.example/untitled", NOW),
-    ])
+    body = rss(
+        "Odd",
+        [
+            ("From the future", "https://o.example/future", NOW + timedelta(days=30)),
+            ("Script link", "javascript:alert(1)", NOW),
+            ("", "https://o.example/untitled", NOW),
+        ],
+    )
     _, items, _ = parse_feed(body.encode(), feed_url="https://o.example/rss", now=NOW)
     assert [(i.title, i.published_at) for i in items] == [("From the future", NOW)]
 

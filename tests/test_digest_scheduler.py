@@ -13,7 +13,13 @@ from ringkas.digest.schedule import due_today, next_run, parse_time, parse_timez
 from ringkas.digest.scheduler import DigestScheduler
 from ringkas.storage import Database
 from ringkas.storage.digest_tables import DigestSubscriptionRow
-from tests.test_digest_support import NOW, add_fixture_feeds, digest_responder, digest_service, fixture_sources
+from tests.test_digest_support import (
+    NOW,
+    add_fixture_feeds,
+    digest_responder,
+    digest_service,
+    fixture_sources,
+)
 
 TEAM = "T0001"
 
@@ -56,7 +62,8 @@ def test_due_and_next_run_in_local_time() -> None:
     assert not due_today(fresh, NOW)  # subscribed after today's time: first digest tomorrow
     dst = Subscription(TEAM, "C1", "02:30", "Europe/Berlin")  # 02:30 does not exist on 29 Mar 2026
     assert next_run(dst, datetime(2026, 3, 28, 12, 0, tzinfo=UTC)).astimezone(UTC) == datetime(
-        2026, 3, 29, 1, 30, tzinfo=UTC)
+        2026, 3, 29, 1, 30, tzinfo=UTC
+    )
 
 
 async def test_missed_digest_runs_once_at_start_and_not_again_after_restart(
@@ -100,10 +107,15 @@ async def test_job_function_posts_the_due_digest(web, openai_stub, make_settings
         scheduler = DigestScheduler(service, post=poster)
         await scheduler.start()
         try:
-            status = await scheduler.subscribe(TEAM, "C1", time="16:00", timezone="Asia/Jakarta", user_id="U1")
+            status = await scheduler.subscribe(
+                TEAM, "C1", time="16:00", timezone="Asia/Jakarta", user_id="U1"
+            )
             assert status.next_run == datetime(2026, 3, 11, 9, 0, tzinfo=UTC)  # today's 16:00 WIB is NOW
             job = scheduler.scheduler.get_job(f"digest:{TEAM}:C1")
-            assert (job.trigger.fields[5].expressions[0].first, str(job.trigger.timezone)) == (16, "Asia/Jakarta")
+            assert (job.trigger.fields[5].expressions[0].first, str(job.trigger.timezone)) == (
+                16,
+                "Asia/Jakarta",
+            )
             result = await job.func(*job.args)  # what APScheduler runs at 16:00 Jakarta time
             assert result.status == "posted" and len(poster.posted) == 1
             assert (await job.func(*job.args)).status == "skipped"
@@ -126,8 +138,9 @@ async def test_sync_picks_up_subscriptions_made_by_another_process(
         scheduler = DigestScheduler(service, post=Poster())
         await scheduler.start()
         try:
-            await service.store.subscribe(TEAM, "C-elsewhere", time="22:00", timezone="Europe/Berlin",
-                                          created_by=None)
+            await service.store.subscribe(
+                TEAM, "C-elsewhere", time="22:00", timezone="Europe/Berlin", created_by=None
+            )
             assert scheduler.jobs() == {}
             await scheduler.sync()
             assert set(scheduler.jobs()) == {(TEAM, "C-elsewhere")}
@@ -138,7 +151,9 @@ async def test_sync_picks_up_subscriptions_made_by_another_process(
             await scheduler.shutdown()
 
 
-async def test_two_schedulers_on_one_database_post_once(web, openai_stub, make_settings, database_url) -> None:
+async def test_two_schedulers_on_one_database_post_once(
+    web, openai_stub, make_settings, database_url
+) -> None:
     """Two bot instances (separate engines and services) fire the same job at the same moment."""
     openai_stub.responder = digest_responder
     sources = fixture_sources(add_fixture_feeds(web))
@@ -147,8 +162,10 @@ async def test_two_schedulers_on_one_database_post_once(web, openai_stub, make_s
     databases = [Database(database_url), Database(database_url)]
     await databases[0].create_all()
     try:
-        async with digest_service(settings, databases[0], sources=sources) as one, \
-                digest_service(settings, databases[1], sources=sources) as two:
+        async with (
+            digest_service(settings, databases[0], sources=sources) as one,
+            digest_service(settings, databases[1], sources=sources) as two,
+        ):
             await one.store.subscribe(TEAM, "C1", time="09:00", timezone="UTC", created_by=None)
             schedulers = [DigestScheduler(one, post=poster), DigestScheduler(two, post=poster)]
             results = await asyncio.gather(*(s.fire(TEAM, "C1") for s in schedulers for _ in range(3)))

@@ -14,11 +14,26 @@ from tests.test_digest_support import FEEDS, NOW
 WINDOW = dict(window_start=NOW - timedelta(hours=24), window_end=NOW)
 
 
-def item(title: str, url: str, *, source: str = "Outlet", feed: str = "https://feed.example/rss",
-         hours_ago: float = 1, excerpt: str = "") -> FeedItem:
+def item(
+    title: str,
+    url: str,
+    *,
+    source: str = "Outlet",
+    feed: str = "https://feed.example/rss",
+    hours_ago: float = 1,
+    excerpt: str = "",
+) -> FeedItem:
     when = NOW - timedelta(hours=hours_ago)
-    return FeedItem(feed_url=feed, source=source, url=url, canonical_url=canonicalize(url), title=title,
-                    excerpt=excerpt, published_at=when, seen_at=when)
+    return FeedItem(
+        feed_url=feed,
+        source=source,
+        url=url,
+        canonical_url=canonicalize(url),
+        title=title,
+        excerpt=excerpt,
+        published_at=when,
+        seen_at=when,
+    )
 
 
 def similar(a: str, b: str) -> bool:
@@ -29,15 +44,21 @@ def similar(a: str, b: str) -> bool:
 def test_relevance_english_and_indonesian() -> None:
     assert ai_relevance("OpenAI releases GPT-5.1") == 1.0
     assert ai_relevance("Startup kecerdasan buatan raih pendanaan") == 1.0
-    assert ai_relevance("Nvidia earnings beat expectations", "Data center GPUs drove record revenue") >= RELEVANT
+    assert (
+        ai_relevance("Nvidia earnings beat expectations", "Data center GPUs drove record revenue") >= RELEVANT
+    )
     assert ai_relevance("The best budget phones of 2026", "Our picks for every price range.") < RELEVANT
     assert ai_relevance("Harga iPhone turun jelang Lebaran") < RELEVANT
     assert ai_relevance("Said the painter", "He went to Dubai") < RELEVANT  # no 'ai' inside words
 
 
 def test_same_story_headlines() -> None:
-    assert similar("Example Lab launches Nova-3 reasoning model", "Example Lab's Nova-3 reasoning model launches")
-    assert similar("Introducing Nova-3, our most capable reasoning model", "Example Lab launches Nova-3 reasoning model")
+    assert similar(
+        "Example Lab launches Nova-3 reasoning model", "Example Lab's Nova-3 reasoning model launches"
+    )
+    assert similar(
+        "Introducing Nova-3, our most capable reasoning model", "Example Lab launches Nova-3 reasoning model"
+    )
     assert similar("Google releases Gemini 3 Pro", "Google Gemini 3 Pro is out")
     assert not similar("OpenAI launches Sora app", "OpenAI sued by authors over training data")
     assert not similar("Nvidia earnings beat estimates", "Nvidia unveils Rubin GPUs")
@@ -48,8 +69,9 @@ def test_fixture_day_selection() -> None:
     items, share = [], {}
     for name in ("lab_rss2.xml", "outlet_atom.xml", "indo_rss1.xml", "wire_rss2.xml"):
         url = f"https://feeds.example/{name}"
-        _, parsed, measured = parse_feed((FEEDS / name).read_bytes(), feed_url=url, final_url=url, now=NOW,
-                                         first_fetch=True)
+        _, parsed, measured = parse_feed(
+            (FEEDS / name).read_bytes(), feed_url=url, final_url=url, now=NOW, first_fetch=True
+        )
         items += parsed
         share[url] = measured
     share["https://feeds.example/lab_rss2.xml"] = 100  # declared topic=ai
@@ -72,24 +94,41 @@ def test_window_excludes_old_and_uses_since_last_digest() -> None:
     fresh = item("OpenAI ships a new GPT model", "https://a.example/1", hours_ago=2)
     older = item("Anthropic updates Claude", "https://a.example/2", hours_ago=10)
     stale = item("DeepMind paper on agents", "https://a.example/3", hours_ago=30)
-    stories = select_stories([fresh, older, stale], [], max_stories=10, window_start=NOW - timedelta(hours=5),
-                             window_end=NOW)
+    stories = select_stories(
+        [fresh, older, stale], [], max_stories=10, window_start=NOW - timedelta(hours=5), window_end=NOW
+    )
     assert [s.title for s in stories] == ["OpenAI ships a new GPT model"]
 
 
 BUSY_HEADLINES = [
-    "OpenAI ships GPT-5.5 to everyone", "Anthropic raises new funding round", "Mistral opens Paris datacenter",
-    "DeepSeek publishes reasoning paper", "Meta trains Llama on synthetic data", "Nvidia Rubin GPUs delayed",
-    "Perplexity launches shopping agent", "Cohere signs bank contract", "Qwen tops open leaderboard",
+    "OpenAI ships GPT-5.5 to everyone",
+    "Anthropic raises new funding round",
+    "Mistral opens Paris datacenter",
+    "DeepSeek publishes reasoning paper",
+    "Meta trains Llama on synthetic data",
+    "Nvidia Rubin GPUs delayed",
+    "Perplexity launches shopping agent",
+    "Cohere signs bank contract",
+    "Qwen tops open leaderboard",
     "Hugging Face acquires robotics startup",
 ]
 
 
 def test_per_source_cap_and_trim() -> None:
-    busy = [item(h, f"https://busy.example/{i}", source="Busy", feed="https://busy.example/rss",
-                 hours_ago=1 + i / 10) for i, h in enumerate(BUSY_HEADLINES)]
-    other = [item(h, f"https://other.example/{i}", source="Other", feed="https://other.example/rss",
-                  hours_ago=20) for i, h in enumerate(["Google Gemini gets memory", "xAI Grok API price cut"])]
+    busy = [
+        item(
+            h,
+            f"https://busy.example/{i}",
+            source="Busy",
+            feed="https://busy.example/rss",
+            hours_ago=1 + i / 10,
+        )
+        for i, h in enumerate(BUSY_HEADLINES)
+    ]
+    other = [
+        item(h, f"https://other.example/{i}", source="Other", feed="https://other.example/rss", hours_ago=20)
+        for i, h in enumerate(["Google Gemini gets memory", "xAI Grok API price cut"])
+    ]
     stories = select_stories([*busy, *other], [], max_stories=6, **WINDOW)
     lead_sources = [s.sources[0].name for s in stories]
     assert len(stories) == 4  # 2 from the busy feed (cap = max(2, ceil(6/3))), both from the other
@@ -99,12 +138,23 @@ def test_per_source_cap_and_trim() -> None:
 
 
 def test_team_shared_links_rank_first_and_merge_with_feed_items() -> None:
-    feed_item = item("Example Lab launches Nova-3 reasoning model", "https://techdaily.example/nova-3?utm_source=x",
-                     source="TechDaily", hours_ago=3)
+    feed_item = item(
+        "Example Lab launches Nova-3 reasoning model",
+        "https://techdaily.example/nova-3?utm_source=x",
+        source="TechDaily",
+        hours_ago=3,
+    )
     unrelated = item("Anthropic updates Claude", "https://a.example/claude", source="A", hours_ago=1)
-    shared = SharedLink(article_id=7, url="https://techdaily.example/nova-3", canonical_url="https://techdaily.example/nova-3",
-                        title="Example Lab launches Nova-3", site_name="TechDaily", excerpt="Body",
-                        shared_at=NOW - timedelta(hours=2), tldr="Stored TL;DR.")
+    shared = SharedLink(
+        article_id=7,
+        url="https://techdaily.example/nova-3",
+        canonical_url="https://techdaily.example/nova-3",
+        title="Example Lab launches Nova-3",
+        site_name="TechDaily",
+        excerpt="Body",
+        shared_at=NOW - timedelta(hours=2),
+        tldr="Stored TL;DR.",
+    )
     stories = select_stories([feed_item, unrelated], [shared], max_stories=5, **WINDOW)
     assert stories[0].team_shared and stories[0].article_id == 7
     assert stories[0].summary == "Stored TL;DR." and stories[0].reused_summary
@@ -115,9 +165,16 @@ def test_team_shared_links_rank_first_and_merge_with_feed_items() -> None:
 def test_large_day_is_fast_enough_to_cluster() -> None:
     base = datetime(2026, 3, 10, 8, 0, tzinfo=NOW.tzinfo)
     items = [
-        FeedItem(feed_url=f"https://f{i % 20}.example/rss", source=f"Feed {i % 20}", url=f"https://f.example/{i}",
-                 canonical_url=f"https://f.example/{i}", title=f"AI model story {i} about topic {i * 7 % 97}",
-                 excerpt="", published_at=base - timedelta(minutes=i), seen_at=base)
+        FeedItem(
+            feed_url=f"https://f{i % 20}.example/rss",
+            source=f"Feed {i % 20}",
+            url=f"https://f.example/{i}",
+            canonical_url=f"https://f.example/{i}",
+            title=f"AI model story {i} about topic {i * 7 % 97}",
+            excerpt="",
+            published_at=base - timedelta(minutes=i),
+            seen_at=base,
+        )
         for i in range(1000)
     ]
     stories = select_stories(items, [], max_stories=15, **WINDOW)

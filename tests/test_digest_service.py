@@ -18,7 +18,6 @@ from ringkas.tokens import TokenCounter
 from tests.test_digest_support import (
     NOW,
     add_fixture_feeds,
-    all_request_text,
     digest_responder,
     digest_service,
     feed_items,
@@ -48,19 +47,42 @@ def assert_under_cap(requests: list[dict[str, Any]], cap: int) -> None:
         assert counter.count_messages(body["messages"]) <= cap
 
 
-async def share_article(db: Database, *, url: str, title: str, tldr: str | None, language: str = "en",
-                        hours_ago: float = 2) -> int:
+async def share_article(
+    db: Database, *, url: str, title: str, tldr: str | None, language: str = "en", hours_ago: float = 2
+) -> int:
     async with db.session() as session:
-        article = ArticleRow(canonical_url=url, url=url, title=title, text="Full article text. " * 50,
-                             content_hash="x" * 64, site_name="Team Source")
+        article = ArticleRow(
+            canonical_url=url,
+            url=url,
+            title=title,
+            text="Full article text. " * 50,
+            content_hash="x" * 64,
+            site_name="Team Source",
+        )
         session.add(article)
         await session.flush()
-        session.add(ThreadArticleRow(team_id=TEAM, channel_id=CHANNEL, thread_ts="1.1", article_id=article.id,
-                                     created_at=NOW - timedelta(hours=hours_ago)))
+        session.add(
+            ThreadArticleRow(
+                team_id=TEAM,
+                channel_id=CHANNEL,
+                thread_ts="1.1",
+                article_id=article.id,
+                created_at=NOW - timedelta(hours=hours_ago),
+            )
+        )
         if tldr:
-            session.add(SummaryRow(article_id=article.id, language=language, prompt_version="summary@1",
-                                   model="gpt-4.1-mini", tldr=tldr, key_points=["a", "b", "c"],
-                                   why_it_matters="w", created_at=NOW - timedelta(hours=hours_ago)))
+            session.add(
+                SummaryRow(
+                    article_id=article.id,
+                    language=language,
+                    prompt_version="summary@1",
+                    model="gpt-4.1-mini",
+                    tldr=tldr,
+                    key_points=["a", "b", "c"],
+                    why_it_matters="w",
+                    created_at=NOW - timedelta(hours=hours_ago),
+                )
+            )
         return article.id
 
 
@@ -69,8 +91,14 @@ async def test_digest_of_the_fixture_day(web, openai_stub, make_settings, databa
     urls = add_fixture_feeds(web)
     settings = make_settings()
     async with digest_service(settings, database, sources=fixture_sources(urls)) as service:
-        digest = await service.build(window_start=NOW - timedelta(hours=24), window_end=NOW, language="en",
-                                     timezone="Asia/Jakarta", team_id=TEAM, channel_id=CHANNEL)
+        digest = await service.build(
+            window_start=NOW - timedelta(hours=24),
+            window_end=NOW,
+            language="en",
+            timezone="Asia/Jakarta",
+            team_id=TEAM,
+            channel_id=CHANNEL,
+        )
     titles = [s.title for s in digest.stories]
     assert titles[0] == "Example Lab launches Nova-3 reasoning model" or "Nova-3" in titles[0]
     nova = digest.stories[0]
@@ -99,25 +127,47 @@ async def test_digest_of_the_fixture_day(web, openai_stub, make_settings, databa
         from ringkas.storage.tables import ModelCallRow
 
         rows = (await session.scalars(select(ModelCallRow))).all()
-    assert len(rows) == 2 and {r.purpose for r in rows} == {"digest"} and {r.channel_id for r in rows} == {CHANNEL}
+    assert (
+        len(rows) == 2
+        and {r.purpose for r in rows} == {"digest"}
+        and {r.channel_id for r in rows} == {CHANNEL}
+    )
 
 
 async def test_small_input_cap_splits_batches(web, openai_stub, make_settings, sqlite_url) -> None:
     openai_stub.responder = digest_responder
     urls = add_fixture_feeds(web)
     long_text = "The model was trained on new data and evaluated on many benchmarks by the lab. " * 12
-    headlines = ["Kestrel AI opens weights", "Voltra chip benchmark leak", "Agents startup raises seed",
-                 "Robotics lab shows humanoid", "Chatbot arena adds voting", "Speech model goes multilingual"]
-    wordy = web.add("/wordy.xml", rss("Wordy AI", [(h, f"https://wordy.example/{i}", NOW - timedelta(hours=i + 1))
-                                                   for i, h in enumerate(headlines)], description=long_text),
-                    content_type="application/rss+xml")
+    headlines = [
+        "Kestrel AI opens weights",
+        "Voltra chip benchmark leak",
+        "Agents startup raises seed",
+        "Robotics lab shows humanoid",
+        "Chatbot arena adds voting",
+        "Speech model goes multilingual",
+    ]
+    wordy = web.add(
+        "/wordy.xml",
+        rss(
+            "Wordy AI",
+            [
+                (h, f"https://wordy.example/{i}", NOW - timedelta(hours=i + 1))
+                for i, h in enumerate(headlines)
+            ],
+            description=long_text,
+        ),
+        content_type="application/rss+xml",
+    )
     settings = make_settings(MAX_INPUT_TOKENS="1000", DIGEST_MAX_STORIES="20")
     db = Database(sqlite_url)
     await db.create_all()
     try:
-        async with digest_service(settings, db, sources=[*fixture_sources(urls), FeedSource(wordy)]) as service:
-            digest = await service.build(window_start=NOW - timedelta(hours=24), window_end=NOW, language="id",
-                                         timezone="UTC")
+        async with digest_service(
+            settings, db, sources=[*fixture_sources(urls), FeedSource(wordy)]
+        ) as service:
+            digest = await service.build(
+                window_start=NOW - timedelta(hours=24), window_end=NOW, language="id", timezone="UTC"
+            )
     finally:
         await db.dispose()
     kinds = [schema_name(r) for r in openai_stub.requests]
@@ -132,24 +182,49 @@ async def test_team_shared_links_reuse_stored_summaries(web, openai_stub, make_s
     openai_stub.responder = digest_responder
     urls = add_fixture_feeds(web)
     settings = make_settings()
-    await share_article(database, url="https://news.example/asia-ai-rules", title="Asian regulators align on AI",
-                        tldr="Regulators from five countries agreed on shared AI audit rules.")
-    await share_article(database, url="https://news.example/other-lang", title="Robotics startup raises money",
-                        tldr="Startup robotik mengumpulkan dana.", language="id")
-    await share_article(database, url="https://news.example/too-old", title="Old AI news", tldr="Old.",
-                        hours_ago=30)
+    await share_article(
+        database,
+        url="https://news.example/asia-ai-rules",
+        title="Asian regulators align on AI",
+        tldr="Regulators from five countries agreed on shared AI audit rules.",
+    )
+    await share_article(
+        database,
+        url="https://news.example/other-lang",
+        title="Robotics startup raises money",
+        tldr="Startup robotik mengumpulkan dana.",
+        language="id",
+    )
+    await share_article(
+        database, url="https://news.example/too-old", title="Old AI news", tldr="Old.", hours_ago=30
+    )
     async with digest_service(settings, database, sources=fixture_sources(urls)) as service:
-        digest = await service.build(window_start=NOW - timedelta(hours=24), window_end=NOW, language="en",
-                                     timezone="UTC", team_id=TEAM, channel_id=CHANNEL)
+        digest = await service.build(
+            window_start=NOW - timedelta(hours=24),
+            window_end=NOW,
+            language="en",
+            timezone="UTC",
+            team_id=TEAM,
+            channel_id=CHANNEL,
+        )
     shared = [s for s in digest.stories if s.team_shared]
     assert {s.title for s in shared} == {"Asian regulators align on AI", "Robotics startup raises money"}
     reused = next(s for s in shared if s.title == "Asian regulators align on AI")
     assert reused.summary == "Regulators from five countries agreed on shared AI audit rules."
-    written = [item["headline"] for r in openai_stub.requests if schema_name(r) == "digest_stories"
-               for item in feed_items(r)]
+    written = [
+        item["headline"]
+        for r in openai_stub.requests
+        if schema_name(r) == "digest_stories"
+        for item in feed_items(r)
+    ]
     assert "Asian regulators align on AI" not in written  # stored summary reused: no model text for it
-    other = next(item for r in openai_stub.requests if schema_name(r) == "digest_stories"
-                 for item in feed_items(r) if item["headline"] == "Robotics startup raises money")
+    other = next(
+        item
+        for r in openai_stub.requests
+        if schema_name(r) == "digest_stories"
+        for item in feed_items(r)
+        if item["headline"] == "Robotics startup raises money"
+    )
     assert other["known_summary"] == "Startup robotik mengumpulkan dana."  # to be translated
     assert other["shared_by_team"] is True
     assert digest.shared_count == 2
@@ -165,8 +240,9 @@ async def test_not_modified_feeds_reuse_cached_items(web, openai_stub, make_sett
         first = await service.build(**window)
     for path in ("lab_rss2.xml", "outlet_atom.xml", "indo_rss1.xml", "wire_rss2.xml"):
         web.add(f"/feeds/{path}", b"", status=304)
-    async with digest_service(settings, database, sources=fixture_sources(urls),
-                              clock=lambda: NOW + timedelta(minutes=30)) as service:
+    async with digest_service(
+        settings, database, sources=fixture_sources(urls), clock=lambda: NOW + timedelta(minutes=30)
+    ) as service:
         second = await service.build(**window)
     for path in ("lab_rss2.xml", "outlet_atom.xml", "indo_rss1.xml", "wire_rss2.xml"):
         assert web.request_headers[f"/feeds/{path}"]["If-None-Match"] == f'"{path}-v1"'
@@ -186,8 +262,9 @@ async def test_feeds_down_still_give_a_digest(web, openai_stub, make_settings, d
     broken = web.add("/broken.xml", "<html>nope</html>", content_type="text/html")
     sources = [*fixture_sources(urls), FeedSource(slow), FeedSource(broken), FeedSource(web.url("/404.xml"))]
     async with digest_service(settings, database, sources=sources) as service:
-        digest = await service.build(window_start=NOW - timedelta(hours=24), window_end=NOW, language="en",
-                                     timezone="UTC")
+        digest = await service.build(
+            window_start=NOW - timedelta(hours=24), window_end=NOW, language="en", timezone="UTC"
+        )
     assert digest.stories and digest.sources_read == 4 and digest.sources_total == 7
     assert set(digest.feeds_failed) == {slow, broken, web.url("/404.xml")}
 
@@ -198,8 +275,9 @@ async def test_all_feeds_down_is_an_error(web, openai_stub, make_settings, sqlit
     try:
         async with digest_service(make_settings(), db, sources=[FeedSource(web.url("/none.xml"))]) as service:
             with pytest.raises(NoSources):
-                await service.build(window_start=NOW - timedelta(hours=24), window_end=NOW, language="en",
-                                    timezone="UTC")
+                await service.build(
+                    window_start=NOW - timedelta(hours=24), window_end=NOW, language="en", timezone="UTC"
+                )
     finally:
         await db.dispose()
     assert openai_stub.requests == []
@@ -213,8 +291,9 @@ async def test_channel_language_setting_wins(web, openai_stub, make_settings, sq
     try:
         async with db.session() as session:
             session.add(ChannelSettingsRow(team_id=TEAM, channel_id=CHANNEL, language="id"))
-        async with digest_service(make_settings(SUMMARY_LANGUAGE="auto"), db,
-                                  sources=fixture_sources(urls)) as service:
+        async with digest_service(
+            make_settings(SUMMARY_LANGUAGE="auto"), db, sources=fixture_sources(urls)
+        ) as service:
             assert await service.language_for(TEAM, "C-other") == "en"  # auto -> English
             assert await service.language_for(TEAM, CHANNEL) == "id"
             digest = await service.build_now(TEAM, CHANNEL)
@@ -233,8 +312,10 @@ async def test_preview_writes_nothing(web, openai_stub, make_settings, sqlite_ur
         async with digest_service(make_settings(), db, sources=fixture_sources(urls)) as service:
             digest = await service.build_preview()
         async with db.session() as session:
-            counts = [await session.scalar(select(func.count()).select_from(t))
-                      for t in (FeedStateRow, FeedItemRow, DigestRunRow)]
+            counts = [
+                await session.scalar(select(func.count()).select_from(t))
+                for t in (FeedStateRow, FeedItemRow, DigestRunRow)
+            ]
     finally:
         await db.dispose()
     assert digest.stories and counts == [0, 0, 0]
@@ -247,7 +328,9 @@ async def test_run_channel_posts_once_per_day(web, openai_stub, make_settings, d
     openai_stub.responder = digest_responder
     urls = add_fixture_feeds(web)
     async with digest_service(make_settings(), database, sources=fixture_sources(urls)) as service:
-        subscription = await service.store.subscribe(TEAM, CHANNEL, time="08:00", timezone="UTC", created_by=None)
+        subscription = await service.store.subscribe(
+            TEAM, CHANNEL, time="08:00", timezone="UTC", created_by=None
+        )
         poster = Poster()
         first = await service.run_channel(subscription, post=poster)
         again = await service.run_channel(subscription, post=poster)
@@ -263,13 +346,17 @@ async def test_run_channel_posts_once_per_day(web, openai_stub, make_settings, d
     assert second_day.window_start == NOW and len(poster.posted) == 2
 
 
-async def test_failed_runs_retry_but_uncertain_posts_never_repeat(web, openai_stub, make_settings,
-                                                                  database) -> None:
+async def test_failed_runs_retry_but_uncertain_posts_never_repeat(
+    web, openai_stub, make_settings, database
+) -> None:
     openai_stub.responder = digest_responder
     urls = add_fixture_feeds(web)
-    async with digest_service(make_settings(OPENAI_MAX_RETRIES="0"), database,
-                              sources=fixture_sources(urls)) as service:
-        subscription = await service.store.subscribe(TEAM, CHANNEL, time="08:00", timezone="UTC", created_by=None)
+    async with digest_service(
+        make_settings(OPENAI_MAX_RETRIES="0"), database, sources=fixture_sources(urls)
+    ) as service:
+        subscription = await service.store.subscribe(
+            TEAM, CHANNEL, time="08:00", timezone="UTC", created_by=None
+        )
         openai_stub.fail_next(1, status=500)
         model_down = await service.run_channel(subscription, post=Poster())
         assert model_down.status == "failed" and "model_unavailable" in model_down.error
@@ -289,8 +376,9 @@ async def test_attempts_are_limited(web, openai_stub, make_settings, sqlite_url)
     await db.create_all()
     try:
         async with digest_service(make_settings(), db, sources=[FeedSource(web.url("/down.xml"))]) as service:
-            subscription = await service.store.subscribe(TEAM, CHANNEL, time="08:00", timezone="UTC",
-                                                         created_by=None)
+            subscription = await service.store.subscribe(
+                TEAM, CHANNEL, time="08:00", timezone="UTC", created_by=None
+            )
             results = [await service.run_channel(subscription, post=Poster()) for _ in range(4)]
     finally:
         await db.dispose()
@@ -309,3 +397,22 @@ async def test_stale_claim_is_taken_over(database) -> None:
         row.claimed_at = utcnow() - timedelta(hours=1)  # that process died
     assert await store.claim_run(TEAM, CHANNEL, "2026-03-10") == first
     assert await store.claim_run(TEAM, "C-other", "2026-03-10") not in (None, first)
+
+
+async def test_servers_without_structured_output_still_get_a_digest(
+    web, openai_stub, make_settings, sqlite_url
+) -> None:
+    openai_stub.responder = digest_responder
+    openai_stub.reject_json_schema = True  # e.g. an older Ollama or vLLM server
+    urls = add_fixture_feeds(web)
+    db = Database(sqlite_url)
+    await db.create_all()
+    try:
+        async with digest_service(make_settings(), db, sources=fixture_sources(urls)) as service:
+            digest = await service.build(
+                window_start=NOW - timedelta(hours=24), window_end=NOW, language="en", timezone="UTC"
+            )
+    finally:
+        await db.dispose()
+    assert digest.stories and all(s.summary for s in digest.stories) and digest.opening
+    assert len([s for s in digest.stories if "Voltra" in s.title]) == 1

@@ -24,12 +24,16 @@ def usage_text(reply) -> str:  # type: ignore[no-untyped-def]
 
 async def test_usage_and_bad_input_answer_privately(slack_app) -> None:
     for text in ("", "help"):
-        assert "/digest subscribe [HH:MM] [Area/City]" in usage_text(await slack_app.command(text, command="/digest"))
+        assert "/digest subscribe [HH:MM] [Area/City]" in usage_text(
+            await slack_app.command(text, command="/digest")
+        )
     reply = usage_text(await slack_app.command("subscribe 25:00", command="/digest"))
     assert "isn't a time I understand" in reply and "/digest subscribe" in reply
     reply = usage_text(await slack_app.command("subscribe 07:30 Mars/Olympus_Mons", command="/digest"))
     assert "isn't a time zone I know" in reply and "Asia/Jakarta" in reply
-    assert "I don't know `/digest frobnicate`" in usage_text(await slack_app.command("frobnicate", command="/digest"))
+    assert "I don't know `/digest frobnicate`" in usage_text(
+        await slack_app.command("frobnicate", command="/digest")
+    )
     assert "takes no arguments" in usage_text(await slack_app.command("status now", command="/digest"))
     await slack_app.settle()
     assert slack_app.stub.responses == [] and slack_app.stub.posted() == []
@@ -39,12 +43,16 @@ async def test_subscribe_status_unsubscribe(slack_app, slack_stub) -> None:
     reply = await slack_app.command("subscribe 07:30 asia/jakarta", command="/digest")
     assert reply.status == 200
     await slack_app.settle()
-    name, body = slack_stub.responses[-1]
+    _name, body = slack_stub.responses[-1]
     assert body["response_type"] == "in_channel"
     assert "*07:30* (Asia/Jakarta)" in body["text"] and "<@U0001>" in body["text"]
     assert "Next digest:" in body["text"] and "(Asia/Jakarta)" in body["text"]
     subscription = await slack_app.deps.digests.store.subscription("T0001", CHANNEL)
-    assert (subscription.time, subscription.timezone, subscription.created_by) == ("07:30", "Asia/Jakarta", "U0001")
+    assert (subscription.time, subscription.timezone, subscription.created_by) == (
+        "07:30",
+        "Asia/Jakarta",
+        "U0001",
+    )
 
     await slack_app.deps.state.set_language("T0001", CHANNEL, "id")
     await slack_app.command("status", command="/digest")
@@ -81,14 +89,19 @@ async def test_subscribe_defaults_come_from_settings(make_slack_app, slack_stub)
     assert await app.deps.digests.store.subscription("T0001", CHANNEL) is not None
 
 
-async def test_digest_now_posts_an_escaped_digest_for_everyone(make_slack_app, slack_stub, openai_stub, web) -> None:
+async def test_digest_now_posts_an_escaped_digest_for_everyone(
+    make_slack_app, slack_stub, openai_stub, web
+) -> None:
     def hostile_model(body):  # type: ignore[no-untyped-def]
         return digest_responder(body).replace("Summary of", "<!everyone> <@U999> Summary of")
 
     openai_stub.responder = hostile_model
-    feed_a = recent_feed(web, "/a.xml", "Alpha AI", ["OpenAI releases GPT-6 preview", "<!channel> AI bot leaks @here"])
-    feed_b = recent_feed(web, "/b.xml", "Beta Tech", ["OpenAI releases GPT-6 preview for developers",
-                                                     "Phone prices rise"])
+    feed_a = recent_feed(
+        web, "/a.xml", "Alpha AI", ["OpenAI releases GPT-6 preview", "<!channel> AI bot leaks @here"]
+    )
+    feed_b = recent_feed(
+        web, "/b.xml", "Beta Tech", ["OpenAI releases GPT-6 preview for developers", "Phone prices rise"]
+    )
     app = await make_slack_app(DIGEST_FEEDS=f"{feed_a},{feed_b}")
     reply = await app.command("now", command="/digest")
     assert "Putting together a digest" in usage_text(reply)
@@ -124,16 +137,30 @@ async def test_digest_now_failure_is_told_privately(make_slack_app, slack_stub, 
 def _digest(stories: int, *, long: bool = False) -> Digest:
     now = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
     return Digest(
-        local_date=date(2026, 3, 10), timezone="Asia/Jakarta", language="id",
-        window_start=now - timedelta(hours=24), window_end=now, opening="Hari yang sibuk.",
+        local_date=date(2026, 3, 10),
+        timezone="Asia/Jakarta",
+        language="id",
+        window_start=now - timedelta(hours=24),
+        window_end=now,
+        opening="Hari yang sibuk.",
         stories=tuple(
-            Story(title=f"Story {i} " + ("x" * 400 if long else ""), url=f"https://n.example/{i}",
-                  sources=[SourceLink(f"Source {j}", f"https://s{j}.example/{i}") for j in range(3)],
-                  excerpt="", timestamp=now, summary=("Ringkasan. " * (400 if long else 2)).strip(),
-                  theme=f"Tema {i % 3}", team_shared=i == 0)
+            Story(
+                title=f"Story {i} " + ("x" * 400 if long else ""),
+                url=f"https://n.example/{i}",
+                sources=[SourceLink(f"Source {j}", f"https://s{j}.example/{i}") for j in range(3)],
+                excerpt="",
+                timestamp=now,
+                summary=("Ringkasan. " * (400 if long else 2)).strip(),
+                theme=f"Tema {i % 3}",
+                team_shared=i == 0,
+            )
             for i in range(stories)
         ),
-        items_read=120, sources_read=12, sources_total=14, feeds_failed=("https://a", "https://b"), shared_count=1,
+        items_read=120,
+        sources_read=12,
+        sources_total=14,
+        feeds_failed=("https://a", "https://b"),
+        shared_count=1,
     )
 
 
@@ -150,7 +177,9 @@ def test_rendering_respects_slack_limits(count: int, long: bool) -> None:
                 seen += block["text"]["text"].count("|Source 0>")
     assert seen == count  # every story is posted exactly once, in the message or its thread
     footer = messages[0].blocks[-1]["elements"][0]["text"]
-    assert "Membaca 120 item baru dari 12 dari 14 sumber" in footer and "2 sumber tidak dapat diakses" in footer
+    assert (
+        "Membaca 120 item baru dari 12 dari 14 sumber" in footer and "2 sumber tidak dapat diakses" in footer
+    )
     if count == 0:
         assert "Tidak ada berita industri AI" in str(messages[0].blocks)
     if count > 12:

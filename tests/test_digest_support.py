@@ -18,7 +18,6 @@ from ringkas.digest.service import DigestService
 from ringkas.fetch import SafeFetcher
 from ringkas.llm import LLM
 from ringkas.storage import Database
-from tests.support.openai_stub import request_text
 from tests.support.web_stub import WebStub
 
 FEEDS = Path(__file__).parent / "fixtures" / "feeds"
@@ -54,7 +53,8 @@ def digest_responder(body: dict[str, Any]) -> str:
     """Answers digest requests the way a good model would: headlines kept, one-line summaries, stories
     about the same event (Voltra's chip) flagged, themes by topic."""
     items = feed_items(body)
-    if schema_name(body) == "digest_overview":
+    user = next(m["content"] for m in body["messages"] if m["role"] == "user")
+    if schema_name(body) == "digest_overview" or "`same_as`" in user:
         first_seen: dict[str, int] = {}
         stories = []
         for item in items:
@@ -62,16 +62,18 @@ def digest_responder(body: dict[str, Any]) -> str:
             same_as = first_seen.get(key, 0)
             first_seen.setdefault(key, item["id"])
             entry: dict[str, Any] = {"id": item["id"], "same_as": same_as}
-            if "theme" in json.dumps(body["response_format"]):
+            if "`theme`" in user:
                 entry["theme"] = _theme(item["headline"])
             stories.append(entry)
         return json.dumps({"opening": f"A busy day: {items[0]['headline']} leads.", "stories": stories})
-    return json.dumps({
-        "stories": [
-            {"id": item["id"], "headline": item["headline"], "summary": f"Summary of {item['headline']}."}
-            for item in items
-        ]
-    })
+    return json.dumps(
+        {
+            "stories": [
+                {"id": item["id"], "headline": item["headline"], "summary": f"Summary of {item['headline']}."}
+                for item in items
+            ]
+        }
+    )
 
 
 def add_fixture_feeds(web: WebStub, *, etag: bool = False) -> dict[str, str]:
@@ -84,7 +86,9 @@ def add_fixture_feeds(web: WebStub, *, etag: bool = False) -> dict[str, str]:
         ("wire_rss2.xml", "text/xml"),
     ):
         headers = {"ETag": f'"{name}-v1"', "Last-Modified": "Tue, 10 Mar 2026 08:00:00 GMT"} if etag else {}
-        urls[name] = web.add(f"/feeds/{name}", (FEEDS / name).read_bytes(), content_type=ctype, headers=headers)
+        urls[name] = web.add(
+            f"/feeds/{name}", (FEEDS / name).read_bytes(), content_type=ctype, headers=headers
+        )
     return urls
 
 
@@ -104,12 +108,21 @@ def rss(title: str, entries: list[tuple[str, str, datetime]], *, description: st
         f"<pubDate>{format_datetime(when)}</pubDate><description>{xml_escape(description)}</description></item>"
         for t, link, when in entries
     )
-    return (f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>{xml_escape(title)}'
-            f"</title><link>https://example.org/</link>{items}</channel></rss>")
+    return (
+        f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>{xml_escape(title)}'
+        f"</title><link>https://example.org/</link>{items}</channel></rss>"
+    )
 
 
-def recent_feed(web: WebStub, path: str, title: str, headlines: list[str], *, now: datetime | None = None,
-                description: str = "") -> str:
+def recent_feed(
+    web: WebStub,
+    path: str,
+    title: str,
+    headlines: list[str],
+    *,
+    now: datetime | None = None,
+    description: str = "",
+) -> str:
     now = now or datetime.now(UTC)
     entries = [
         (headline, f"https://{path.strip('/').replace('/', '-')}.example/{i}", now - timedelta(hours=1 + i))
@@ -120,20 +133,23 @@ def recent_feed(web: WebStub, path: str, title: str, headlines: list[str], *, no
 
 @asynccontextmanager
 async def digest_service(
-    settings: Settings, db: Database, *, sources: list[FeedSource] | None = None,
+    settings: Settings,
+    db: Database,
+    *,
+    sources: list[FeedSource] | None = None,
     clock: Callable[[], datetime] | None = None,
 ) -> AsyncIterator[DigestService]:
-    fetcher = SafeFetcher(allow_hosts=settings.fetch_allow_hosts, timeout=settings.fetch_timeout,
-                          max_bytes=settings.fetch_max_bytes)
+    fetcher = SafeFetcher(
+        allow_hosts=settings.fetch_allow_hosts,
+        timeout=settings.fetch_timeout,
+        max_bytes=settings.fetch_max_bytes,
+    )
     llm = LLM(settings, db=db, backoff_base=0.01, backoff_max=0.05)
-    service = DigestService(settings=settings, db=db, fetcher=fetcher, llm=llm, sources=sources,
-                            clock=clock or (lambda: NOW))
+    service = DigestService(
+        settings=settings, db=db, fetcher=fetcher, llm=llm, sources=sources, clock=clock or (lambda: NOW)
+    )
     try:
         yield service
     finally:
         await fetcher.aclose()
         await llm.aclose()
-
-
-def all_request_text(requests: list[dict[str, Any]]) -> str:
-    return "\n".join(request_text(body) for body in requests)

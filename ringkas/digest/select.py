@@ -109,22 +109,6 @@ class _Candidate:
     shared: SharedLink | None = None
 
 
-class _UnionFind:
-    def __init__(self, size: int) -> None:
-        self.parent = list(range(size))
-
-    def find(self, i: int) -> int:
-        while self.parent[i] != i:
-            self.parent[i] = self.parent[self.parent[i]]
-            i = self.parent[i]
-        return i
-
-    def union(self, a: int, b: int) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)
-
-
 def in_window(items: Iterable[FeedItem], start: datetime, end: datetime) -> list[FeedItem]:
     return [item for item in items if not item.age_unknown and start <= item.timestamp <= end]
 
@@ -160,36 +144,34 @@ def _candidates(
 
 
 def _clusters(candidates: Sequence[_Candidate]) -> list[list[_Candidate]]:
-    union = _UnionFind(len(candidates))
-    by_url: dict[str, int] = {}
+    """Group candidates about the same news: same canonical URL, or a headline close to a group's FIRST
+    headline. Comparing with the first one only (not any member) stops chains like A~B, B~C from gluing
+    different stories together."""
+    order = sorted(range(len(candidates)), key=lambda i: (
+        candidates[i].shared is None, candidates[i].relevance < RELEVANT, candidates[i].timestamp))
     tokens = [title_tokens(c.title) for c in candidates]
     names = [name_tokens(c.title) for c in candidates]
     texts = [" ".join(sorted(t)) for t in tokens]
-    postings: dict[str, list[int]] = defaultdict(list)
-    for i, candidate in enumerate(candidates):
-        if candidate.canonical_url in by_url:
-            union.union(by_url[candidate.canonical_url], i)
-        else:
-            by_url[candidate.canonical_url] = i
-        for token in tokens[i]:
-            postings[token].append(i)
-    checked: set[tuple[int, int]] = set()
-    for members in postings.values():
-        if len(members) > 200:  # a word shared by that many headlines says nothing about the story
-            continue
-        for x in range(len(members)):
-            for y in range(x + 1, len(members)):
-                pair = (members[x], members[y])
-                if pair in checked:
-                    continue
-                checked.add(pair)
-                a, b = pair
-                if same_story(tokens[a], tokens[b], texts[a], texts[b], names[a] | names[b]):
-                    union.union(*pair)
-    groups: dict[int, list[_Candidate]] = defaultdict(list)
-    for i, candidate in enumerate(candidates):
-        groups[union.find(i)].append(candidate)
-    return list(groups.values())
+    groups: list[list[int]] = []
+    by_url: dict[str, int] = {}
+    postings: dict[str, list[int]] = defaultdict(list)  # word -> groups whose first headline has it
+    for i in order:
+        group = by_url.get(candidates[i].canonical_url)
+        if group is None:
+            nearby = sorted({g for token in tokens[i] for g in postings.get(token, ())})
+            for g in nearby:
+                lead = groups[g][0]
+                if same_story(tokens[lead], tokens[i], texts[lead], texts[i], names[lead] | names[i]):
+                    group = g
+                    break
+        if group is None:
+            group = len(groups)
+            groups.append([])
+            for token in tokens[i]:
+                postings[token].append(group)
+        groups[group].append(i)
+        by_url.setdefault(candidates[i].canonical_url, group)
+    return [[candidates[i] for i in members] for members in groups]
 
 
 def _story(group: list[_Candidate], window_end: datetime) -> Story:
