@@ -178,7 +178,7 @@ def test_rendering_respects_slack_limits(count: int, long: bool) -> None:
     assert seen == count  # every story is posted exactly once, in the message or its thread
     footer = messages[0].blocks[-1]["elements"][0]["text"]
     assert (
-        "Membaca 120 item baru dari 12 dari 14 sumber" in footer and "2 sumber tidak dapat diakses" in footer
+        "Membaca 120 item baru dari 12/14 sumber" in footer and "2 sumber tidak dapat diakses" in footer
     )
     if count == 0:
         assert "Tidak ada berita industri AI" in str(messages[0].blocks)

@@ -26,7 +26,7 @@ _LABELS: dict[str, dict[str, str]] = {
         "title": "Ringkasan berita AI",
         "shared": "dibagikan tim",
         "quiet": "Tidak ada berita industri AI di sumber yang saya baca sejak {since}.",
-        "read": "Membaca {items} item baru dari {ok} dari {total} sumber",
+        "read": "Membaca {items} item baru dari {ok}/{total} sumber",
         "read_no_feeds": "Tidak ada feed berita yang diatur",
         "team_links": "{n} tautan dibagikan tim",
         "unavailable": "{n} sumber tidak dapat diakses",

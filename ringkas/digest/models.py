@@ -128,11 +128,13 @@ class Digest:
         return any(story.theme for story in self.stories)
 
     def sections(self) -> list[tuple[str | None, list[Story]]]:
-        """Stories grouped by theme, themes in order of their best story (stories keep rank order)."""
+        """Stories grouped by theme, themes in order of their best story (stories keep rank order);
+        stories the model left without a theme come last."""
         groups: dict[str | None, list[Story]] = {}
         for story in self.stories:
             groups.setdefault(story.theme if self.themed else None, []).append(story)
-        return list(groups.items())
+        unthemed = groups.pop(None, None) if self.themed else None
+        return [*groups.items(), *([(None, unthemed)] if unthemed else [])]
 
 
 @dataclass(frozen=True)

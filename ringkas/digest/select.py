@@ -185,9 +185,9 @@ def _story(group: list[_Candidate], window_end: datetime) -> Story:
         from_team = candidate.shared is not None and candidate.source == TEAM_SOURCE
         if candidate.source not in seen_sources and not from_team:
             seen_sources.add(candidate.source)
-            sources.append(SourceLink(candidate.source, candidate.url))
+            sources.append(SourceLink(candidate.source, candidate.canonical_url))
     if not sources:
-        sources.append(SourceLink(lead.source, lead.url))
+        sources.append(SourceLink(lead.source, lead.canonical_url))
     excerpt = lead.excerpt or max((c.excerpt for c in group), key=len, default="")
     earliest = min(c.timestamp for c in group)
     distinct = len({c.source for c in group})
@@ -199,7 +199,7 @@ def _story(group: list[_Candidate], window_end: datetime) -> Story:
     link = shared[0].shared if shared else None
     return Story(
         title=lead.title,
-        url=lead.url,
+        url=lead.canonical_url,  # links without tracking parameters
         sources=sources,
         excerpt=excerpt,
         timestamp=earliest,
