@@ -109,7 +109,9 @@ async def build_slack_app(settings: Settings, *, start_scheduler: bool = True) -
     if not settings.slack_bot_token:
         raise ConfigError("SLACK_BOT_TOKEN is required to run the Slack app (xoxb-…)")
     if not settings.socket_mode and not settings.slack_signing_secret:
-        raise ConfigError("SLACK_SIGNING_SECRET is required in HTTP mode (or set SLACK_APP_TOKEN for Socket Mode)")
+        raise ConfigError(
+            "SLACK_SIGNING_SECRET is required in HTTP mode (or set SLACK_APP_TOKEN for Socket Mode)"
+        )
 
     core = await build_core(settings)
     client = slack_client(settings)
@@ -118,7 +120,9 @@ async def build_slack_app(settings: Settings, *, start_scheduler: bool = True) -
         signing_secret=settings.slack_signing_secret or "socket-mode-does-not-sign",
         process_before_response=False,
     )
-    digests = DigestService(settings=settings, db=core.db, fetcher=core.fetcher, llm=core.llm, ringkas=core.ringkas)
+    digests = DigestService(
+        settings=settings, db=core.db, fetcher=core.fetcher, llm=core.llm, ringkas=core.ringkas
+    )
     deps = Deps(
         settings=settings,
         ringkas=core.ringkas,

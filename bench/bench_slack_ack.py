@@ -30,7 +30,7 @@ _TIKTOKEN = ROOT.parent / "shared" / "tiktoken"
 if "TIKTOKEN_CACHE_DIR" not in os.environ and _TIKTOKEN.is_dir():
     os.environ["TIKTOKEN_CACHE_DIR"] = str(_TIKTOKEN)
 
-from bot import build_slack_app, serve_http  # noqa: E402
+from bot import build_slack_app, prepare_for_traffic, serve_http  # noqa: E402
 from ringkas.config import Settings  # noqa: E402
 from tests.support.openai_stub import OpenAIStub, request_text  # noqa: E402
 from tests.support.slack_signing import event_body, signed_headers  # noqa: E402
@@ -126,6 +126,7 @@ async def main(args: argparse.Namespace) -> None:
 
     logging.basicConfig(level=logging.WARNING)
     runtime = await build_slack_app(settings, start_scheduler=False)
+    prepare_for_traffic(runtime)  # as `python bot.py` does
     runner: Any = await serve_http(runtime, 0, host="127.0.0.1")
     port = runner.addresses[0][1]
     events_url = f"http://127.0.0.1:{port}/slack/events"
@@ -146,7 +147,10 @@ async def main(args: argparse.Namespace) -> None:
                     await post_event(http, events_url, i, links[i])
                     acks.append((time.perf_counter() - start) * 1000)
 
+                before = len(acks)
                 await asyncio.gather(*(one(i) for i in range(first, min(first + args.batch, args.events))))
+                if args.verbose:
+                    print(describe(f"  batch {first // args.batch + 1}", acks[before:]))
             await runtime.deps.tasks.join()
             burst_seconds = time.perf_counter() - began
             print(f"model stand-in delay: {args.model_delay:.1f} s per answer")
@@ -183,4 +187,5 @@ if __name__ == "__main__":
     parser.add_argument("--batch", type=int, default=50)
     parser.add_argument("--model-delay", type=float, default=3.0)
     parser.add_argument("--sequential", type=int, default=20)
+    parser.add_argument("--verbose", action="store_true", help="also print each batch's ack latency")
     asyncio.run(main(parser.parse_args()))

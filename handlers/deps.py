@@ -10,16 +10,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ringkas.digest.service import DigestService
-    from ringkas.service import Ringkas
-
     from ringkas.config import Settings
+    from ringkas.digest.service import DigestService
     from ringkas.qa import QuestionService
+    from ringkas.service import Ringkas
     from ringkas.slack_state import SlackState
 
 log = logging.getLogger("ringkas.tasks")
 
-MAX_CONCURRENT_LINKS = 32
+MAX_CONCURRENT_LINKS = 16
 
 
 class BackgroundTasks:
