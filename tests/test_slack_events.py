@@ -421,3 +421,37 @@ async def test_socket_mode_acks_and_answers(slack_stub: SlackStub, make_settings
     finally:
         await handler.close_async()  # type: ignore[attr-defined]
         await runtime.aclose(grace=10)
+
+
+async def test_mention_in_a_summary_thread_is_a_question_not_help(
+    slack_app: SlackApp, slack_stub: SlackStub, web: WebStub, openai_stub: OpenAIStub
+) -> None:
+    url = article_page(web)
+    root = mention(f"<@{BOT_USER_ID}> <{url}>")
+    await slack_app.event(root)
+    await slack_app.settle()
+    model_calls = len(openai_stub.requests)
+    question = mention(f"<@{BOT_USER_ID}> how many parameters does the model have?", thread_ts=root["ts"])
+    await slack_app.event(question)
+    await slack_app.event(question, retry_num=1)
+    await slack_app.settle()
+    replies = slack_stub.posted()[1:]
+    assert len(replies) == 1  # one answer, even with the redelivery
+    assert replies[0]["thread_ts"] == root["ts"]
+    assert "Mention me with a link" not in replies[0]["text"]  # not the help message
+    assert len(openai_stub.requests) > model_calls  # the question went to the model
+
+
+async def test_summary_is_posted_anew_when_progress_message_is_gone(
+    slack_app: SlackApp, slack_stub: SlackStub, web: WebStub
+) -> None:
+    slack_stub.overrides["chat.update"] = lambda args: {"ok": False, "error": "message_not_found"}
+    url = article_page(web)
+    event = mention(f"<@{BOT_USER_ID}> <{url}>")
+    await slack_app.event(event)
+    await slack_app.settle()
+    status, summary = slack_stub.posted()
+    assert "Reading" in status["text"]
+    assert summary["thread_ts"] == event["ts"] and "Open-weight model" in all_text(summary)
+    [row] = await request_rows(slack_app)
+    assert row.state == "done" and row.reply_ts == slack_stub.calls_to("chat.postMessage")[1].response["ts"]
