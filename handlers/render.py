@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 from slack_sdk.models.blocks import ContextBlock, MarkdownTextObject, SectionBlock
 
@@ -27,6 +26,9 @@ FALLBACK_LIMIT = 3000  # Slack truncates `text` at 40k; notifications only need 
 _BROADCAST = re.compile(r"@(channel|here|everyone)\b", re.IGNORECASE)
 _SLACK_ID = re.compile(r"^[UWB][A-Z0-9]{2,}$")
 _ELLIPSIS = "…"
+# Characters that would end or split Slack's `<url|label>` markup (or break the link) inside a URL.
+_URL_ESCAPES = {"&": "&amp;", "<": "%3C", ">": "%3E", "|": "%7C", " ": "%20", "\n": "%0A", "\r": "%0D",
+                "\t": "%09"}
 
 _LABELS: dict[str, dict[str, str]] = {
     "en": {
@@ -84,8 +86,7 @@ def fit(escaped: str, limit: int) -> str:
 
 def link(url: str, label: str) -> str:
     """A mrkdwn link whose label is escaped untrusted text and whose URL cannot break out of `<…|…>`."""
-    safe_url = quote(url, safe=":/?#[]@!$'()*+,;=%&~-._")
-    safe_url = safe_url.replace("&", "&amp;")
+    safe_url = "".join(_URL_ESCAPES.get(ch, ch) for ch in url)
     return f"<{safe_url}|{escape(label) or escape(display_host(url))}>"
 
 

@@ -126,7 +126,7 @@ async def summarize_links(deps: Deps, client: Any, job: LinkJob) -> None:
     for url in job.links:
         request_id = await deps.state.claim(
             kind=job.kind, team_id=job.team_id, channel_id=job.channel_id, message_ts=job.message_ts,
-            link=url, user_id=job.user_id,
+            link=url, user_id=job.user_id, reclaim_after=link_deadline(deps) + 300,
         )
         if request_id is not None:
             claimed.append((url, request_id))
@@ -144,7 +144,8 @@ async def summarize_links(deps: Deps, client: Any, job: LinkJob) -> None:
         except Exception:
             log.exception("could not post progress", extra={"channel": job.channel_id, "link": url})
         replies.append((url, request_id, reply))
-    if job.skipped:
+    # Only the delivery that won the message's first link tells about skipped ones (said once).
+    if job.skipped and claimed[0][0] == job.links[0]:
         try:
             note = skipped_links_message(job.skipped, deps.settings.max_links_per_message)
             await Reply(client, job).start(note)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -39,15 +40,18 @@ class SlackState:
     # --- idempotency ---------------------------------------------------------------------------
 
     async def claim(
-        self, *, kind: str, team_id: str, channel_id: str, message_ts: str, link: str, user_id: str | None
+        self, *, kind: str, team_id: str, channel_id: str, message_ts: str, link: str, user_id: str | None,
+        reclaim_after: float | None = None,
     ) -> int | None:
         """Record a pending request: its id, or None if this (team, channel, ts, link) was claimed before.
 
         The unique constraint on `key` decides races, so two processes (or an app_mention and a message
-        event for the same post) can never both win.
+        event for the same post) can never both win. With `reclaim_after` (seconds), a request still
+        pending after that long (its process died mid-way) may be taken over once by a redelivery.
         """
+        key = request_key(team_id, channel_id, message_ts, link)
         row = SlackRequestRow(
-            key=request_key(team_id, channel_id, message_ts, link),
+            key=key,
             kind=kind[:16],
             team_id=team_id,
             channel_id=channel_id,
@@ -62,7 +66,30 @@ class SlackState:
                 await session.flush()
                 return row.id
         except IntegrityError:
-            return None
+            if reclaim_after is None:
+                return None
+        return await self._reclaim(key, reclaim_after)
+
+    async def _reclaim(self, key: str, after: float) -> int | None:
+        cutoff = utcnow() - timedelta(seconds=after)
+        async with self.db.session() as session:
+            request_id = await session.scalar(select(SlackRequestRow.id).where(SlackRequestRow.key == key))
+            if request_id is None:
+                return None
+            # Compare-and-set: only one redelivery can move the stale row forward.
+            result = await session.execute(
+                update(SlackRequestRow)
+                .where(
+                    SlackRequestRow.id == request_id,
+                    SlackRequestRow.state == "pending",
+                    SlackRequestRow.updated_at < cutoff,
+                )
+                .values(updated_at=utcnow())
+            )
+            taken = result.rowcount == 1  # type: ignore[attr-defined]
+        if taken:
+            log.warning("took over a stale pending request", extra={"request_id": request_id})
+        return request_id if taken else None
 
     async def is_claimed(self, *, team_id: str, channel_id: str, message_ts: str, link: str) -> bool:
         key = request_key(team_id, channel_id, message_ts, link)

@@ -89,6 +89,8 @@ def test_link_url_cannot_break_out() -> None:
     out = link("https://x.test/a|b>c<d&e", "Label <b>")
     assert out.startswith("<https://x.test/a%7Cb%3Ec%3Cd&amp;e|")
     assert out.endswith("|Label &lt;b&gt;>")
+    # Non-ASCII stays readable (percent-encoding an IDN host would break it); spaces cannot split it.
+    assert link("https://bücher.test/ä b", "x") == "<https://bücher.test/ä%20b|x>"
 
 
 def test_summary_message_shape_and_escaping() -> None:

@@ -94,3 +94,38 @@ async def test_channel_settings_persist(database_url: str) -> None:
     await state.set_language("T1", "C1", None)
     assert await state.channel_settings("T1", "C1") == ChannelSettings()
     await db.dispose()
+
+
+async def test_stale_pending_request_can_be_taken_over_once(database: Database) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from ringkas.storage.base import utcnow
+
+    state = SlackState(database)
+    args = {
+        "team_id": "T1", "channel_id": "C1", "message_ts": "3.0", "link": "https://a.test/z", "user_id": None
+    }
+    first = await state.claim(kind="message", **args)
+    assert first is not None
+    # Fresh pending work is never taken over.
+    assert await state.claim(kind="message", reclaim_after=60, **args) is None
+
+    async def age(minutes: int) -> None:
+        async with database.session() as session:
+            await session.execute(
+                update(SlackRequestRow).where(SlackRequestRow.id == first)
+                .values(updated_at=utcnow() - timedelta(minutes=minutes))
+            )
+
+    await age(30)
+    results = await asyncio.gather(*(state.claim(kind="message", reclaim_after=60, **args) for _ in range(5)))
+    assert [r for r in results if r is not None] == [first]  # exactly one redelivery takes it over
+    assert await state.claim(kind="message", reclaim_after=60, **args) is None
+    # Without reclaim_after (the default) and once finished, a request is never taken over.
+    await age(30)
+    assert await state.claim(kind="message", **args) is None
+    await state.finish(first, state="done")
+    await age(30)
+    assert await state.claim(kind="message", reclaim_after=60, **args) is None
