@@ -1,6 +1,6 @@
 """Ringkas entry point and the one place where the pieces are wired together.
 
-    python bot.py                         run the Slack app (Socket Mode if SLACK_APP_TOKEN, else HTTP on PORT)
+    python bot.py                         run the Slack app (Socket Mode with SLACK_APP_TOKEN, else HTTP)
     python bot.py summarize URL|FILE      print a summary, no Slack needed
     python bot.py extract URL|FILE        print the text the model would read
     python bot.py digest [--dry-run]      run due digests now (or print one, touching nothing)

@@ -129,9 +129,7 @@ def parse_feed_list(raw: str | None) -> tuple[str, ...]:
     path = Path(raw).expanduser()
     if path.is_file():
         lines = path.read_text(encoding="utf-8").splitlines()
-        return tuple(
-            line.split("#", 1)[0].strip() for line in lines if line.split("#", 1)[0].strip()
-        )
+        return tuple(line.split("#", 1)[0].strip() for line in lines if line.split("#", 1)[0].strip())
     return _csv(raw)
 
 
@@ -148,7 +146,9 @@ def validate_timezone(value: str, setting: str = "DIGEST_TIMEZONE") -> str:
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"{setting} must be an IANA time zone such as Asia/Jakarta, got {value!r}") from None
+        raise ConfigError(
+            f"{setting} must be an IANA time zone such as Asia/Jakarta, got {value!r}"
+        ) from None
     return value
 
 
@@ -162,7 +162,9 @@ def validate_hhmm(value: str, setting: str = "DIGEST_TIME") -> str:
 def _parse(env: Mapping[str, str]) -> Settings:
     database_url = _get(env, "DATABASE_URL") or DEFAULT_DATABASE_URL
     if "://" not in database_url:
-        raise ConfigError(f"DATABASE_URL must be a SQLAlchemy URL such as sqlite:///data/ringkas.db, got {database_url!r}")
+        raise ConfigError(
+            f"DATABASE_URL must be a SQLAlchemy URL such as sqlite:///data/ringkas.db, got {database_url!r}"
+        )
     slack_api_url = _get(env, "SLACK_API_URL") or DEFAULT_SLACK_API_URL
     if not slack_api_url.startswith(("http://", "https://")):
         raise ConfigError(f"SLACK_API_URL must be an http(s) URL, got {slack_api_url!r}")
@@ -188,7 +190,9 @@ def _parse(env: Mapping[str, str]) -> Settings:
         database_url=database_url,
         fetch_allow_hosts=tuple(h.lower() for h in _csv(_get(env, "FETCH_ALLOW_HOSTS"))),
         fetch_timeout=_float(env, "FETCH_TIMEOUT", 20.0, minimum=1, maximum=120),
-        fetch_max_bytes=_int(env, "FETCH_MAX_BYTES", 10 * 1024 * 1024, minimum=10_000, maximum=200 * 1024 * 1024),
+        fetch_max_bytes=_int(
+            env, "FETCH_MAX_BYTES", 10 * 1024 * 1024, minimum=10_000, maximum=200 * 1024 * 1024
+        ),
         slack_bot_token=_get(env, "SLACK_BOT_TOKEN"),
         slack_app_token=_get(env, "SLACK_APP_TOKEN"),
         slack_signing_secret=_get(env, "SLACK_SIGNING_SECRET"),

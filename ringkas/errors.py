@@ -64,7 +64,9 @@ class NotAnArticle(RingkasError):
 
 class ModelUnavailable(RingkasError):
     code = "model_unavailable"
-    default_message = "The language model is unavailable right now, even after several retries. Please try again later."
+    default_message = (
+        "The language model is unavailable right now, even after several retries. Please try again later."
+    )
 
 
 class ModelOutputInvalid(RingkasError):

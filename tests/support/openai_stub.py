@@ -127,12 +127,22 @@ class OpenAIStub:
             fmt = body.get("response_format") or {}
             if self.reject_json_schema and fmt.get("type") == "json_schema":
                 return web.json_response(
-                    {"error": {"message": "response_format json_schema is not supported", "type": "invalid_request_error"}},
+                    {
+                        "error": {
+                            "message": "response_format json_schema is not supported",
+                            "type": "invalid_request_error",
+                        }
+                    },
                     status=400,
                 )
             if self.reject_json_object and fmt.get("type") == "json_object":
                 return web.json_response(
-                    {"error": {"message": "response_format json_object is not supported", "type": "invalid_request_error"}},
+                    {
+                        "error": {
+                            "message": "response_format json_object is not supported",
+                            "type": "invalid_request_error",
+                        }
+                    },
                     status=400,
                 )
             answer = self.responder(body)

@@ -15,7 +15,9 @@ def signature(secret: str, timestamp: str, body: str) -> str:
     return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
 
 
-def signed_headers(secret: str, body: str, *, content_type: str, timestamp: int | None = None) -> dict[str, str]:
+def signed_headers(
+    secret: str, body: str, *, content_type: str, timestamp: int | None = None
+) -> dict[str, str]:
     ts = str(int(time.time()) if timestamp is None else timestamp)
     return {
         "Content-Type": content_type,
@@ -39,8 +41,15 @@ def event_body(event: dict[str, Any], *, team_id: str = "T0001", event_id: str =
     )
 
 
-def command_body(command: str, text: str, *, response_url: str, channel_id: str = "C0001",
-                 user_id: str = "U0001", team_id: str = "T0001") -> str:
+def command_body(
+    command: str,
+    text: str,
+    *,
+    response_url: str,
+    channel_id: str = "C0001",
+    user_id: str = "U0001",
+    team_id: str = "T0001",
+) -> str:
     return urlencode(
         {
             "token": "legacy-verification-token",

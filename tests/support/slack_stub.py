@@ -121,14 +121,18 @@ class SlackStub:
     async def _api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
         args = await self._args(request)
-        headers = {k.lower(): v for k, v in request.headers.items() if k.lower() in {"authorization", "user-agent"}}
+        headers = {
+            k.lower(): v for k, v in request.headers.items() if k.lower() in {"authorization", "user-agent"}
+        }
         call = Call(method, args, headers)
         self.calls.append(call)
         limits = self._rate_limits.get(method)
         if limits:
             retry_after = limits.pop(0)
             return web.json_response(
-                {"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": str(int(retry_after))}
+                {"ok": False, "error": "ratelimited"},
+                status=429,
+                headers={"Retry-After": str(int(retry_after))},
             )
         answer = self.overrides.get(method)
         call.response = answer(args) if answer is not None else self._answer(method, args)
@@ -155,7 +159,12 @@ class SlackStub:
                 message["thread_ts"] = args["thread_ts"]
             return {"ok": True, "channel": args.get("channel"), "ts": ts, "message": message}
         if method in {"chat.update", "chat.appendStream", "chat.stopStream"}:
-            return {"ok": True, "channel": args.get("channel"), "ts": args.get("ts"), "text": args.get("text", "")}
+            return {
+                "ok": True,
+                "channel": args.get("channel"),
+                "ts": args.get("ts"),
+                "text": args.get("text", ""),
+            }
         if method == "chat.postEphemeral":
             return {"ok": True, "message_ts": self._next_ts()}
         if method == "chat.getPermalink":
@@ -180,7 +189,9 @@ class SlackStub:
         self.responses.append((request.match_info["name"], body))
         return web.Response(text="ok")
 
-    async def wait_for_response(self, count: int = 1, timeout: float = 15.0) -> list[tuple[str, dict[str, Any]]]:
+    async def wait_for_response(
+        self, count: int = 1, timeout: float = 15.0
+    ) -> list[tuple[str, dict[str, Any]]]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while len(self.responses) < count:
