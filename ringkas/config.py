@@ -20,7 +20,7 @@ from ringkas.errors import ConfigError
 DEFAULT_MODEL = "gpt-4.1-mini"
 DEFAULT_DATABASE_URL = "sqlite:///data/ringkas.db"
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
-_LANGUAGE_CODE = re.compile(r"^[a-z]{2,3}(-[A-Za-z]{2,4})?$")
+_LANGUAGE_CODE = re.compile(r"^[a-z]{2,3}(-[a-z]{2,4})?$")
 _HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 
 
@@ -134,12 +134,12 @@ def parse_feed_list(raw: str | None) -> tuple[str, ...]:
 
 
 def validate_language(value: str, setting: str = "SUMMARY_LANGUAGE") -> str:
-    value = value.strip()
-    if value.lower() == "auto":
+    value = value.strip().lower()
+    if value == "auto":
         return "auto"
     if not _LANGUAGE_CODE.match(value):
         raise ConfigError(f"{setting} must be 'auto' or a language code such as 'en' or 'id', got {value!r}")
-    return value.lower()
+    return value
 
 
 def validate_timezone(value: str, setting: str = "DIGEST_TIMEZONE") -> str:
