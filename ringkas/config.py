@@ -44,6 +44,7 @@ class Settings:
     port: int = 3000
     max_links_per_message: int = 5
     digest_feeds: tuple[str, ...] = ()
+    digest_feeds_file: str | None = None  # DIGEST_FEEDS named a file: its lines may carry feed options
     digest_time: str = "08:00"
     digest_timezone: str = "UTC"
     digest_max_stories: int = 10
@@ -133,6 +134,12 @@ def parse_feed_list(raw: str | None) -> tuple[str, ...]:
     return _csv(raw)
 
 
+def feed_list_file(raw: str | None) -> str | None:
+    """The absolute path when `DIGEST_FEEDS` names an existing file, else None."""
+    path = Path(raw).expanduser() if raw else None
+    return str(path.resolve()) if path is not None and path.is_file() else None
+
+
 def validate_language(value: str, setting: str = "SUMMARY_LANGUAGE") -> str:
     value = value.strip().lower()
     if value == "auto":
@@ -200,6 +207,7 @@ def _parse(env: Mapping[str, str]) -> Settings:
         port=_int(env, "PORT", 3000, minimum=1, maximum=65535),
         max_links_per_message=_int(env, "MAX_LINKS_PER_MESSAGE", 5, minimum=1, maximum=20),
         digest_feeds=parse_feed_list(_get(env, "DIGEST_FEEDS")),
+        digest_feeds_file=feed_list_file(_get(env, "DIGEST_FEEDS")),
         digest_time=validate_hhmm(_get(env, "DIGEST_TIME") or "08:00"),
         digest_timezone=validate_timezone(_get(env, "DIGEST_TIMEZONE") or "UTC"),
         digest_max_stories=_int(env, "DIGEST_MAX_STORIES", 10, minimum=1, maximum=40),

@@ -16,6 +16,7 @@ from ringkas.digest.feeds import (
     plain_text,
 )
 from ringkas.digest.models import FeedSource, FeedState
+from ringkas.errors import ConfigError
 from ringkas.fetch import SafeFetcher
 from tests.test_digest_support import FEEDS, NOW, add_fixture_feeds, rss
 
@@ -73,6 +74,30 @@ def test_digest_feeds_setting_file_and_csv(make_settings, tmp_path: Path) -> Non
     csv = feed_sources(make_settings(DIGEST_FEEDS="https://x.example/rss, https://y.example/atom"))
     assert [s.url for s in csv] == ["https://x.example/rss", "https://y.example/atom"]
     assert [s.url for s in feed_sources(make_settings())] == BUILTIN
+
+
+def test_own_feeds_file_keeps_names_weights_and_topics(make_settings, tmp_path: Path) -> None:
+    listing = tmp_path / "my feeds.txt"
+    listing.write_text(
+        "# our list\n\n"
+        "https://x.example/rss  # Outlet X, added by Budi  weight=2 topic=general\n"
+        "  https://inet.detik.com/rss\n"  # built-in feed, no options: keeps the built-in ones
+        "https://openai.com/news/rss.xml  # less of this one  weight=0.5\n",  # own options win, topic kept
+        encoding="utf-8",
+    )
+    sources = feed_sources(make_settings(DIGEST_FEEDS=str(listing)))
+    assert sources == [
+        FeedSource("https://x.example/rss", None, 2.0, "general"),  # a comment is not a name
+        FeedSource("https://inet.detik.com/rss", "detikInet", 1.0, "general"),
+        FeedSource("https://openai.com/news/rss.xml", "OpenAI News", 0.5, "ai"),
+    ]
+
+
+@pytest.mark.parametrize("value", ["/no/such/feeds.txt", "feeds.txt", "https://ok.example/rss, ftp://x.example/f"])
+def test_digest_feeds_that_are_neither_a_file_nor_urls_are_a_config_error(make_settings, value: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        feed_sources(make_settings(DIGEST_FEEDS=value))
+    assert "DIGEST_FEEDS" in info.value.user_message and "http" in info.value.user_message
 
 
 def test_parse_rss2_resolves_links_strips_markup_and_dates() -> None:

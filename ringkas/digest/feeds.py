@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from importlib import resources
+from pathlib import Path
 from typing import Any, ClassVar, Protocol
 from urllib.parse import urljoin, urlsplit
 
@@ -24,7 +25,7 @@ from ringkas.config import Settings
 from ringkas.digest.models import FeedItem, FeedOutcome, FeedSource, FeedState
 from ringkas.digest.relevance import RELEVANT, ai_relevance
 from ringkas.documents import FetchResult
-from ringkas.errors import RingkasError
+from ringkas.errors import ConfigError, RingkasError
 from ringkas.urls import canonicalize
 
 log = logging.getLogger("ringkas.digest.feeds")
@@ -45,8 +46,14 @@ class Fetcher(Protocol):
     ) -> FetchResult: ...
 
 
-def parse_feed_sources(text: str) -> list[FeedSource]:
-    """Lines of `URL  # Name  weight=1.2 topic=ai`; blank lines and comment lines are skipped."""
+def parse_feed_sources(
+    text: str, defaults: Mapping[str, FeedSource] | None = None, *, names: bool = True
+) -> list[FeedSource]:
+    """Lines of `URL  # Name  weight=1.2 topic=ai`; blank lines and comment lines are skipped.
+
+    A URL found in `defaults` takes the name, weight and topic its line leaves out from there. With
+    `names=False` the rest of the comment is only a comment, not the source's display name.
+    """
     sources: list[FeedSource] = []
     seen: set[str] = set()
     for line in text.splitlines():
@@ -61,10 +68,17 @@ def parse_feed_sources(text: str) -> list[FeedSource]:
         seen.add(url)
         match = _WEIGHT.search(comment)
         topic = _TOPIC.search(comment)
-        name = _TOPIC.sub("", _WEIGHT.sub("", comment)).strip() or None
-        weight = min(max(float(match.group(1)), 0.1), 5.0) if match else 1.0
+        name = (_TOPIC.sub("", _WEIGHT.sub("", comment)).strip() or None) if names else None
+        known = (defaults or {}).get(url)
         sources.append(
-            FeedSource(url=url, name=name, weight=weight, topic=topic.group(1).lower() if topic else None)
+            FeedSource(
+                url=url,
+                name=name or (known.name if known else None),
+                weight=(
+                    min(max(float(match.group(1)), 0.1), 5.0) if match else known.weight if known else 1.0
+                ),
+                topic=topic.group(1).lower() if topic else known.topic if known else None,
+            )
         )
     return sources
 
@@ -75,11 +89,30 @@ def default_feed_sources() -> list[FeedSource]:
 
 
 def feed_sources(settings: Settings) -> list[FeedSource]:
-    """`DIGEST_FEEDS` when set (names then come from the feeds themselves), else the built-in list."""
-    if settings.digest_feeds:
-        builtin = {source.url: source for source in default_feed_sources()}
-        return [builtin.get(url, FeedSource(url=url)) for url in dict.fromkeys(settings.digest_feeds)]
-    return default_feed_sources()
+    """`DIGEST_FEEDS` when set, else the built-in list. Lines of a feed list file may carry `weight=` and
+    `topic=` in their comment, as in the built-in list; the rest of a comment is just a comment. A built-in
+    feed keeps its name, weight and topic unless its line says otherwise; other feeds are named by their
+    own title."""
+    if not settings.digest_feeds:
+        return default_feed_sources()
+    builtin = {source.url: source for source in default_feed_sources()}
+    sources: list[FeedSource] | None = None
+    if settings.digest_feeds_file:
+        try:
+            text = Path(settings.digest_feeds_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:  # gone since start-up: the URLs read then still hold
+            log.warning("feed list unreadable", extra={"path": settings.digest_feeds_file, "error": str(exc)})
+        else:
+            sources = parse_feed_sources(text, builtin, names=False)
+    if sources is None:
+        sources = [builtin.get(url, FeedSource(url=url)) for url in dict.fromkeys(settings.digest_feeds)]
+    for source in sources:
+        parts = urlsplit(source.url)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ConfigError(
+                f"DIGEST_FEEDS: {source.url[:200]!r} is neither an existing file nor an http(s) feed URL"
+            )
+    return sources
 
 
 class _TextExtractor(HTMLParser):
