@@ -81,6 +81,7 @@ async def test_missed_digest_runs_once_at_start_and_not_again_after_restart(
         await backdate(database)
         await scheduler.start()
         try:
+            await scheduler.wait_idle()  # the catch-up runs in the background
             jobs = scheduler.jobs()
             assert set(jobs) == {(TEAM, "C-missed"), (TEAM, "C-later"), (TEAM, "C-long-ago")}
             job = scheduler.scheduler.get_job(f"digest:{TEAM}:C-missed")
@@ -93,10 +94,51 @@ async def test_missed_digest_runs_once_at_start_and_not_again_after_restart(
         scheduler = DigestScheduler(service, post=poster)
         await scheduler.start()
         try:
+            await scheduler.wait_idle()
             assert await scheduler.sync() == []
         finally:
             await scheduler.shutdown()
     assert [c for _, c, _ in poster.posted] == ["C-missed"]
+
+
+async def test_start_does_not_wait_for_the_catch_up(web, openai_stub, make_settings, database) -> None:
+    """A missed digest is caught up after start() returns: the app serves Slack while it is built."""
+    openai_stub.responder = digest_responder
+    openai_stub.delay = 0.5
+    sources = fixture_sources(add_fixture_feeds(web))
+    poster = Poster()
+    async with digest_service(make_settings(), database, sources=sources) as service:
+        scheduler = DigestScheduler(service, post=poster)
+        await scheduler.subscribe(TEAM, "C-missed", time="08:00", timezone="UTC")
+        await backdate(database)
+        await scheduler.start()
+        try:
+            assert set(scheduler.jobs()) == {(TEAM, "C-missed")} and poster.posted == []
+            await scheduler.wait_idle()
+            assert [c for _, c, _ in poster.posted] == ["C-missed"]
+        finally:
+            await scheduler.shutdown()
+
+
+async def test_shutdown_during_the_catch_up_leaves_no_task_behind(
+    web, openai_stub, make_settings, database
+) -> None:
+    openai_stub.responder = digest_responder
+    openai_stub.delay = 0.3
+    sources = fixture_sources(add_fixture_feeds(web))
+    poster = Poster()
+    async with digest_service(make_settings(), database, sources=sources) as service:
+        scheduler = DigestScheduler(service, post=poster)
+        await scheduler.subscribe(TEAM, "C-missed", time="08:00", timezone="UTC")
+        await backdate(database)
+        await scheduler.start()
+        for _ in range(500):  # until the catch-up has started building the digest
+            if scheduler._running:
+                break
+            await asyncio.sleep(0.01)
+        await scheduler.shutdown()  # the digest being built gets its time to finish
+        assert scheduler._running == {} and scheduler._catch_up.done()
+        assert [c for _, c, _ in poster.posted] == ["C-missed"]
 
 
 async def test_job_function_posts_the_due_digest(web, openai_stub, make_settings, database) -> None:

@@ -59,11 +59,14 @@ class DigestScheduler:
         self.scheduler: AsyncIOScheduler | None = None
         self._running: dict[tuple[str, str], asyncio.Task[RunResult | None]] = {}
         self._sync_lock = asyncio.Lock()
+        self._catch_up: asyncio.Task[list[RunResult]] | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start the scheduler in the running loop, build the jobs and catch up on missed digests."""
+        """Start the scheduler in the running loop and build the jobs from the database. Digests missed
+        while the bot was down are caught up in the background: start-up (and with it the first Slack
+        acknowledgements) never waits for feeds and the model."""
         if self.scheduler is not None:
             return
         self.scheduler = AsyncIOScheduler(timezone=UTC)
@@ -72,14 +75,26 @@ class DigestScheduler:
             self.sync, IntervalTrigger(seconds=self.sync_every.total_seconds(), timezone=UTC),
             id="digest-sync", coalesce=True, max_instances=1, misfire_grace_time=60,
         )
-        await self.sync()
+        async with self._sync_lock:
+            await self._sync_jobs()
+        self._catch_up = asyncio.get_running_loop().create_task(self._sync_logged(), name="digest-catch-up")
         log.info("digest scheduler started", extra={"jobs": len(self.jobs())})
+
+    async def wait_idle(self) -> None:
+        """Wait until the start-up catch-up and every digest being built or posted are done."""
+        if self._catch_up is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(self._catch_up)
+        while self._running:
+            await asyncio.wait(list(self._running.values()))
 
     async def shutdown(self) -> None:
         if self.scheduler is None:
             return
         self.scheduler.shutdown(wait=False)
         self.scheduler = None
+        if self._catch_up is not None and not self._catch_up.done():
+            self._catch_up.cancel()  # the runs it started are in `_running` and get their time below
         tasks = list(self._running.values())
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=SHUTDOWN_WAIT)
@@ -105,17 +120,27 @@ class DigestScheduler:
     async def sync(self, *, now: datetime | None = None) -> list[RunResult]:
         """Make the jobs match the database, then run what is due today and not yet posted."""
         async with self._sync_lock:
-            subscriptions = await self.digests.store.subscriptions()
-            if self.scheduler is not None:
-                wanted = {(s.team_id, s.channel_id): s for s in subscriptions}
-                for key in set(self.jobs()) - set(wanted):
-                    self.scheduler.remove_job(_job_id(*key))
-                for subscription in subscriptions:
-                    self._schedule(subscription)
+            await self._sync_jobs()
             due = await self.digests.due(now=now or self.clock(), grace=self.grace)
         started = [self._start_run(subscription, now=now) for subscription in due]
         results = await asyncio.gather(*(asyncio.shield(task) for task in started if task is not None))
         return [result for result in results if result is not None]
+
+    async def _sync_logged(self) -> list[RunResult]:
+        try:
+            return await self.sync()
+        except Exception:  # a database outage at start-up: the periodic check tries again
+            log.exception("digest catch-up failed")
+            return []
+
+    async def _sync_jobs(self) -> None:
+        subscriptions = await self.digests.store.subscriptions()
+        if self.scheduler is not None:
+            wanted = {(s.team_id, s.channel_id): s for s in subscriptions}
+            for key in set(self.jobs()) - set(wanted):
+                self.scheduler.remove_job(_job_id(*key))
+            for subscription in subscriptions:
+                self._schedule(subscription)
 
     def _schedule(self, subscription: Subscription) -> None:
         assert self.scheduler is not None
