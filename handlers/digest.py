@@ -68,11 +68,15 @@ def parse_subscribe(words: list[str], *, default_time: str, default_timezone: st
     zone: str | None = None
     for word in words:
         parsed_time = parse_time(word)
-        if parsed_time and time is None:
+        if parsed_time:
+            if time is not None:
+                raise ValueError("Give one time only, like `07:30`: one digest a day per channel.")
             time = parsed_time
             continue
         parsed_zone = parse_timezone(word)
-        if parsed_zone and zone is None:
+        if parsed_zone:
+            if zone is not None:
+                raise ValueError("Give one time zone only, like `Asia/Jakarta`.")
             zone = parsed_zone
             continue
         if ":" in word or "." in word or word.isdigit():

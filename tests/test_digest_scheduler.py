@@ -222,3 +222,19 @@ async def test_two_schedulers_on_one_database_post_once(
 @pytest.mark.parametrize("text", ["8:00", "08.00"])
 def test_indonesian_time_style(text: str) -> None:
     assert parse_time(text) == "08:00"
+
+
+@pytest.mark.parametrize("text", ["localtime", "Factory", "factory", "posixrules", "posix/Asia/Jakarta"])
+def test_host_specific_and_placeholder_zones_are_refused(text: str) -> None:
+    assert parse_timezone(text) is None
+
+
+def test_subscribe_arguments_name_the_real_problem() -> None:
+    from handlers.digest import parse_subscribe
+
+    defaults = {"default_time": "08:00", "default_timezone": "UTC"}
+    assert parse_subscribe(["wib", "7.30"], **defaults) == ("07:30", "Asia/Jakarta")
+    with pytest.raises(ValueError, match="one time"):
+        parse_subscribe(["07:30", "08:00"], **defaults)
+    with pytest.raises(ValueError, match="one time zone"):
+        parse_subscribe(["Asia/Jakarta", "Europe/Berlin"], **defaults)

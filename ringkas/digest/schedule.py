@@ -24,9 +24,13 @@ def parse_time(text: str) -> str | None:
     return f"{int(match.group(1)):02d}:{match.group(2)}"
 
 
+# Names the zone database may list that are no place's time: the host's own setting and a placeholder.
+_NOT_PLACES = frozenset({"localtime", "factory"})
+
+
 @cache
 def _zones_by_folded_name() -> dict[str, str]:
-    return {name.casefold(): name for name in available_timezones()}
+    return {name.casefold(): name for name in available_timezones() if name.casefold() not in _NOT_PLACES}
 
 
 def parse_timezone(text: str) -> str | None:
