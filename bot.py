@@ -44,9 +44,10 @@ class Core:
         await self.db.dispose()
 
 
-async def build_core(settings: Settings, *, require_model: bool = True) -> Core:
-    db = Database(settings.database_url)
-    await db.create_all()
+async def build_core(settings: Settings, *, create_tables: bool = True) -> Core:
+    db = Database(settings.database_url)  # connects lazily: commands that never store need no database
+    if create_tables:
+        await db.create_all()
     fetcher = SafeFetcher(
         allow_hosts=settings.fetch_allow_hosts,
         timeout=settings.fetch_timeout,
@@ -215,7 +216,7 @@ async def cmd_summarize(settings: Settings, source: str, language: str | None) -
 async def cmd_extract(settings: Settings, source: str) -> int:
     from ringkas.terminal import format_extract
 
-    core = await build_core(settings)
+    core = await build_core(settings, create_tables=False)  # extract stores nothing
     core.ringkas.allow_local_files = True
     try:
         article = await core.ringkas.extract(source)

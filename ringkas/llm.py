@@ -124,7 +124,11 @@ class LLM:
         max_output_tokens: int | None = None,
         context: UsageContext | None = None,
         article_id: int | None = None,
+        salvage: bool = False,
     ) -> Completion:
+        """One answer to `messages`. With a `schema`, `data` is the validated JSON object; with
+        `salvage`, a reply still invalid after the repair request is returned as the JSON object it
+        holds (unvalidated: the caller must read it defensively) instead of raising."""
         client = self._get_client()
         usage = Usage()
         while True:
@@ -158,10 +162,13 @@ class LLM:
         log.info(
             "model reply unusable; asking once for a repair", extra={"purpose": purpose, "problem": problem}
         )
+        first_reply = extract_json_object(text)
         repair = load_prompt("llm_repair").render(problem=problem[:_REPAIR_PROBLEM_CHARS])
         repair_messages = [*request_messages, {"role": "user", "content": repair}]
         if self.tokens.count_messages(repair_messages) > self.max_input_tokens:
             # The caller budgeted without input_budget(): no room to ask again.
+            if salvage and first_reply is not None:
+                return self._salvaged(first_reply, text, usage, model, schema, purpose, problem)
             raise ModelOutputInvalid(detail=f"{purpose}: {problem}; no room under MAX_INPUT_TOKENS to repair")
         try:
             text, model, call_usage = await self._request(
@@ -180,8 +187,20 @@ class LLM:
         usage = usage + call_usage
         data, problem = parse_json_reply(text, schema)
         if data is None:
+            partial = extract_json_object(text) or first_reply
+            if salvage and partial is not None:
+                return self._salvaged(partial, text, usage, model, schema, purpose, problem)
             raise ModelOutputInvalid(detail=f"{purpose}: {problem}")
         return Completion(text=text, data=data, usage=usage, model=model)
+
+    def _salvaged(
+        self, data: dict, text: str, usage: Usage, model: str, schema: dict, purpose: str, problem: str
+    ) -> Completion:
+        log.warning(
+            "model reply still invalid after the repair request; using what it holds",
+            extra={"purpose": purpose, "problem": problem, "model": model},
+        )
+        return Completion(text=text, data=_only_known(data, schema), usage=usage, model=model)
 
     async def aclose(self) -> None:
         if self._client is not None:

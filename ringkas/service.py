@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import replace
 from pathlib import Path
@@ -33,6 +34,8 @@ log = logging.getLogger("ringkas.service")
 
 T = TypeVar("T")
 DEFAULT_LANGUAGE = "en"
+NO_SOURCE = "Give me a web link (http or https) or the path of a local HTML, PDF or text file."
+_OTHER_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]+:/", re.IGNORECASE)  # not "C:/" (a Windows drive)
 
 
 class SingleFlight(Generic[T]):
@@ -136,6 +139,10 @@ class Ringkas:
     async def _file_article(self, source: str) -> Article:
         if not self.allow_local_files:
             raise InvalidURL()
+        if not source.strip():
+            raise InvalidURL(NO_SOURCE)
+        if _OTHER_SCHEME.match(source.strip()) and not source.strip().lower().startswith("file://"):
+            raise InvalidURL()  # ftp://…, https:// without a host: a link, but not one we can open
         path = _local_path(source)
         if not path.is_file():
             raise NotFound(f"There is no file at {source}.")

@@ -177,15 +177,20 @@ class Summarizer:
             messages = self._reduce_messages(job, notes, total_parts)
             if self._fits_final(messages):
                 return await self._final(job, messages, purpose="summary_reduce"), levels + 1
-            if len(notes) == 1:  # one note that alone does not fit: cut it (cannot happen with sane caps)
+            if len(notes) == 1:  # one note that alone does not fit: cut it (only with small caps)
                 room = self._cap - self.llm.tokens.count_messages(
                     self._reduce_messages(job, [""], total_parts)
                 )
-                room -= self.llm.format_reserve(SUMMARY_SCHEMA) + self._output_reserve() + _SAFETY
+                room -= self.llm.format_reserve(SUMMARY_SCHEMA) + _SAFETY
+                if room - self._output_reserve() >= MIN_NOTES_OUTPUT_TOKENS:
+                    notes = [self.llm.tokens.truncate(notes[0], room - self._output_reserve())]
+                    continue
+                # A very small MAX_INPUT_TOKENS: give up the room kept for the answer rather than fail.
                 if room < MIN_NOTES_OUTPUT_TOKENS:
                     raise ConfigError(f"MAX_INPUT_TOKENS={self._cap} is too small to summarize long articles")
-                notes = [self.llm.tokens.truncate(notes[0], room)]
-                continue
+                note = self.llm.tokens.truncate(notes[0], room)
+                messages = self._reduce_messages(job, [note], total_parts)
+                return await self._final(job, messages, purpose="summary_reduce"), levels + 1
             notes = await self._combine(job, notes, total_parts)
             levels += 1
 
@@ -221,6 +226,9 @@ class Summarizer:
             max_output_tokens=SUMMARY_OUTPUT_TOKENS,
             context=job.context,
             article_id=job.article.id,
+            # A reply that still misses a field after the repair request (some small local models
+            # never write why_it_matters) is better used than thrown away: _summary reads it defensively.
+            salvage=True,
         )
         job.usage = job.usage + completion.usage
         job.model = completion.model
@@ -276,11 +284,11 @@ class Summarizer:
     # --- result --------------------------------------------------------------------------------------
 
     def _summary(self, job: _Job, data: dict) -> Summary:
-        tldr = _one_line(str(data.get("tldr") or ""))[:TLDR_MAX_CHARS]
-        points = [_one_line(_BULLET.sub("", str(p))) for p in data.get("key_points") or []]
+        tldr = _one_line(_text(data.get("tldr")))[:TLDR_MAX_CHARS]
+        points = [_one_line(_BULLET.sub("", point)) for point in _points(data.get("key_points"))]
         points = [p for p in points if p][:MAX_KEY_POINTS]
-        why = _one_line(str(data.get("why_it_matters") or ""))
-        title = _one_line(str(data.get("title") or "")) or job.article.title
+        why = _one_line(_text(data.get("why_it_matters")))
+        title = _one_line(_text(data.get("title"))) or job.article.title
         if not tldr and points:
             tldr = points[0]
         if not tldr:
@@ -296,6 +304,24 @@ class Summarizer:
             usage=job.usage,
             created_at=utcnow(),
         )
+
+
+def _text(value: object) -> str:
+    """A text field of a (possibly salvaged) reply: null is empty, a list is its strings joined."""
+    if value is None or isinstance(value, bool | dict):
+        return ""
+    if isinstance(value, list):
+        return " ".join(_text(item) for item in value)
+    return str(value)
+
+
+def _points(value: object) -> list[str]:
+    """key_points of a (possibly salvaged) reply: a list, or one string with a point per line."""
+    if isinstance(value, list):
+        return [_text(item) for item in value]
+    text = _text(value)
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines if len(lines) > 1 else [part for part in text.split("; ") if part.strip()]
 
 
 def _metadata(article: Article) -> str:

@@ -68,12 +68,11 @@ def _footer(result: SummaryResult) -> str:
     summary, article = result.summary, result.article
     name = language_name(summary.language)
     language = f"{name} ({summary.language})" if name != summary.language else summary.language
-    if result.cached:
-        tokens = "cached"
-    else:
-        usage = summary.usage
-        calls = f" in {usage.calls} calls" if usage.calls > 1 else ""
-        tokens = f"{usage.prompt_tokens:,} prompt + {usage.completion_tokens:,} completion tokens{calls}"
+    usage = summary.usage
+    calls = f" in {usage.calls} calls" if usage.calls > 1 else ""
+    tokens = f"{usage.prompt_tokens:,} prompt + {usage.completion_tokens:,} completion tokens{calls}"
+    if result.cached:  # this run cost nothing; say what the stored summary cost when it was made
+        tokens = f"cached · 0 tokens now (made with {tokens})"
     minutes = article.reading_minutes
     reading = f"{minutes} min read ({article.word_count:,} words)"
     return f"— {language} · {summary.model} · {tokens} · {reading}"

@@ -75,7 +75,11 @@ async def test_summarize_url_in_the_pages_language_then_from_cache(openai_stub, 
 
     code, out, err = await _run(env, "summarize", url)
     assert code == 0, err
-    assert "· cached ·" in out.strip().splitlines()[-1]
+    cached_footer = out.strip().splitlines()[-1]
+    assert "· cached ·" in cached_footer
+    # a cached run still names the model and says what it costs now and what the summary cost to make
+    assert "gpt-4.1-mini" in cached_footer and "0 tokens now" in cached_footer
+    assert footer.split(" · ")[2] in cached_footer  # "N prompt + M completion tokens" of the first run
     assert len(openai_stub.requests) == 1
     assert web.hits["/berita?utm_source=slack"] == 1
 
@@ -110,6 +114,14 @@ async def test_extract_works_without_a_model_configured(web, tmp_path) -> None:
     assert out.startswith("Chipmaker Unveils Low-Power AI Accelerator for Phones\n\n")
 
 
+async def test_extract_needs_no_database(openai_stub, tmp_path) -> None:
+    """extract stores nothing, so a database that is down (or not created yet) does not matter."""
+    env = _env(openai_stub, tmp_path, DATABASE_URL="postgresql://postgres@127.0.0.1:9/nowhere")
+    code, out, err = await _run(env, "extract", str(ID_FILE))
+    assert code == 0, err
+    assert out.startswith(f"{article_from_file(ID_FILE).title}\n\n")
+
+
 @pytest.mark.parametrize(
     ("args", "extra", "expected"),
     [
@@ -131,6 +143,10 @@ async def test_extract_works_without_a_model_configured(web, tmp_path) -> None:
             "error: DATABASE_URL must be a sqlite://",
         ),
         (["extract", "http://10.0.0.1/internal"], {}, "error: "),
+        (["extract", "ftp://example.com/file.txt"], {}, "error: That doesn't look like a web link"),
+        (["summarize", "https://"], {}, "error: That doesn't look like a web link"),
+        (["summarize", "   "], {}, "error: Give me a web link (http or https) or the path of a local"),
+        (["extract", ""], {}, "error: Give me a web link (http or https) or the path of a local"),
     ],
 )
 async def test_failures_exit_non_zero_with_one_line(openai_stub, tmp_path, args, extra, expected) -> None:

@@ -192,3 +192,81 @@ def test_prompt_version_covers_every_template() -> None:
     assert all(f"{name}@" in summarizer.prompt_version for name in PROMPTS)
     for name in PROMPTS:
         assert (FIXTURES.parent.parent / "prompts" / f"{name}.md").is_file()
+
+
+async def test_fenced_json_with_extra_keys_is_used_as_is(openai_stub, make_settings) -> None:
+    llm = LLM(make_settings())
+    reply = "Here you go:\n```json\n" + _summary_json(confidence=0.9, language="en") + "\n```"
+    openai_stub.responder = lambda body: reply
+    summary = await Summarizer(llm).summarize(_article("The lab shipped a model."), "en")
+    await llm.aclose()
+    assert len(openai_stub.requests) == 1  # no repair needed
+    assert summary.key_points == ("One.", "Two.", "Three.")
+
+
+async def test_a_field_still_missing_after_the_repair_request_is_left_empty(
+    openai_stub, make_settings
+) -> None:
+    """A model that never writes why_it_matters: one repair request, then the summary it can give."""
+    llm = LLM(make_settings())
+    openai_stub.responder = lambda body: json.dumps(
+        {"title": "Lab ships model", "tldr": "The lab shipped a model.", "key_points": ["One.", "Two."]}
+    )
+    summary = await Summarizer(llm).summarize(_article("The lab shipped a model."), "en")
+    await llm.aclose()
+    assert len(openai_stub.requests) == 2
+    assert "why_it_matters is missing" in request_text(openai_stub.requests[1])
+    assert summary.tldr == "The lab shipped a model."
+    assert summary.key_points == ("One.", "Two.")
+    assert summary.why_it_matters == ""
+    assert summary.usage.calls == 2
+
+
+async def test_nulls_and_a_string_of_points_are_read_defensively(openai_stub, make_settings) -> None:
+    llm = LLM(make_settings())
+    openai_stub.responder = lambda body: json.dumps(
+        {"title": None, "tldr": "The lab shipped a model.", "key_points": "- One.\n- Two.\n- Three.",
+         "why_it_matters": None}
+    )
+    summary = await Summarizer(llm).summarize(_article("The lab shipped a model."), "en")
+    await llm.aclose()
+    assert summary.key_points == ("One.", "Two.", "Three.")
+    assert summary.title == "Lab ships a model"  # the article's own title
+    assert summary.why_it_matters == ""
+
+
+async def test_a_reply_with_no_json_at_all_is_still_an_error(openai_stub, make_settings) -> None:
+    llm = LLM(make_settings())
+    openai_stub.responder = lambda body: "Sorry, I cannot help with that."
+    with pytest.raises(ModelOutputInvalid):
+        await Summarizer(llm).summarize(_article("The lab shipped a model."), "en")
+    await llm.aclose()
+    assert len(openai_stub.requests) == 2
+
+
+@pytest.mark.parametrize("model", ["gpt-4.1-mini", "llama3.1:8b"])
+async def test_the_smallest_allowed_cap_still_summarizes_long_articles_within_it(
+    openai_stub, make_settings, model
+) -> None:
+    """MAX_INPUT_TOKENS=1000 (the lowest setting) with a server that rejects structured output and a
+    first final reply that needs repair: every request, fallback instructions and repair included,
+    stays within the cap (o200k_base for the model tiktoken does not know)."""
+    llm = LLM(make_settings(MAX_INPUT_TOKENS="1000", OPENAI_MODEL=model))
+    openai_stub.reject_json_schema = openai_stub.reject_json_object = True
+    finals: list[int] = []
+
+    def responder(body: dict[str, Any]) -> str:
+        if "JSON Schema" not in body["messages"][0]["content"]:
+            return _notes_filling(body)
+        finals.append(1)
+        return "not JSON, sorry" if len(finals) == 1 else _summary_json()
+
+    openai_stub.responder = responder
+    summary = await Summarizer(llm).summarize(_article(_long_text(6_000)), "id")
+    await llm.aclose()
+    counter = TokenCounter(model)
+    sizes = [counter.count_messages(r["messages"]) for r in openai_stub.requests]
+    assert max(sizes) <= 1000, max(sizes)
+    assert len(finals) == 2  # the repair request was sent, within the cap too
+    assert "could not be used" in request_text(openai_stub.requests[-1])
+    assert summary.tldr == "The lab shipped a model."
