@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import gc
 import logging
 import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from ringkas.config import Settings
 from ringkas.errors import ConfigError, RingkasError
@@ -230,6 +232,9 @@ async def cmd_digest(settings: Settings, dry_run: bool) -> int:
     from ringkas.digest.service import DigestService
     from ringkas.terminal import format_digest
 
+    if dry_run and _missing_sqlite_file(settings.database_url):
+        # nothing stored to read from, and a preview must not leave a database file behind
+        settings = dataclasses.replace(settings, database_url="sqlite://")
     core = await build_core(settings)
     try:
         if dry_run:
@@ -254,6 +259,18 @@ async def cmd_digest(settings: Settings, dry_run: bool) -> int:
         return 0
     finally:
         await core.aclose()
+
+
+def _missing_sqlite_file(database_url: str) -> bool:
+    from sqlalchemy.engine import make_url
+
+    try:
+        url = make_url(database_url)
+    except Exception:
+        return False  # build_core reports a bad URL
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return False
+    return not Path(url.database).expanduser().exists()
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:

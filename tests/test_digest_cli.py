@@ -65,6 +65,10 @@ async def test_dry_run_prints_a_digest_and_records_nothing(web, openai_stub, sla
         description="A short description.",
     )
     env = bot_env(openai_stub, slack_stub, sqlite_url, [feed, web.url("/missing.xml")], SUMMARY_LANGUAGE="en")
+    db = Database(sqlite_url)  # an existing database: the preview reads it and leaves it as it was
+    await db.create_all()
+    await db.dispose()
+    before = Path(sqlite_url.removeprefix("sqlite:///")).read_bytes()
     code, out, err = await run_bot(env, "digest", "--dry-run")
     assert code == 0, err
     assert out.startswith("AI news digest — ")
@@ -85,6 +89,19 @@ async def test_dry_run_prints_a_digest_and_records_nothing(web, openai_stub, sla
     finally:
         await db.dispose()
     assert counts == [0, 0, 0, 0]
+    assert Path(sqlite_url.removeprefix("sqlite:///")).read_bytes() == before
+
+
+async def test_dry_run_without_a_database_leaves_none_behind(web, openai_stub, slack_stub, tmp_path) -> None:
+    openai_stub.responder = digest_responder
+    feed = recent_feed(web, "/ai.xml", "AI Daily", ["Anthropic releases Claude 6"])
+    path = tmp_path / "data" / "ringkas.db"
+    env = bot_env(openai_stub, slack_stub, f"sqlite:///{path}", [feed])
+    code, out, err = await run_bot(env, "digest", "--dry-run")
+    assert code == 0, err
+    assert "1. Anthropic releases Claude 6" in out
+    assert not path.exists() and not path.parent.exists()
+    assert slack_stub.calls == []
 
 
 async def test_digest_command_without_slack_token_fails_clearly(
