@@ -32,6 +32,8 @@ _BOLD = re.compile(r"\*\*(\S(?:.*?\S)?)\*\*")
 _HEADING = re.compile(r"^#{1,6}\s+(.+)$", re.M)
 _QUOTE_LINE = re.compile(r"^&gt;\s?", re.M)
 _NOT_IN_CHANNEL = {"not_in_channel", "channel_not_found", "is_archived"}
+_HELP_WORDS = frozenset({"help", "bantuan", "usage", "-h", "--help"})
+_WORD = re.compile(r"\w")
 
 ASK_USAGE = (
     "Ask about the article most recently summarized in this channel: `/ask what does it say about pricing?`\n"
@@ -74,7 +76,7 @@ async def _ask(
 ) -> None:
     question = question_text(text)
     links = extract_links(text)
-    if not question:
+    if not question or question.casefold() in _HELP_WORDS:
         await _private(respond, ASK_USAGE)
         return
     if deps.questions is None:
@@ -204,7 +206,9 @@ def question_text(text: str | None, *, strip_links: bool = True) -> str:
         cleaned = _BARE_LINK.sub(" ", _LINK_MARKUP.sub(" ", cleaned))
     cleaned = cleaned.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
     lines = [" ".join(line.split()) for line in cleaned.splitlines()]
-    return "\n".join(line for line in lines if line).strip()
+    question = "\n".join(line for line in lines if line).strip()
+    # Nothing to ask without a single letter or digit ("?", a stray zero-width space).
+    return question if _WORD.search(question) else ""
 
 
 def slack_answer_text(text: str) -> str:

@@ -8,9 +8,12 @@ English article). Everything the prompt holds is token-counted so no request exc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
-from collections.abc import Sequence
+import unicodedata
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +22,14 @@ from ringkas.errors import ModelOutputInvalid, NotFound, RingkasError
 from ringkas.language import close_languages, detect_language, language_name
 from ringkas.prompts import load_prompt
 from ringkas.questions_store import QuestionStore, StoredExchange
-from ringkas.retrieval import Passage, Selection, select_passages, split_passages
+from ringkas.retrieval import (
+    PASSAGE_TOKENS,
+    Passage,
+    Selection,
+    passage_size,
+    select_passages,
+    split_passages,
+)
 
 if TYPE_CHECKING:
     from ringkas.config import Settings
@@ -97,6 +107,7 @@ class _Prompt:
     messages: list[dict[str, str]]
     selection: Selection
     tokens: int
+    passages: list[list[Passage]]  # every article's passages, at the size this prompt was cut with
 
 
 def neutralize(text: str) -> str:
@@ -112,12 +123,43 @@ def clean_question(text: str) -> str:
     return re.sub(r"[ \t]+", " ", text.replace("\r\n", "\n")).strip()
 
 
+def writing_system(text: str) -> str | None:
+    """The script most of the text's letters are written in ("LATIN", "CJK", "CYRILLIC", ...)."""
+    counts: Counter[str] = Counter()
+    for char in text:
+        if char.isalpha():
+            script = unicodedata.name(char, "").split(" ")[0]
+            counts["CJK" if script in {"HIRAGANA", "KATAKANA"} else script] += 1
+    return counts.most_common(1)[0][0] if counts else None
+
+
 class QuestionService:
     def __init__(self, *, settings: Settings, db: Database, llm: LLM, ringkas: Ringkas) -> None:
         self.settings = settings
         self.llm = llm
         self.ringkas = ringkas
         self.store = QuestionStore(db)
+        self._threads: dict[tuple[str, str, str], tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def _turn(self, team_id: str, channel_id: str, thread_ts: str | None) -> AsyncIterator[None]:
+        """One question at a time per thread (in this process): a question asked while another is being
+        answered waits, then sees that exchange as context, and the answers come in the order asked."""
+        if thread_ts is None:
+            yield
+            return
+        key = (team_id, channel_id, thread_ts)
+        lock, waiting = self._threads.get(key, (asyncio.Lock(), 0))
+        self._threads[key] = (lock, waiting + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, waiting = self._threads[key]
+            if waiting <= 1:
+                del self._threads[key]
+            else:
+                self._threads[key] = (lock, waiting - 1)
 
     async def answer(
         self,
@@ -133,6 +175,24 @@ class QuestionService:
     ) -> Answer:
         """Answer `question` from the articles; `language_hint` (e.g. the channel's language) only
         settles what the detector cannot tell apart, such as Indonesian versus Malay."""
+        async with self._turn(team_id, channel_id, thread_ts):
+            return await self._answer(
+                question, article_ids, team_id=team_id, channel_id=channel_id, thread_ts=thread_ts,
+                user_id=user_id, asked_via=asked_via, language_hint=language_hint,
+            )
+
+    async def _answer(
+        self,
+        question: str,
+        article_ids: list[int],
+        *,
+        team_id: str,
+        channel_id: str,
+        thread_ts: str | None,
+        user_id: str | None,
+        asked_via: str,
+        language_hint: str | None,
+    ) -> Answer:
         question = clean_question(question)
         if not question:
             raise EmptyQuestion()
@@ -150,13 +210,11 @@ class QuestionService:
         language = self._question_language(question, history, language_hint)
         conversation = self._conversation_block(history)
 
-        passages = await asyncio.to_thread(
-            lambda: [split_passages(a.text, tokens, source=i) for i, a in enumerate(articles)]
-        )
+        cuts: dict[int, list[list[Passage]]] = {}  # articles split into passages, by passage size
         usage = Usage()
         query = question
         prompt = await asyncio.to_thread(
-            self._build_prompt, articles, passages, question, conversation, language, query
+            self._build_prompt, articles, cuts, question, conversation, language, query
         )
         if not prompt.selection.complete:
             keywords, keyword_usage = await self._keywords(articles, question, conversation, context, ids[0])
@@ -168,7 +226,7 @@ class QuestionService:
                 query = f"{question}\n{question}\n{history[0].question}"
             if query != question:
                 prompt = await asyncio.to_thread(
-                    self._build_prompt, articles, passages, question, conversation, language, query
+                    self._build_prompt, articles, cuts, question, conversation, language, query
                 )
 
         completion = await self.llm.complete(
@@ -197,7 +255,7 @@ class QuestionService:
             asked_via=asked_via,
         )
         used = len(prompt.selection.passages)
-        total = sum(len(p) for p in passages)
+        total = sum(len(p) for p in prompt.passages)
         log.info(
             "question answered",
             extra={
@@ -281,9 +339,14 @@ class QuestionService:
         text = strip_links(question)
         language = detect_language(text)
         if language is None and history:
-            # Short follow-ups ("Berapa harganya?") are too thin alone; earlier questions add evidence.
-            earlier = "\n".join(strip_links(h.question) for h in history[:3])
-            language = detect_language(f"{text}\n{earlier}")
+            # Short follow-ups ("Berapa harganya?") are too thin alone; earlier questions add evidence,
+            # but only those in the same script: an English follow-up in a thread that also holds a
+            # Japanese question must not be taken for Japanese.
+            script = writing_system(text)
+            earlier = [strip_links(h.question) for h in history[:3]]
+            earlier = [e for e in earlier if script is None or writing_system(e) == script]
+            if earlier:
+                language = detect_language("\n".join([text, *earlier]))
         if language is None:
             return None
         hints = [hint, *(h.language for h in history)]
@@ -321,10 +384,20 @@ class QuestionService:
         )
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
+    def _passages(
+        self, articles: Sequence[Article], size: int, cuts: dict[int, list[list[Passage]]]
+    ) -> list[list[Passage]]:
+        if size not in cuts:
+            counter = self.llm.tokens
+            cuts[size] = [
+                split_passages(a.text, counter, source=i, max_tokens=size) for i, a in enumerate(articles)
+            ]
+        return cuts[size]
+
     def _build_prompt(
         self,
         articles: Sequence[Article],
-        passages: Sequence[Sequence[Passage]],
+        cuts: dict[int, list[list[Passage]]],
         question: str,
         conversation: str,
         language: str | None,
@@ -333,9 +406,10 @@ class QuestionService:
         tokens = self.llm.tokens
         limit = self._prompt_limit()
         empty = Selection(passages=[], complete=False, tokens=0)
+        no_passages: list[list[Passage]] = [[] for _ in articles]
 
         def skeleton_size(conversation: str) -> int:
-            rendered = self._render(articles, passages, empty, question, conversation, language)
+            rendered = self._render(articles, no_passages, empty, question, conversation, language)
             return tokens.count_messages(rendered)
 
         base = skeleton_size(conversation)
@@ -343,16 +417,23 @@ class QuestionService:
             conversation = ""  # a tiny MAX_INPUT_TOKENS: the article matters more than the history
             base = skeleton_size(conversation)
         budget = limit - base - SAFETY_MARGIN
+        passages = self._passages(articles, PASSAGE_TOKENS, cuts)
+        if sum(p.tokens for ps in passages for p in ps) > budget:
+            # Excerpts: cut finer when the budget is small, so the lead and several of the best
+            # matches fit rather than one or two long passages.
+            passages = self._passages(articles, passage_size(budget), cuts)
+        has_text = any(passages)
+        size = base
         for _attempt in range(8):
             selection = select_passages(passages, query, max(0, budget))
+            if has_text and not selection.passages:
+                break  # no article text fits: asking anyway would get an answer without the article
             messages = self._render(articles, passages, selection, question, conversation, language)
             size = tokens.count_messages(messages)
             if size <= limit:
-                return _Prompt(messages, selection, size)
-            if not selection.passages:
-                break
+                return _Prompt(messages, selection, size, passages)
             budget -= size - limit + SAFETY_MARGIN
-        raise PromptTooSmall(detail=f"qa prompt needs {size} tokens, limit {limit}")
+        raise PromptTooSmall(detail=f"qa prompt needs {size} tokens with no article text, limit {limit}")
 
     # --- keywords for long articles ------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from typing import Protocol
 from rank_bm25 import BM25Okapi
 
 PASSAGE_TOKENS = 320  # small enough to be precise, large enough to keep a fact with its context
+MIN_PASSAGE_TOKENS = 48  # a sentence or two: below this a passage loses the context of its fact
 SPLIT_OVERLAP = 32  # only used when a single paragraph is longer than a passage
 _WORD = re.compile(r"\w+", re.UNICODE)
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n|\n(?=\s*(?:[-*•]|\d+[.)])\s)")
@@ -60,7 +61,7 @@ def split_passages(
         if size <= max_tokens:
             pieces.append((paragraph, size))
             continue
-        for part in counter.split(paragraph, max_tokens, overlap=SPLIT_OVERLAP):
+        for part in counter.split(paragraph, max_tokens, overlap=min(SPLIT_OVERLAP, max_tokens // 4)):
             part = part.strip()
             if part:
                 pieces.append((part, counter.count(part)))
@@ -78,6 +79,11 @@ def split_passages(
     if current:
         passages.append(Passage(source, len(passages), "\n\n".join(current), current_tokens))
     return passages
+
+
+def passage_size(budget: int, *, wanted: int = 5) -> int:
+    """Passage length for a budget: room for the lead and a few ranked passages, not one big one."""
+    return max(MIN_PASSAGE_TOKENS, min(PASSAGE_TOKENS, budget // wanted))
 
 
 def rank(passages: Sequence[Passage], query: str) -> list[int]:

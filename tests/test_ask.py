@@ -285,3 +285,50 @@ async def test_a_model_failure_in_a_thread_is_told_there(
     assert reactions == [("reactions.add", "thinking_face"), ("reactions.remove", "thinking_face"),
                          ("reactions.add", "warning")]
     assert await rows(slack_app) == []
+
+
+async def test_ask_help_or_a_question_without_words_gets_usage(
+    slack_app: SlackApp, slack_stub: SlackStub, openai_stub: OpenAIStub, web: WebStub
+) -> None:
+    await summarize_here(slack_app, web)
+    before = len(slack_stub.posted())
+    for index, text in enumerate(["help", "HELP", " bantuan ", "?", "\u200b", "…?!"]):
+        assert (await slack_app.command(text, command="/ask", response_name=f"u{index}")).status == 200
+    await slack_app.settle()
+    replies = dict(slack_stub.responses)
+    assert len(replies) == 6
+    for body in replies.values():
+        assert body["response_type"] == "ephemeral"
+        assert "/ask what does it say about pricing?" in body["text"]
+    assert slack_stub.posted()[before:] == []
+    assert qa_bodies(openai_stub) == []
+
+
+async def test_two_questions_at_once_in_a_thread_are_answered_in_order(
+    slack_app: SlackApp, slack_stub: SlackStub, openai_stub: OpenAIStub, web: WebStub
+) -> None:
+    openai_stub.responder = model([
+        "Bing shows AI answers for about 40 percent of English-language searches in the US.",
+        "Google says AI Overviews reach over a billion people a month.",
+    ])
+    thread = await summarize_here(slack_app, web)
+    before = len(slack_stub.posted())
+    openai_stub.delay = 0.3
+    # Both questions, each delivered as app_mention and as message, all at once.
+    events = []
+    for text in ("<@UBOT> What share of searches get AI answers on Bing?", "<@UBOT> and what about Google?"):
+        ts = next_ts()
+        events.append(mention(text, ts=ts, thread_ts=thread))
+        events.append(slack_fixtures.message(text, ts=ts, thread_ts=thread))
+    for event in events:
+        assert await slack_app.event(event) == 200
+    await slack_app.settle()
+
+    answers = slack_stub.posted()[before:]
+    assert [a["thread_ts"] for a in answers] == [thread, thread]
+    assert "40 percent" in flat(answers[0]) and "billion" in flat(answers[1])
+    # One waited for the other and carries it as context (the order the two reach the model is not fixed).
+    first, second = (prompt_of(b) for b in qa_bodies(openai_stub))
+    asked_first = first[first.index("<question>\n") + len("<question>\n") : first.index("\n</question>")]
+    assert "<conversation" not in first
+    assert f"Q: {asked_first}\nA: Bing shows AI answers" in second

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from ringkas.documents import Article
 from ringkas.fetch import SafeFetcher
 from ringkas.llm import LLM
 from ringkas.prompts import load_prompt
-from ringkas.qa import EmptyQuestion, NoArticle, QuestionService
+from ringkas.qa import EmptyQuestion, NoArticle, PromptTooSmall, QuestionService
 from ringkas.service import Ringkas
 from ringkas.storage import Database
 from ringkas.storage.tables import ModelCallRow, QuestionRow
@@ -342,3 +343,91 @@ async def test_a_huge_question_is_cut_to_fit(make_qa: Callable[..., QA]) -> None
     assert qa.stub.requests
     for body in qa.stub.requests:
         assert counter.count_messages(body["messages"]) <= 1500
+
+
+@pytest.mark.parametrize("cap", ["1200", "1500"])
+async def test_a_small_cap_still_finds_the_buried_fact(make_qa: Callable[..., QA], cap: str) -> None:
+    # Little room for article text: passages shrink so the lead and the best matches still fit.
+    qa = make_qa(MAX_INPUT_TOKENS=cap)
+    article_id = await qa.article(LONG, title="Nusantara Labs launches Garuda-2", url="https://news.example/garuda")
+    qa.stub.responder = answering(keywords=["price", "Pro", "dollars"])
+
+    answer = await qa.ask("How much does Garuda-2 Pro cost per million input tokens?", [article_id])
+
+    counter = TokenCounter("gpt-4.1-mini")
+    for body in qa.stub.requests:
+        assert counter.count_messages(body["messages"]) <= int(cap)
+    prompt = user_message(qa_requests(qa.stub)[-1])
+    assert FACT in prompt
+    assert "Jakarta-based Nusantara Labs" in prompt
+    assert answer.passages_used >= 2
+
+
+async def test_the_model_is_never_asked_without_article_text(make_qa: Callable[..., QA]) -> None:
+    # Near the smallest cap the fixed prompt leaves little or no room for the article. Asking the model
+    # anyway would get "the article does not say" from a prompt without the article: refuse instead.
+    refused = 0
+    for cap in range(1000, 1400, 25):
+        qa = make_qa(MAX_INPUT_TOKENS=str(cap))
+        article_id = await qa.article(LONG, title="Nusantara Labs launches Garuda-2", url="https://news.example/g")
+        qa.stub.requests.clear()
+        qa.stub.responder = answering()
+        try:
+            await qa.ask("How much does Garuda-2 Pro cost per million tokens?", [article_id], thread=None)
+        except PromptTooSmall as exc:
+            assert "raise MAX_INPUT_TOKENS" in exc.user_message
+            assert qa.stub.requests == []
+            refused += 1
+            continue
+        prompt = user_message(qa_requests(qa.stub)[-1])
+        text = prompt[prompt.index("left-out parts):") + len("left-out parts):") : prompt.index("</article>")]
+        assert text.replace("[…]", "").strip(), f"no article text at MAX_INPUT_TOKENS={cap}"
+    assert refused >= 1  # the smallest caps cannot fit any of it
+
+
+async def test_questions_asked_at_once_in_a_thread_are_answered_in_turn(make_qa: Callable[..., QA]) -> None:
+    qa = make_qa()
+    article_id = await qa.article(INJECTION, title="Search engines race to add AI answers", url="https://news.example/s")
+    qa.stub.responder = answering("Bing shows AI answers for about 40 percent of US English searches.")
+    qa.stub.delay = 0.2
+
+    first, second = await asyncio.gather(
+        qa.ask("What share of searches get AI answers on Bing?", [article_id]),
+        qa.ask("and what about Google?", [article_id]),
+    )
+
+    assert qa.stub.max_in_flight == 1
+    later = user_message(qa_requests(qa.stub)[-1])
+    assert "<question>\nand what about Google?\n</question>" in later
+    assert "Q: What share of searches get AI answers on Bing?" in later  # the first is its context
+    assert first.question_id is not None and second.question_id is not None
+    assert first.question_id < second.question_id
+    # Other threads are not held up by this one.
+    qa.stub.requests.clear()
+    qa.stub.max_in_flight = 0
+    await asyncio.gather(
+        qa.ask("Who runs Bing?", [article_id], thread="1700000000.000501"),
+        qa.ask("Who runs Google?", [article_id], thread="1700000000.000502"),
+    )
+    assert qa.stub.max_in_flight == 2
+
+
+async def test_a_short_follow_up_takes_its_language_only_from_same_script_history(
+    make_qa: Callable[..., QA],
+) -> None:
+    qa = make_qa()
+    article_id = await qa.article(SHORT, title="GPT-5 Turbo pricing", url="https://news.example/gpt5")
+    qa.stub.responder = answering()
+
+    japanese = await qa.ask("この記事ではGPT-5 Turboの価格について何と言っていますか？", [article_id])
+    assert japanese.language == "ja"
+    english = await qa.ask("who said it?", [article_id])  # too short to tell alone
+    assert english.language != "ja"
+    assert "(detected: Japanese)" not in user_message(qa_requests(qa.stub)[-1])
+
+    # A monolingual thread still lends its language to a follow-up too short to tell alone.
+    thread = "1700000000.000600"
+    first = await qa.ask("Berapa harga model ini untuk developer di Indonesia?", [article_id], thread=thread)
+    assert first.language == "id"
+    follow_up = await qa.ask("Siapa CEO-nya?", [article_id], thread=thread)
+    assert follow_up.language == "id"
