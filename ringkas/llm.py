@@ -22,6 +22,7 @@ import random
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import openai
 from openai import AsyncOpenAI
@@ -93,6 +94,11 @@ class LLM:
         self._secrets = tuple(s for s in (settings.openai_api_key,) if s)
         self._limit = asyncio.Semaphore(max_concurrency)
         self._client: AsyncOpenAI | None = None
+        self._retired_clients: list[AsyncOpenAI] = []  # replaced while requests may still use them
+        # OPENAI_BASE_URL as the requests use it: ".../v1" is added when the URL as configured answers
+        # 404 and the same server answers under /v1 (a common slip: http://localhost:11434 for Ollama).
+        self._base_url = settings.openai_base_url
+        self._v1_settled = False
 
     # --- public ----------------------------------------------------------------------------------
 
@@ -129,7 +135,7 @@ class LLM:
         """One answer to `messages`. With a `schema`, `data` is the validated JSON object; with
         `salvage`, a reply still invalid after the repair request is returned as the JSON object it
         holds (unvalidated: the caller must read it defensively) instead of raising."""
-        client = self._get_client()
+        self._get_client()  # a missing API key is a configuration error before anything is sent
         usage = Usage()
         while True:
             mode = self.json_mode if schema is not None else PLAIN_TEXT
@@ -137,7 +143,6 @@ class LLM:
             self._enforce_cap(request_messages, purpose)
             try:
                 text, model, call_usage = await self._request(
-                    client,
                     request_messages,
                     purpose=purpose,
                     mode=mode if schema else None,
@@ -172,7 +177,6 @@ class LLM:
             raise ModelOutputInvalid(detail=f"{purpose}: {problem}; no room under MAX_INPUT_TOKENS to repair")
         try:
             text, model, call_usage = await self._request(
-                client,
                 repair_messages,
                 purpose=purpose,
                 mode=mode,
@@ -203,9 +207,11 @@ class LLM:
         return Completion(text=text, data=_only_known(data, schema), usage=usage, model=model)
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
+        for client in [*self._retired_clients, self._client]:
+            if client is not None:
+                await client.close()
+        self._client = None
+        self._retired_clients = []
 
     # --- request building ------------------------------------------------------------------------
 
@@ -220,7 +226,7 @@ class LLM:
                 api_key = PLACEHOLDER_API_KEY
             self._client = AsyncOpenAI(
                 api_key=api_key,
-                base_url=self.settings.openai_base_url,
+                base_url=self._base_url,
                 timeout=self.settings.openai_timeout,
                 max_retries=0,  # retries are ours: visible in logs, testable, and Retry-After aware
             )
@@ -282,7 +288,6 @@ class LLM:
 
     async def _request(
         self,
-        client: AsyncOpenAI,
         messages: list[dict],
         *,
         purpose: str,
@@ -298,12 +303,15 @@ class LLM:
         while True:
             args = self._arguments(messages, mode, schema, schema_name, max_output_tokens)
             started = time.monotonic()
+            base_url = self._base_url
             try:
                 async with self._limit:
-                    response = await client.chat.completions.create(**args)
+                    response = await self._get_client().chat.completions.create(**args)
             except openai.APIStatusError as exc:
                 status = exc.status_code
                 message = _error_message(exc)
+                if status == 404 and self._try_v1(base_url):
+                    continue
                 if (
                     status in (400, 422)
                     and mode in (JSON_SCHEMA, JSON_OBJECT)
@@ -344,7 +352,36 @@ class LLM:
                     "The language model server sent a reply I couldn't read.",
                     detail=self._detail(purpose, f"{type(exc).__name__}: {exc}"),
                 ) from exc
+            if base_url != self.settings.openai_base_url:
+                self._v1_settled = True  # the server answered under /v1: keep using it
             return await self._read(response, messages, purpose, started, context, article_id)
+
+    def _try_v1(self, used_base_url: str | None) -> bool:
+        """After a 404: whether to send the request again, under OPENAI_BASE_URL + "/v1"."""
+        configured = self.settings.openai_base_url
+        if not configured or self._v1_settled:
+            return False
+        if used_base_url == configured:
+            if urlsplit(configured).path.rstrip("/").endswith("/v1"):
+                return False
+            if self._base_url == configured:
+                self._switch_base_url(configured.rstrip("/") + "/v1")
+                log.warning(
+                    "OPENAI_BASE_URL answered 404; trying it with /v1",
+                    extra={"base_url": scrub(configured, self._secrets), "model": self.model},
+                )
+            return True
+        # 404 under /v1 as well (an unknown model, or a server that really lives at the URL as given).
+        self._v1_settled = True
+        if self._base_url != configured:
+            self._switch_base_url(configured)
+        return False
+
+    def _switch_base_url(self, base_url: str) -> None:
+        self._base_url = base_url
+        if self._client is not None:
+            self._retired_clients.append(self._client)
+            self._client = None
 
     async def _read(
         self,

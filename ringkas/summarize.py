@@ -24,7 +24,18 @@ from ringkas.storage.base import utcnow
 
 log = logging.getLogger("ringkas.summarize")
 
-PROMPTS = ("summary", "summary_user", "summary_notes", "summary_part", "summary_combine", "summary_reduce")
+# Every template a summary can depend on, the JSON fallback and repair requests included: a change to any
+# of them changes the cache key, so summaries are made again with the new wording.
+PROMPTS = (
+    "summary",
+    "summary_user",
+    "summary_notes",
+    "summary_part",
+    "summary_combine",
+    "summary_reduce",
+    "llm_json",
+    "llm_repair",
+)
 SUMMARY_OUTPUT_TOKENS = 1_200  # the JSON summary: title, one-line TL;DR, 3–5 points, why it matters
 NOTES_OUTPUT_TOKENS = 800  # notes on one chunk at most
 MIN_NOTES_OUTPUT_TOKENS = 100

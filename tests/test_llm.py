@@ -258,3 +258,35 @@ async def test_no_repair_when_the_caller_left_no_room(openai_stub, make_settings
         await llm.complete(messages, purpose="test", schema=SCHEMA)
     await llm.aclose()
     assert len(openai_stub.requests) == 1
+
+
+@pytest.mark.parametrize("suffix", ["", "/"])
+async def test_base_url_without_v1_is_tried_with_v1(openai_stub, make_settings, suffix) -> None:
+    """OPENAI_BASE_URL=http://host:port (no /v1) against a server living under /v1, like Ollama."""
+    openai_stub.v1_only = True
+    root = f"http://127.0.0.1:{openai_stub.port}{suffix}"
+    llm = _llm(make_settings, OPENAI_BASE_URL=root)
+    first = await llm.complete(MESSAGES, purpose="test")
+    second = await llm.complete(MESSAGES, purpose="test")
+    await llm.aclose()
+    assert first.text == second.text == "stub answer"
+    assert len(openai_stub.requests) == 2  # the 404s at the root are not model calls; /v1 is remembered
+
+
+@pytest.mark.parametrize("base", ["/v1", "/v1/"])
+async def test_base_url_with_v1_and_trailing_slash_work_as_given(openai_stub, make_settings, base) -> None:
+    openai_stub.v1_only = True
+    llm = _llm(make_settings, OPENAI_BASE_URL=f"http://127.0.0.1:{openai_stub.port}{base}")
+    completion = await llm.complete(MESSAGES, purpose="test")
+    await llm.aclose()
+    assert completion.text == "stub answer"
+
+
+async def test_a_base_url_that_is_not_a_model_server_says_what_to_check(web, make_settings) -> None:
+    """404 both as given and under /v1: the person is told which settings to check."""
+    llm = _llm(make_settings, OPENAI_BASE_URL=web.url("/somewhere"))
+    with pytest.raises(ModelUnavailable) as info:
+        await llm.complete(MESSAGES, purpose="test")
+    await llm.aclose()
+    assert "OPENAI_BASE_URL" in info.value.user_message and "OPENAI_MODEL" in info.value.user_message
+    assert web.hits["/somewhere/chat/completions"] == 1 and web.hits["/somewhere/v1/chat/completions"] == 1

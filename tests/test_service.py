@@ -84,6 +84,39 @@ async def test_second_request_is_a_cache_hit_with_zero_model_calls(
     assert await _count(database, SummaryRow) == 1
 
 
+async def test_a_new_prompt_version_is_a_new_cache_key(
+    openai_stub, web, database, make_service, tmp_path, monkeypatch
+) -> None:
+    """Editing a prompt file and bumping its version makes summaries again; the old ones stay keyed
+    by the old version."""
+    import shutil
+
+    import ringkas.prompts as prompts
+
+    url = web.add("/news/chip", EN_PAGE)
+    first = await make_service(database).summarize(url)
+    assert len(openai_stub.requests) == 1
+
+    edited = tmp_path / "prompts"
+    shutil.copytree(prompts.PROMPTS_DIR, edited)
+    repair = edited / "llm_repair.md"  # even the repair request's wording is part of the key
+    bumped = repair.read_text(encoding="utf-8").replace("version: 1", "version: 2")
+    repair.write_text(bumped, encoding="utf-8")
+    monkeypatch.setattr(prompts, "PROMPTS_DIR", edited)
+    prompts.load_prompt.cache_clear()
+    try:
+        service = make_service(database)
+        assert "llm_repair@2" in service.summarizer.prompt_version
+        second = await service.summarize(url)
+    finally:
+        monkeypatch.undo()
+        prompts.load_prompt.cache_clear()
+    assert second.cached is False and second.summary.prompt_version != first.summary.prompt_version
+    assert len(openai_stub.requests) == 2
+    assert web.hits["/news/chip"] == 1  # the article itself is still stored
+    assert await _count(database, SummaryRow) == 2
+
+
 async def test_tracking_parameters_and_canonical_links_share_one_article(
     openai_stub, web, database, make_service
 ) -> None:

@@ -11,6 +11,8 @@ The real `openai` SDK talks to it over HTTP on 127.0.0.1 (set `OPENAI_BASE_URL` 
   like servers that do not support structured output.
 - `stub.reject_json_object = True` does the same for `response_format.type=json_object`.
 - `stub.delay` seconds before answering (benchmarks, timeouts).
+- `stub.v1_only = True` serves Chat Completions only under /v1 (404 "page not found" at the root, like
+  Ollama and vLLM), for OPENAI_BASE_URL set without its /v1.
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ class OpenAIStub:
         self.delay: float = 0.0
         self.reject_json_schema = False
         self.reject_json_object = False
+        self.v1_only = False
         self._failures: list[tuple[int, float | None]] = []
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -109,6 +112,8 @@ class OpenAIStub:
         return web.json_response({"object": "list", "data": [{"id": "stub-model", "object": "model"}]})
 
     async def _chat(self, request: web.Request) -> web.Response:
+        if self.v1_only and not request.path.startswith("/v1/"):
+            return web.Response(status=404, text="404 page not found")
         body = await request.json()
         self.requests.append(body)
         self.in_flight += 1
