@@ -35,7 +35,6 @@ from ringkas.documents import Article  # noqa: E402
 from ringkas.fetch import SafeFetcher  # noqa: E402
 from ringkas.llm import LLM  # noqa: E402
 from ringkas.qa import QuestionService  # noqa: E402
-from ringkas.retrieval import split_passages  # noqa: E402
 from ringkas.service import Ringkas  # noqa: E402
 from ringkas.storage import Database  # noqa: E402
 from tests.support.openai_stub import OpenAIStub  # noqa: E402
@@ -106,12 +105,12 @@ def service(max_input_tokens: int, database_url: str, base_url: str = "http://12
 def recall(text: str, budget: int, database_url: str) -> tuple[float, float, int]:
     qa = service(budget, database_url)
     article = Article(url="https://x.test/a", canonical_url="https://x.test/a", text=text, title="Conference")
-    passages = [split_passages(text, qa.llm.tokens)]
+    cuts: dict = {}  # the article's passages by size, shared by every question as in one answer()
     hits = {"en": 0, "id": 0}
     biggest = 0
     for fact, english, indonesian in FACTS:
         for language, question in (("en", english), ("id", indonesian)):
-            prompt = qa._build_prompt([article], passages, question, "", None, question)
+            prompt = qa._build_prompt([article], cuts, question, "", None, question)
             biggest = max(biggest, prompt.tokens)
             hits[language] += fact in prompt.messages[-1]["content"]
     return hits["en"] / len(FACTS), hits["id"] / len(FACTS), biggest
@@ -121,8 +120,7 @@ def build_cost(text: str, database_url: str) -> tuple[int, float]:
     qa = service(12_000, database_url)
     article = Article(url="https://x.test/a", canonical_url="https://x.test/a", text=text, title="Conference")
     started = time.perf_counter()
-    passages = [split_passages(text, qa.llm.tokens)]
-    qa._build_prompt([article], passages, FACTS[0][1], "", None, FACTS[0][1])
+    qa._build_prompt([article], {}, FACTS[0][1], "", None, FACTS[0][1])  # splits, ranks and budgets
     return qa.llm.tokens.count(text), time.perf_counter() - started
 
 
@@ -163,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         text = long_article(4)
         size = service(12_000, database_url).llm.tokens.count(text)
         print(f"1. recall of the fact's passage, question only ({size}-token article, {len(FACTS)} facts)")
-        for budget in (4_000, 8_000, 12_000):
+        for budget in (1_500, 2_500, 4_000, 8_000, 12_000):
             english, indonesian, biggest = recall(text, budget, database_url)
             print(f"   MAX_INPUT_TOKENS={budget:>6}: English {english:.0%}, Indonesian {indonesian:.0%}"
                   f" (largest prompt {biggest} tokens)")
