@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from dotenv import load_dotenv
 
 from ringkas.errors import ConfigError
+from ringkas.language import LANGUAGE_NAMES, normalize_language
 
 DEFAULT_MODEL = "gpt-4.1-mini"
 DEFAULT_DATABASE_URL = "sqlite:///data/ringkas.db"
@@ -141,12 +142,25 @@ def feed_list_file(raw: str | None) -> str | None:
 
 
 def validate_language(value: str, setting: str = "SUMMARY_LANGUAGE") -> str:
-    value = value.strip().lower()
-    if value == "auto":
+    """`auto`, or a known language as its code: `ID`, `id-ID`, `ind` and `Indonesian` -> `id`;
+    `pt-BR` -> `pt-br`. An unknown code (`qq`, a typo) is refused rather than written in silently."""
+    word = value.strip().lower()
+    if word == "auto":
         return "auto"
-    if not _LANGUAGE_CODE.match(value):
-        raise ConfigError(f"{setting} must be 'auto' or a language code such as 'en' or 'id', got {value!r}")
-    return value
+    by_name = {name.lower(): code for code, name in LANGUAGE_NAMES.items()}
+    if word in by_name:
+        return by_name[word]
+    if not _LANGUAGE_CODE.match(word):
+        raise ConfigError(f"{setting} must be 'auto' or a language code such as 'en' or 'id', got {word!r}")
+    primary, _, region = word.partition("-")
+    known = normalize_language(primary)
+    if known not in LANGUAGE_NAMES:
+        raise ConfigError(
+            f"I don't know the language {value.strip()!r}: "
+            f"{setting} must be 'auto' or a language code such as 'en' or 'id'"
+        )
+    # `id-ID`: the region adds nothing (and would split the summary cache); `pt-br` keeps it.
+    return f"{known}-{region}" if region and region != known else str(known)
 
 
 def validate_timezone(value: str, setting: str = "DIGEST_TIMEZONE") -> str:

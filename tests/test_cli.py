@@ -86,7 +86,7 @@ async def test_summarize_url_in_the_pages_language_then_from_cache(openai_stub, 
 
 async def test_summarize_local_file_with_language_option(openai_stub, tmp_path) -> None:
     env = _env(openai_stub, tmp_path)
-    code, out, err = await _run(env, "summarize", str(EN_FILE), "--language", "id")
+    code, out, err = await _run(env, "summarize", str(EN_FILE), "--language", "Indonesian")
     assert code == 0, err
     body = request_text(openai_stub.requests[0])
     assert "write every field in Indonesian" in body
@@ -133,9 +133,14 @@ async def test_extract_needs_no_database(openai_stub, tmp_path) -> None:
             "error: MAX_INPUT_TOKENS must be a whole number",
         ),
         (
-            ["summarize", str(EN_FILE), "--language", "english"],
+            ["summarize", str(EN_FILE), "--language", "english!"],
             {},
             "error: --language must be 'auto' or a language",
+        ),
+        (
+            ["summarize", str(EN_FILE), "--language", "qq"],
+            {},
+            "error: I don't know the language 'qq': --language must be 'auto' or a language",
         ),
         (
             ["summarize", str(EN_FILE)],

@@ -52,11 +52,22 @@ def test_values_are_parsed_and_normalised() -> None:
 
 
 @pytest.mark.parametrize(
+    ("value", "code"),
+    [("id", "id"), ("ID", "id"), ("id-ID", "id"), ("ind", "id"), ("Indonesian", "id"), ("in", "id"),
+     ("pt-BR", "pt-br"), ("English", "en"), (" auto ", "auto")],
+)
+def test_summary_language_accepts_codes_and_names(value: str, code: str) -> None:
+    assert Settings.from_env({"SUMMARY_LANGUAGE": value}).summary_language == code
+
+
+@pytest.mark.parametrize(
     ("name", "value", "fragment"),
     [
         ("MAX_INPUT_TOKENS", "lots", "whole number"),
         ("MAX_INPUT_TOKENS", "10", "between"),
         ("SUMMARY_LANGUAGE", "Indonesian!", "language code"),
+        ("SUMMARY_LANGUAGE", "qq", "I don't know the language 'qq'"),  # well-formed, but no language
+        ("SUMMARY_LANGUAGE", "xx-yy", "I don't know the language"),
         ("DATABASE_URL", "data/ringkas.db", "SQLAlchemy URL"),
         ("OPENAI_BASE_URL", "localhost:11434", "http(s) URL"),
         ("SLACK_API_URL", "slack.com/api", "http(s) URL"),

@@ -159,6 +159,26 @@ async def test_fifty_concurrent_requests_share_one_fetch_and_one_model_call(
     assert await _count(database, ModelCallRow) == 1
 
 
+async def test_concurrent_spellings_of_one_link_share_one_fetch_and_one_model_call(
+    openai_stub, web, database, make_service
+) -> None:
+    service = make_service(database)
+    openai_stub.delay = 0.2
+    url = web.add("/hot", EN_PAGE, delay=0.1)
+    spellings = [
+        url,
+        f"{url}?utm_source=slack&utm_medium=social",
+        f"{url}?fbclid=abc123",
+        f"  {url.replace('http://', 'HTTP://')}#comments  ",
+        f"{url}?utm_campaign=x&gclid=y",
+    ]
+    results = await asyncio.gather(*(service.summarize(spellings[i % 5]) for i in range(50)))
+    assert web.hits["/hot"] == 1
+    assert len(openai_stub.requests) == 1
+    assert len({r.article.id for r in results}) == 1
+    assert await _count(database, ArticleRow) == 1 and await _count(database, SummaryRow) == 1
+
+
 async def test_a_cancelled_caller_does_not_cancel_the_shared_work(
     openai_stub, web, database, make_service
 ) -> None:
