@@ -231,6 +231,39 @@ async def test_team_shared_links_reuse_stored_summaries(web, openai_stub, make_s
     assert "Old AI news" not in [s.title for s in digest.stories]
 
 
+async def summarized_before(db: Database, url: str, tldr: str, language: str) -> None:
+    """An article the link flow summarized (in any channel, any day) and stored."""
+    async with db.session() as session:
+        article = ArticleRow(canonical_url=url, url=url, title="Stored title", text="Text. " * 50,
+                             content_hash="y" * 64)
+        session.add(article)
+        await session.flush()
+        session.add(SummaryRow(article_id=article.id, language=language, prompt_version="summary@1",
+                               model="gpt-4.1-mini", tldr=tldr, key_points=["a"], why_it_matters="w"))
+
+
+async def test_feed_stories_already_summarized_reuse_the_stored_summary(
+    web, openai_stub, make_settings, database
+) -> None:
+    openai_stub.responder = digest_responder
+    urls = add_fixture_feeds(web)
+    await summarized_before(database, "https://aiwire.example/kestrel-open-weights",
+                            "Kestrel AI released open weights that rival bigger models.", "en")
+    await summarized_before(database, "https://infotekno.example/startup-ai-jakarta",
+                            "Startup AI Jakarta mendapat pendanaan Rp 200 miliar.", "id")
+    async with digest_service(make_settings(), database, sources=fixture_sources(urls)) as service:
+        digest = await service.build(window_start=NOW - timedelta(hours=24), window_end=NOW, language="en",
+                                     timezone="UTC", team_id=TEAM, channel_id=CHANNEL)
+    kestrel = next(s for s in digest.stories if "Kestrel" in s.title)
+    assert kestrel.summary == "Kestrel AI released open weights that rival bigger models."
+    assert kestrel.reused_summary and not kestrel.team_shared
+    written = {item["headline"]: item for r in openai_stub.requests if schema_name(r) == "digest_stories"
+               for item in feed_items(r)}
+    assert not any("Kestrel" in headline for headline in written)
+    jakarta = next(item for headline, item in written.items() if "Jakarta" in headline)
+    assert jakarta["known_summary"] == "Startup AI Jakarta mendapat pendanaan Rp 200 miliar."  # translate it
+
+
 async def test_not_modified_feeds_reuse_cached_items(web, openai_stub, make_settings, database) -> None:
     openai_stub.responder = digest_responder
     urls = add_fixture_feeds(web, etag=True)

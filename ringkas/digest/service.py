@@ -15,7 +15,14 @@ from typing import Any
 
 from ringkas.config import Settings
 from ringkas.digest.feeds import FeedReader, Fetcher, feed_sources
-from ringkas.digest.models import Digest, FeedItem, FeedOutcome, FeedSource, Subscription
+from ringkas.digest.models import (
+    Digest,
+    FeedItem,
+    FeedOutcome,
+    FeedSource,
+    Story,
+    Subscription,
+)
 from ringkas.digest.schedule import due_today, local_date
 from ringkas.digest.select import in_window, per_source_cap, select_stories
 from ringkas.digest.store import DigestStore
@@ -159,6 +166,7 @@ class DigestService:
             max_stories=max_stories + EXTRA_CANDIDATES, source_cap=per_source_cap(max_stories),
             weights={source.url: source.weight for source in self.sources}, ai_share=ai_share,
         )
+        await self._reuse_summaries(candidates, language)
         written = await self.writer.write(
             candidates, language=language, max_stories=max_stories,
             context=UsageContext(team_id=team_id, channel_id=channel_id),
@@ -188,6 +196,21 @@ class DigestService:
                    "model_calls": written.usage.calls, "prompt_tokens": written.usage.prompt_tokens},
         )
         return digest
+
+    async def _reuse_summaries(self, stories: Sequence[Story], language: str) -> None:
+        """Stories whose article the link flow already summarized take that TL;DR (no model text needed);
+        one summarized in another language hands it to the model to translate."""
+        wanted = {id(story): [story.url, *(source.url for source in story.sources)]
+                  for story in stories if not story.summary}
+        stored = await self.store.stored_tldrs((url for urls in wanted.values() for url in urls), language)
+        for story in stories:
+            for url in dict.fromkeys(wanted.get(id(story), ())):
+                own, other = stored.get(url, (None, None))
+                if own:
+                    story.summary, story.reused_summary = own, True
+                    break
+                if other and not story.hint:
+                    story.hint = other
 
     async def _feeds(self, *, record: bool) -> _Snapshot:
         if self._refresh_lock is None:

@@ -269,6 +269,38 @@ class DigestStore:
             )
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
+    # --- stored summaries -----------------------------------------------------------------------
+
+    async def stored_tldrs(
+        self, canonical_urls: Iterable[str], language: str
+    ) -> dict[str, tuple[str | None, str | None]]:
+        """Articles the link flow has summarized: canonical URL -> (TL;DR in `language`, newest TL;DR in
+        another language), each None when there is none."""
+        urls = list(dict.fromkeys(canonical_urls))
+        if not urls:
+            return {}
+        found: dict[str, tuple[str | None, str | None]] = {}
+        async with self.db.session() as session:
+            for start in range(0, len(urls), 500):
+                rows = (
+                    await session.execute(
+                        select(ArticleRow.canonical_url, SummaryRow.language, SummaryRow.tldr)
+                        .join(SummaryRow, SummaryRow.article_id == ArticleRow.id)
+                        .where(ArticleRow.canonical_url.in_(urls[start : start + 500]))
+                        .order_by(SummaryRow.created_at, SummaryRow.id)
+                    )
+                ).all()
+                for url, summary_language, tldr in rows:  # oldest first, so the newest wins
+                    if not tldr or not tldr.strip():
+                        continue
+                    own, other = found.get(url, (None, None))
+                    if summary_language == language:
+                        own = tldr
+                    else:
+                        other = tldr
+                    found[url] = (own, other)
+        return found
+
     # --- links the team shared -----------------------------------------------------------------
 
     async def shared_links(
