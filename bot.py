@@ -99,6 +99,40 @@ def slack_client(settings: Settings):  # type: ignore[no-untyped-def]
     )
 
 
+# Slack's answers to auth.test that mean the token itself is wrong: no point in starting.
+_BAD_TOKEN = frozenset({"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired",
+                        "not_allowed_token_type"})
+
+
+async def check_bot_token(client) -> object | None:  # type: ignore[no-untyped-def]
+    """auth.test once at start: a token Slack rejects stops the bot with a one-line reason (instead of every
+    event being refused later). Slack unreachable right now is only a warning: Bolt asks again later."""
+    from slack_sdk.errors import SlackApiError
+
+    try:
+        return await client.auth_test()
+    except SlackApiError as exc:
+        error = str(exc.response.get("error") if exc.response is not None else "unknown")
+        if error in _BAD_TOKEN:
+            raise ConfigError(f"Slack rejected SLACK_BOT_TOKEN ({error}); copy the Bot User OAuth Token "
+                              "(xoxb-…) from the app's OAuth & Permissions page") from None
+        log.warning("auth.test failed at start", extra={"error": error})
+    except Exception as exc:
+        log.warning("could not reach Slack at start", extra={"error": type(exc).__name__})
+    return None
+
+
+def _share_identity(app: object, identity: object) -> None:
+    """Hand Bolt the auth.test answer we already have, so the first Slack request does not wait for it."""
+    from slack_bolt.middleware.authorization.async_single_team_authorization import (
+        AsyncSingleTeamAuthorization,
+    )
+
+    for middleware in getattr(app, "_async_middleware_list", []):
+        if isinstance(middleware, AsyncSingleTeamAuthorization) and middleware.auth_test_result is None:
+            middleware.auth_test_result = identity  # type: ignore[assignment]
+
+
 async def build_slack_app(settings: Settings, *, start_scheduler: bool = True) -> SlackRuntime:
     from slack_bolt.async_app import AsyncApp
 
@@ -116,13 +150,16 @@ async def build_slack_app(settings: Settings, *, start_scheduler: bool = True) -
             "SLACK_SIGNING_SECRET is required in HTTP mode (or set SLACK_APP_TOKEN for Socket Mode)"
         )
 
-    core = await build_core(settings)
     client = slack_client(settings)
+    identity = await check_bot_token(client)
+    core = await build_core(settings)
     app = AsyncApp(
         client=client,
         signing_secret=settings.slack_signing_secret or "socket-mode-does-not-sign",
         process_before_response=False,
     )
+    if identity is not None:
+        _share_identity(app, identity)
     digests = DigestService(
         settings=settings, db=core.db, fetcher=core.fetcher, llm=core.llm, ringkas=core.ringkas
     )

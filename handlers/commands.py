@@ -15,11 +15,12 @@ import time
 from typing import Any
 
 from handlers.deps import Deps
-from handlers.links import extract_links
+from handlers.links import command_links
 from handlers.render import command_help_text, escape, language_label, usage_text, user_mention
 from handlers.summaries import LinkJob, split_links, summarize_links
 from ringkas.config import validate_language
 from ringkas.errors import ConfigError
+from ringkas.language import LANGUAGE_NAMES, normalize_language
 
 log = logging.getLogger("ringkas.slack.commands")
 
@@ -69,7 +70,7 @@ async def handle_summarize(
                                       "`/summarize language auto`."))
             return
         try:
-            language = validate_language(words[1], "The language")
+            language = resolve_language(words[1])
         except ConfigError as exc:
             await ack(text=usage_text(exc.user_message))
             return
@@ -81,7 +82,7 @@ async def handle_summarize(
         )
         return
 
-    links = extract_links(text)
+    links = command_links(text)
     if not links:
         await ack(text=usage_text(f"I couldn't find a web link in “{text[:200]}”."))
         return
@@ -101,6 +102,25 @@ async def handle_summarize(
         response_url=command.get("response_url"),
     )
     deps.tasks.spawn(summarize_links(deps, client, job), name=f"command:summarize:{channel_id}")
+
+
+def resolve_language(word: str) -> str:
+    """`id`, `ID`, `id-ID`, `ind` or `Indonesian` -> `id`; `pt-BR` -> `pt-br`; `auto` stays `auto`.
+
+    Unknown codes are refused: a typo such as `ed` would otherwise silently become the channel's language.
+    """
+    by_name = {name.lower(): code for code, name in LANGUAGE_NAMES.items()}
+    if word.strip().lower() in by_name:
+        return by_name[word.strip().lower()]
+    language = validate_language(word, "The language")
+    if language == "auto":
+        return language
+    primary, _, region = language.partition("-")
+    known = normalize_language(primary)
+    if known not in LANGUAGE_NAMES:
+        raise ConfigError(f"I don't know the language {word!r}. Use a code such as `id` or `en`.")
+    # `id-ID`, `de-DE`: the region adds nothing (and would split the summary cache); `pt-br` keeps it.
+    return f"{known}-{region}" if region and region != known else str(known)
 
 
 async def _set_passive(

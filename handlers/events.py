@@ -35,6 +35,7 @@ def _from_bot(event: dict[str, Any], bot_user_id: str | None) -> bool:
         or event.get("bot_profile")
         or event.get("subtype") == "bot_message"
         or not event.get("user")
+        or event.get("user") == "USLACKBOT"  # Slackbot: reminders, auto-responses
         or (bot_user_id and event.get("user") == bot_user_id)
     )
 
@@ -130,10 +131,15 @@ async def _no_link(
 ) -> None:
     """A mention (or DM) without a link: a question inside a summary thread, otherwise help."""
     ts = str(event["ts"])
-    request_id = await deps.state.claim(
-        kind="mention" if event.get("type") == "app_mention" else "dm",
-        team_id=team_id, channel_id=channel_id, message_ts=ts, link=_NO_LINK, user_id=event.get("user"),
-    )
+    try:
+        request_id = await deps.state.claim(
+            kind="mention" if event.get("type") == "app_mention" else "dm",
+            team_id=team_id, channel_id=channel_id, message_ts=ts, link=_NO_LINK, user_id=event.get("user"),
+        )
+    except Exception:
+        log.exception("could not record the request", extra={"channel": channel_id, "message_ts": ts})
+        await _apologise(client, channel_id, reply_thread, ts)
+        return
     if request_id is None:
         return  # a redelivery of a message already answered
     state, error_code = "done", None
@@ -149,13 +155,20 @@ async def _no_link(
             if reply_thread:
                 kwargs["thread_ts"] = reply_thread
             await client.chat_postMessage(**kwargs)
-            log.info("help sent", extra={"channel": channel_id, "ts": ts, "words": len(strip_mentions(text))})
+            words = len(strip_mentions(text).split())
+            log.info("help sent", extra={"channel": channel_id, "message_ts": ts, "words": words})
     except Exception:
         state, error_code = "failed", "internal"
-        log.exception("answering a mention failed", extra={"channel": channel_id, "ts": ts})
-        try:
-            apology = failure_text(APOLOGY)
-            await client.chat_postMessage(channel=channel_id, thread_ts=reply_thread, **apology.as_kwargs())
-        except Exception:
-            log.exception("could not apologise either", extra={"channel": channel_id, "ts": ts})
+        log.exception("answering a mention failed", extra={"channel": channel_id, "message_ts": ts})
+        await _apologise(client, channel_id, reply_thread, ts)
     await deps.state.finish(request_id, state=state, error_code=error_code)
+
+
+async def _apologise(client: Any, channel_id: str, reply_thread: str | None, ts: str) -> None:
+    try:
+        kwargs: dict[str, Any] = {"channel": channel_id, **failure_text(APOLOGY).as_kwargs()}
+        if reply_thread:
+            kwargs["thread_ts"] = reply_thread
+        await client.chat_postMessage(**kwargs)
+    except Exception:
+        log.exception("could not apologise either", extra={"channel": channel_id, "message_ts": ts})

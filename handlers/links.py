@@ -3,7 +3,8 @@
 Slack sends links as `<https://example.com/a?b=1&amp;c=2|label>` or `<https://example.com>`; user, channel
 and special mentions (`<@U…>`, `<#C…|name>`, `<!here>`, `<!subteam^…>`) and `mailto:` links share the same
 brackets and are not links to summarize. Slash-command text may also hold bare URLs when the command does
-not escape links, so those are found too.
+not escape links, so those are found too. Links inside code (`inline` or ```blocks```) are examples, not
+reading: they are left alone.
 """
 
 from __future__ import annotations
@@ -13,7 +14,13 @@ import re
 from urllib.parse import urlsplit
 
 _MARKUP = re.compile(r"<([^<>]+)>")
-_BARE_URL = re.compile(r"(?<![\w/])https?://[^\s<>|\"']+", re.IGNORECASE)
+_BARE_URL = re.compile(r"(?<![\w/])https?://[^\s<>|\"'`]+", re.IGNORECASE)
+_CODE = re.compile(r"```.*?```|`[^`\n]+`", re.DOTALL)
+# A bare host (Slack links "example.com" itself in messages; slash-command text may hold it as typed).
+_BARE_HOST = re.compile(
+    r"^(?:(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}|\d{1,3}(?:\.\d{1,3}){3})(?::\d{1,5})?(?:[/?#]\S*)?$",
+    re.IGNORECASE,
+)
 _TRAILING_PUNCTUATION = ".,;:!?)]}'\""
 _MENTION = re.compile(r"<[@#!][^<>]*>")
 
@@ -44,6 +51,7 @@ def extract_links(text: str | None) -> list[str]:
     """http(s) links in message text, in order of appearance, without duplicates."""
     if not text:
         return []
+    text = _CODE.sub(" ", text)
     found: list[str] = []
     rest: list[str] = []
     last = 0
@@ -67,6 +75,22 @@ def extract_links(text: str | None) -> list[str]:
         if url not in unique:
             unique.append(url)
     return unique
+
+
+def command_links(text: str | None) -> list[str]:
+    """Links in slash-command text: as in messages, plus bare hosts such as `example.com/a` (read as
+    `http://example.com/a`, the way Slack itself links them)."""
+    links = extract_links(text)
+    if links or not text:
+        return links
+    found: list[str] = []
+    for word in _CODE.sub(" ", text).split():
+        word = _strip_trailing(word.strip("<>"))
+        if _BARE_HOST.match(word):
+            url = _clean_url("http://" + word)
+            if url and url not in found:
+                found.append(url)
+    return found
 
 
 def strip_mentions(text: str | None) -> str:

@@ -23,6 +23,7 @@ SECTION_LIMIT = 3000
 CONTEXT_LIMIT = 2000
 TITLE_LIMIT = 150
 FALLBACK_LIMIT = 3000  # Slack truncates `text` at 40k; notifications only need the gist
+LINK_URL_LIMIT = 2000  # longer URLs are named, not linked: a cut `<url|label>` would break the markup
 _BROADCAST = re.compile(r"@(channel|here|everyone)\b", re.IGNORECASE)
 _SLACK_ID = re.compile(r"^[UWB][A-Z0-9]{2,}$")
 _ELLIPSIS = "…"
@@ -86,8 +87,11 @@ def fit(escaped: str, limit: int) -> str:
 
 def link(url: str, label: str) -> str:
     """A mrkdwn link whose label is escaped untrusted text and whose URL cannot break out of `<…|…>`."""
+    text = escape(label) or escape(display_host(url))
     safe_url = "".join(_URL_ESCAPES.get(ch, ch) for ch in url)
-    return f"<{safe_url}|{escape(label) or escape(display_host(url))}>"
+    if len(safe_url) > LINK_URL_LIMIT:
+        return text
+    return f"<{safe_url}|{text}>"
 
 
 def user_mention(user_id: str | None) -> str:
@@ -218,8 +222,14 @@ def failure_text(reason: str) -> Message:
 
 
 def skipped_links_message(skipped: list[str], cap: int) -> Message:
-    names = ", ".join(link(url, display_host(url)) for url in skipped[:10])
-    more = f" and {len(skipped) - 10} more" if len(skipped) > 10 else ""
+    named: list[str] = []
+    for url in skipped[:10]:
+        linked = link(url, display_host(url))
+        if sum(len(n) + 2 for n in named) + len(linked) > SECTION_LIMIT - 400:
+            break  # never cut through a link's markup
+        named.append(linked)
+    names = ", ".join(named)
+    more = f" and {len(skipped) - len(named)} more" if len(skipped) > len(named) else ""
     noun = "link" if len(skipped) == 1 else "links"
     text = (
         f"I summarize up to {cap} links per message, so I skipped {len(skipped)} {noun}: {names}{more}. "

@@ -15,7 +15,14 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from handlers.deps import Deps
-from handlers.render import Message, failure_message, skipped_links_message, status_message, summary_message
+from handlers.render import (
+    Message,
+    failure_message,
+    failure_text,
+    skipped_links_message,
+    status_message,
+    summary_message,
+)
 from ringkas.documents import SummaryResult, UsageContext
 from ringkas.errors import RingkasError
 
@@ -23,6 +30,7 @@ log = logging.getLogger("ringkas.slack.summaries")
 
 APOLOGY = "Something went wrong on my side. Sorry! Please try again in a little while."
 TOO_SLOW = "That took far too long, so I gave up. Please try again later."
+INTERRUPTED = "I was restarting and couldn't finish this one. Please share the link again in a minute."
 # Slack errors meaning "the bot cannot post here", e.g. /summarize in a channel the bot is not in.
 CANNOT_POST = frozenset({"not_in_channel", "channel_not_found", "is_archived", "restricted_action"})
 
@@ -49,7 +57,12 @@ def split_links(links: list[str], cap: int) -> tuple[list[str], list[str]]:
 
 async def summary_language(deps: Deps, team_id: str, channel_id: str) -> str:
     """The channel's language if set there, else SUMMARY_LANGUAGE ("auto" = the article's language)."""
-    channel = await deps.state.channel_settings(team_id, channel_id)
+    try:
+        channel = await deps.state.channel_settings(team_id, channel_id)
+    except Exception:
+        log.exception("could not read the channel's settings; using the default language",
+                      extra={"channel": channel_id})
+        return deps.settings.summary_language
     return channel.language or deps.settings.summary_language
 
 
@@ -123,15 +136,22 @@ class Reply:
 async def summarize_links(deps: Deps, client: Any, job: LinkJob) -> None:
     """Summarize every link of `job` that no earlier delivery of the same message already took."""
     claimed: list[tuple[str, int]] = []
-    for url in job.links:
-        request_id = await deps.state.claim(
-            kind=job.kind, team_id=job.team_id, channel_id=job.channel_id, message_ts=job.message_ts,
-            link=url, user_id=job.user_id, reclaim_after=link_deadline(deps) + 300,
-        )
-        if request_id is not None:
-            claimed.append((url, request_id))
+    try:
+        for url in job.links:
+            request_id = await deps.state.claim(
+                kind=job.kind, team_id=job.team_id, channel_id=job.channel_id, message_ts=job.message_ts,
+                link=url, user_id=job.user_id, reclaim_after=link_deadline(deps) + 300,
+            )
+            if request_id is not None:
+                claimed.append((url, request_id))
+    except Exception:
+        # The database is down or locked for too long: nothing can be recorded, so nothing is started.
+        log.exception("could not record the request", extra={"channel": job.channel_id, "kind": job.kind})
+        if job.kind != "message":  # someone asked explicitly: say so rather than stay silent
+            await apologise(client, job)
+        return
     if not claimed:
-        log.info("links already handled", extra={"channel": job.channel_id, "ts": job.message_ts})
+        log.info("links already handled", extra={"channel": job.channel_id, "message_ts": job.message_ts})
         return
     language = await summary_language(deps, job.team_id, job.channel_id)
 
@@ -157,8 +177,25 @@ async def summarize_links(deps: Deps, client: Any, job: LinkJob) -> None:
     )
 
 
+async def _interrupted(deps: Deps, job: LinkJob, url: str, request_id: int, reply: Reply) -> None:
+    try:
+        async with asyncio.timeout(5):
+            reply_ts = await reply.finish(failure_message(url, INTERRUPTED, requested_by=job.requested_by))
+            await deps.state.finish(request_id, state="failed", error_code="interrupted", reply_ts=reply_ts)
+    except Exception:
+        log.exception("could not tell about the interrupted link", extra={"channel": job.channel_id})
+
+
+async def apologise(client: Any, job: LinkJob) -> None:
+    """Tell the person, where the answer would have gone, that their request failed on our side."""
+    try:
+        await Reply(client, job).start(failure_text(APOLOGY))
+    except Exception:
+        log.exception("could not apologise either", extra={"channel": job.channel_id, "kind": job.kind})
+
+
 async def _one_link(deps: Deps, job: LinkJob, url: str, request_id: int, reply: Reply, language: str) -> None:
-    extra = {"channel": job.channel_id, "ts": job.message_ts, "link": url, "kind": job.kind}
+    extra = {"channel": job.channel_id, "message_ts": job.message_ts, "link": url, "kind": job.kind}
     result: SummaryResult | None = None
     error_code: str | None = None
     try:
@@ -181,6 +218,12 @@ async def _one_link(deps: Deps, job: LinkJob, url: str, request_id: int, reply: 
         error_code = "internal"
         log.exception("summarizing a link failed unexpectedly", extra=extra)
         message = failure_message(url, APOLOGY, requested_by=job.requested_by)
+    except asyncio.CancelledError:
+        # Shutdown ran out of grace: replace the progress message so nobody waits for a summary that
+        # will not come, then let the cancellation go on.
+        log.warning("link interrupted by shutdown", extra=extra)
+        await _interrupted(deps, job, url, request_id, reply)
+        raise
 
     reply_ts: str | None = None
     try:

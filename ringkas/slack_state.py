@@ -50,14 +50,16 @@ class SlackState:
         pending after that long (its process died mid-way) may be taken over once by a redelivery.
         """
         key = request_key(team_id, channel_id, message_ts, link)
+        # The key holds the full values; the columns keep what fits (PostgreSQL refuses longer strings, and a
+        # slash command's trigger id, used as its message ts, is longer than any message ts).
         row = SlackRequestRow(
             key=key,
             kind=kind[:16],
-            team_id=team_id,
-            channel_id=channel_id,
-            message_ts=message_ts,
+            team_id=team_id[:32],
+            channel_id=channel_id[:32],
+            message_ts=message_ts[:32],
             link=link[:2048],
-            user_id=user_id,
+            user_id=user_id[:32] if user_id else user_id,
             state="pending",
         )
         try:
@@ -139,7 +141,7 @@ class SlackState:
             channel_id=channel_id,
             thread_ts=thread_ts,
             article_id=article_id,
-            message_ts=message_ts,
+            message_ts=message_ts[:32] if message_ts else message_ts,  # a trigger id for /summarize
             shared_by=shared_by,
         )
         try:

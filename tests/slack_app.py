@@ -147,8 +147,10 @@ class SlackApp:
     async def command(self, text: str, *, command: str = "/summarize", channel_id: str = CHANNEL_ID,
                       user_id: str = USER_ID, response_name: str = "r") -> Reply:
         """POST a signed slash command; the reply body is the ack (JSON with `text` for ephemeral answers)."""
+        # Unique per invocation and as long as Slack's (longer than a message ts).
+        trigger_id = f"13345224609.{next(_ids):09d}.8088930838d88f008e0"
         body = command_body(command, text, response_url=self.stub.response_url(response_name),
-                            channel_id=channel_id, user_id=user_id)
+                            channel_id=channel_id, user_id=user_id, trigger_id=trigger_id)
         headers = signed_headers(SIGNING_SECRET, body, content_type="application/x-www-form-urlencoded")
         return await self.post("/slack/events", body, headers)
 

@@ -130,3 +130,43 @@ async def test_summarize_failure_is_told_plainly(slack_app: SlackApp, slack_stub
     await slack_app.settle()
     [update] = updates(slack_stub)
     assert "couldn't summarize" in update["text"] and "<@U0042>" in json.dumps(update["blocks"])
+
+
+async def test_summarize_twice_with_slack_length_trigger_ids(
+    make_slack_app: MakeSlackApp, database_url: str, slack_stub: SlackStub, web: WebStub
+) -> None:
+    # Each /summarize has its own trigger id (41 characters, longer than a message ts): asking twice gives
+    # two summaries, each recorded, on SQLite and PostgreSQL alike.
+    app = await make_slack_app(DATABASE_URL=database_url)
+    url = article_page(web)
+    await app.command(url)
+    await app.command(url)
+    await app.settle()
+    assert len(updates(slack_stub)) == 2
+    from tests.test_slack_events import request_rows
+
+    rows = await request_rows(app)
+    assert [(r.kind, r.state) for r in rows] == [("command", "done"), ("command", "done")]
+    assert await app.deps.state.latest_article("T0001", "C0001") is not None
+
+
+async def test_summarize_bare_host_without_scheme(slack_app: SlackApp, slack_stub: SlackStub,
+                                                 web: WebStub) -> None:
+    article_page(web)
+    reply = await slack_app.command(f"127.0.0.1:{web.port}/story")
+    assert reply.status == 200 and ack_text(reply) == ""
+    await slack_app.settle()
+    assert "Open-weight model" in all_text(updates(slack_stub)[0])
+
+
+async def test_language_by_name_and_unknown_codes(slack_app: SlackApp, slack_stub: SlackStub) -> None:
+    await slack_app.command("language Indonesian")
+    await slack_app.settle()
+    assert (await slack_app.deps.state.channel_settings("T0001", "C0001")).language == "id"
+    await slack_app.command("language pt-BR")
+    await slack_app.settle()
+    assert (await slack_app.deps.state.channel_settings("T0001", "C0001")).language == "pt-br"
+    reply = await slack_app.command("language ed")  # a typo, not a language
+    assert "I don't know the language" in ack_text(reply) and "Usage" in ack_text(reply)
+    await slack_app.settle()
+    assert (await slack_app.deps.state.channel_settings("T0001", "C0001")).language == "pt-br"

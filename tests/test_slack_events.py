@@ -455,3 +455,88 @@ async def test_summary_is_posted_anew_when_progress_message_is_gone(
     assert summary["thread_ts"] == event["ts"] and "Open-weight model" in all_text(summary)
     [row] = await request_rows(slack_app)
     assert row.state == "done" and row.reply_ts == slack_stub.calls_to("chat.postMessage")[1].response["ts"]
+
+
+# --- review round: hostile inputs, outages, start-up ----------------------------------------------
+
+
+async def test_slackbot_and_code_block_links_are_not_summarized(slack_app: SlackApp, slack_stub: SlackStub,
+                                                               web: WebStub) -> None:
+    url = article_page(web)
+    await slack_app.event(message(f"Reminder: read <{url}>", user="USLACKBOT"))
+    await slack_app.event(message(f"to test:\n```curl -s <{url}>```"))
+    await slack_app.event(message(f"run `curl {url}` first"))
+    await slack_app.settle()
+    assert slack_stub.posted() == []
+    assert web.hits["/story"] == 0
+
+
+async def test_database_outage_is_told_to_whoever_asked(slack_app: SlackApp, slack_stub: SlackStub,
+                                                       web: WebStub) -> None:
+    url = article_page(web)
+    db = slack_app.runtime.core.db
+    working = db.engine
+    db.engine = create_async_engine("postgresql+psycopg://postgres@127.0.0.1:9/none",
+                                    connect_args={"connect_timeout": 2})
+    db.sessions.configure(bind=db.engine)
+    try:
+        link_mention = mention(f"<@{BOT_USER_ID}> <{url}>")
+        assert await slack_app.event(link_mention) == 200
+        help_mention = mention(f"<@{BOT_USER_ID}> hello?")
+        assert await slack_app.event(help_mention) == 200
+        assert await slack_app.event(message(f"passive <{url}>")) == 200  # nobody asked: nothing said
+        await slack_app.settle()
+    finally:
+        await db.engine.dispose()
+        db.engine = working
+        db.sessions.configure(bind=working)
+    posted = slack_stub.posted()
+    assert sorted(p["thread_ts"] for p in posted) == sorted([link_mention["ts"], help_mention["ts"]])
+    assert all("went wrong on my side" in p["text"] for p in posted)
+
+
+async def test_start_checks_the_bot_token_once(make_settings, slack_stub: SlackStub, web: WebStub) -> None:
+    import pytest
+
+    from bot import build_slack_app
+    from ringkas.errors import ConfigError
+
+    slack_stub.overrides["auth.test"] = lambda args: {"ok": False, "error": "invalid_auth"}
+    with pytest.raises(ConfigError) as refused:
+        await build_slack_app(make_settings(SLACK_API_URL=slack_stub.api_url), start_scheduler=False)
+    assert "SLACK_BOT_TOKEN" in refused.value.user_message and "invalid_auth" in refused.value.user_message
+    assert "xoxb-test-token" not in refused.value.user_message
+
+    del slack_stub.overrides["auth.test"]
+    app = await SlackApp(make_settings(SLACK_API_URL=slack_stub.api_url), slack_stub).start()
+    try:
+        url = article_page(web)
+        await app.event(mention(f"<@{BOT_USER_ID}> <{url}>"))
+        await app.event(message(f"<{url}>", channel="C0002"))
+        await app.settle()
+        assert len(updates(slack_stub)) == 2
+        # The answer from start-up serves every request: none waits for its own auth.test.
+        assert len(slack_stub.calls_to("auth.test")) == 2  # the refused start, then this one
+    finally:
+        await app.stop()
+
+
+async def test_start_survives_slack_being_unreachable(make_settings, slack_stub: SlackStub) -> None:
+    from bot import build_slack_app
+
+    settings = make_settings(SLACK_API_URL="http://127.0.0.1:9/api/")  # nothing listens there
+    runtime = await build_slack_app(settings, start_scheduler=False)
+    await runtime.aclose(grace=1)
+
+
+async def test_shutdown_past_its_grace_says_so_instead_of_leaving_the_progress(
+    slack_app: SlackApp, slack_stub: SlackStub, web: WebStub
+) -> None:
+    url = web.add("/slow", ARTICLE, delay=2)
+    await slack_app.event(mention(f"<@{BOT_USER_ID}> <{url}>"))
+    await slack_stub.wait_for("chat.postMessage", 1)
+    await slack_app.deps.tasks.drain(0.2)  # what SIGTERM does, with a grace shorter than the work
+    [update] = updates(slack_stub)
+    assert "restarting" in update["text"] and update["ts"] == slack_stub.posted_ts(0)
+    [row] = await request_rows(slack_app)
+    assert (row.state, row.error_code) == ("failed", "interrupted")

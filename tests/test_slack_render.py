@@ -140,3 +140,35 @@ def test_long_title_is_shortened() -> None:
     message = summary_message(SummaryResult(article=article, summary=result.summary))
     label = message.blocks[0]["text"]["text"].split("|", 1)[1]
     assert len(label) <= 150 + 3
+
+
+def test_links_in_code_are_examples_not_links() -> None:
+    text = (
+        "try ```curl <https://api.test/v1/chat>\nmore <https://api.test/v2>``` or `https://x.test/y` "
+        "then read <https://news.test/a> and https://news.test/b`"
+    )
+    assert extract_links(text) == ["https://news.test/a", "https://news.test/b"]
+
+
+def test_command_links_read_bare_hosts_like_slack_does() -> None:
+    from handlers.links import command_links
+
+    assert command_links("example.com") == ["http://example.com"]
+    assert command_links("detik.com/inet/berita-ai?x=1.") == ["http://detik.com/inet/berita-ai?x=1"]
+    assert command_links("127.0.0.1:8080/story") == ["http://127.0.0.1:8080/story"]
+    assert command_links("<https://a.test/x> b.test") == ["https://a.test/x"]  # real links win
+    for text in ("please summarize something", "e.g.", "v1.2", "a@b.com", "`example.com`", ""):
+        assert command_links(text) == [], text
+
+
+def test_overlong_urls_are_named_not_cut_through() -> None:
+    from handlers.render import skipped_links_message, status_message
+
+    long_url = "https://example.com/" + "a" * 5000
+    status = status_message(long_url).blocks[0]["text"]["text"]
+    assert "example.com" in status and "<https://" not in status
+    many = [f"https://example.com/{i}/" + "b" * 1500 for i in range(12)]
+    note = skipped_links_message(many, 5).blocks[0]["text"]["text"]
+    assert len(note) <= SECTION_LIMIT
+    assert note.count("<https://") == note.count("|example.com>")  # every link it starts, it finishes
+    assert "more" in note

@@ -49,7 +49,9 @@ def command_body(
     channel_id: str = "C0001",
     user_id: str = "U0001",
     team_id: str = "T0001",
+    trigger_id: str = "1.2.3",
 ) -> str:
+    """A slash-command body; real trigger ids look like `13345224609.738474920.8088930838d88f008e0`."""
     return urlencode(
         {
             "token": "legacy-verification-token",
@@ -63,6 +65,6 @@ def command_body(
             "text": text,
             "api_app_id": "A0001",
             "response_url": response_url,
-            "trigger_id": "1.2.3",
+            "trigger_id": trigger_id,
         }
     )

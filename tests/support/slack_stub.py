@@ -70,6 +70,12 @@ class SlackStub:
         """Args of every chat.postMessage, in order."""
         return [c.args for c in self.calls_to("chat.postMessage")]
 
+    def posted_ts(self, index: int) -> str:
+        """The ts Slack gave the `index`-th chat.postMessage."""
+        call = self.calls_to("chat.postMessage")[index]
+        assert call.response is not None, "that chat.postMessage was not answered"
+        return str(call.response["ts"])
+
     async def wait_for(self, method: str, count: int = 1, timeout: float = 15.0) -> list[Call]:
         """Wait until `method` was called at least `count` times; returns those calls."""
         loop = asyncio.get_running_loop()
