@@ -6,13 +6,13 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from ringkas.digest.models import Digest, FeedSource
 from ringkas.digest.service import NoSources, PostFailed
 from ringkas.storage import Database
 from ringkas.storage.base import utcnow
-from ringkas.storage.digest_tables import DigestRunRow, FeedItemRow, FeedStateRow
+from ringkas.storage.digest_tables import DigestRunRow, DigestSubscriptionRow, FeedItemRow, FeedStateRow
 from ringkas.storage.tables import ArticleRow, ChannelSettingsRow, SummaryRow, ThreadArticleRow
 from ringkas.tokens import TokenCounter
 from tests.test_digest_support import (
@@ -416,6 +416,31 @@ async def test_attempts_are_limited(web, openai_stub, make_settings, sqlite_url)
     finally:
         await db.dispose()
     assert [r.status for r in results] == ["failed", "failed", "failed", "skipped"]
+
+
+async def test_a_day_that_used_up_its_attempts_is_no_longer_due(
+    web, openai_stub, make_settings, sqlite_url
+) -> None:
+    db = Database(sqlite_url)
+    await db.create_all()
+    try:
+        async with digest_service(make_settings(), db, sources=[FeedSource(web.url("/down.xml"))]) as service:
+            subscription = await service.store.subscribe(
+                TEAM, CHANNEL, time="08:00", timezone="UTC", created_by=None
+            )
+            async with db.session() as session:
+                await session.execute(
+                    update(DigestSubscriptionRow).values(updated_at=NOW - timedelta(days=2))
+                )
+            subscription = await service.store.subscription(TEAM, CHANNEL)
+            assert await service.due(now=NOW) == [subscription]
+            await service.run_channel(subscription, post=Poster())
+            assert await service.due(now=NOW) == [subscription]  # failed once: worth another try
+            for _ in range(2):
+                await service.run_channel(subscription, post=Poster())
+            assert await service.due(now=NOW) == []  # given up for today: the periodic check stays quiet
+    finally:
+        await db.dispose()
 
 
 async def test_stale_claim_is_taken_over(database) -> None:

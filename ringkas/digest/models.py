@@ -157,3 +157,4 @@ class RunRecord:
     message_ts: str | None = None
     posted_at: datetime | None = None
     error: str | None = None
+    attempts: int = 1

@@ -25,7 +25,7 @@ from ringkas.digest.models import (
 )
 from ringkas.digest.schedule import due_today, local_date
 from ringkas.digest.select import in_window, per_source_cap, select_stories
-from ringkas.digest.store import DigestStore
+from ringkas.digest.store import MAX_ATTEMPTS, DigestStore
 from ringkas.digest.write import DigestWriter
 from ringkas.documents import UsageContext
 from ringkas.errors import RingkasError
@@ -291,7 +291,8 @@ class DigestService:
                 continue
             day = local_date(now, subscription.timezone).isoformat()
             run = await self.store.run(subscription.team_id, subscription.channel_id, day)
-            if run is None or run.state in {"failed", "claimed"}:
+            retry = run is not None and run.state == "failed" and run.attempts < MAX_ATTEMPTS
+            if run is None or run.state == "claimed" or retry:
                 due.append(subscription)
         return due
 

@@ -34,7 +34,7 @@ def _subscription(row: DigestSubscriptionRow) -> Subscription:
 def _run(row: DigestRunRow) -> RunRecord:
     return RunRecord(
         id=row.id, team_id=row.team_id, channel_id=row.channel_id, local_date=row.local_date, state=row.state,
-        message_ts=row.message_ts, posted_at=row.posted_at, error=row.error,
+        message_ts=row.message_ts, posted_at=row.posted_at, error=row.error, attempts=row.attempts,
     )
 
 
