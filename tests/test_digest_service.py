@@ -178,6 +178,42 @@ async def test_small_input_cap_splits_batches(web, openai_stub, make_settings, s
     assert "Indonesian" in openai_stub.requests[0]["messages"][0]["content"]
 
 
+WORDY = ["Agents startup raises seed", "Robotics lab shows humanoid", "Chatbot arena adds voting",
+         "Speech model goes multilingual"]
+
+
+@pytest.mark.parametrize("fallback", ["json_object", "prompt_only"])
+async def test_small_input_cap_holds_in_fallback_modes(
+    web, openai_stub, make_settings, sqlite_url, fallback: str
+) -> None:
+    """Servers without structured output get JSON instructions added to the prompt: still under the cap."""
+    openai_stub.responder = digest_responder
+    openai_stub.reject_json_schema = True
+    openai_stub.reject_json_object = fallback == "prompt_only"
+    urls = add_fixture_feeds(web)
+    entries = [(h, f"https://wordy.example/{i}", NOW - timedelta(hours=i + 1)) for i, h in enumerate(WORDY)]
+    long_text = "The model was trained on new data and evaluated on many benchmarks. " * 20
+    wordy = web.add("/wordy.xml", rss("Wordy AI", entries, description=long_text),
+                    content_type="application/rss+xml")
+    settings = make_settings(MAX_INPUT_TOKENS="1000", DIGEST_MAX_STORIES="20")
+    db = Database(sqlite_url)
+    await db.create_all()
+    try:
+        sources = [*fixture_sources(urls), FeedSource(wordy)]
+        async with digest_service(settings, db, sources=sources) as service:
+            digest = await service.build(
+                window_start=NOW - timedelta(hours=24), window_end=NOW, language="id", timezone="UTC"
+            )
+    finally:
+        await db.dispose()
+    assert len(digest.stories) >= 8 and all(s.summary for s in digest.stories)
+    answered = [
+        r for r in openai_stub.requests if (r.get("response_format") or {}).get("type") != "json_schema"
+    ]
+    assert len(answered) >= 3  # in the fallback mode: the overview and story batches split by tokens
+    assert_under_cap(openai_stub.requests, 1000)
+
+
 async def test_team_shared_links_reuse_stored_summaries(web, openai_stub, make_settings, database) -> None:
     openai_stub.responder = digest_responder
     urls = add_fixture_feeds(web)
