@@ -367,9 +367,9 @@ async def test_the_model_is_never_asked_without_article_text(make_qa: Callable[.
     # Near the smallest cap the fixed prompt leaves little or no room for the article. Asking the model
     # anyway would get "the article does not say" from a prompt without the article: refuse instead.
     refused = 0
-    for cap in range(1000, 1400, 25):
+    article_id = await make_qa().article(LONG, title="Nusantara Labs launches Garuda-2", url="https://news.example/g")
+    for cap in range(1000, 1400, 40):
         qa = make_qa(MAX_INPUT_TOKENS=str(cap))
-        article_id = await qa.article(LONG, title="Nusantara Labs launches Garuda-2", url="https://news.example/g")
         qa.stub.requests.clear()
         qa.stub.responder = answering()
         try:
