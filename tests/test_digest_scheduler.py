@@ -193,6 +193,20 @@ async def test_sync_picks_up_subscriptions_made_by_another_process(
             await scheduler.shutdown()
 
 
+async def test_subscribing_while_a_sync_runs_keeps_the_new_job(make_settings, database) -> None:
+    async with digest_service(make_settings(), database, sources=[]) as service:
+        scheduler = DigestScheduler(service, post=Poster())
+        await scheduler.start()
+        try:
+            for n in range(15):  # the sync reads the subscriptions just before or after the new one
+                await asyncio.gather(
+                    scheduler.sync(), scheduler.subscribe(TEAM, f"C{n}", time="23:00", timezone="UTC")
+                )
+            assert set(scheduler.jobs()) == {(TEAM, f"C{n}") for n in range(15)}
+        finally:
+            await scheduler.shutdown()
+
+
 async def test_two_schedulers_on_one_database_post_once(
     web, openai_stub, make_settings, database_url
 ) -> None:

@@ -195,12 +195,15 @@ class DigestScheduler:
         user_id: str | None = None,
     ) -> ScheduleStatus:
         settings = self.digests.settings
-        subscription = await self.digests.store.subscribe(
-            team_id, channel_id, time=time or settings.digest_time,
-            timezone=timezone or settings.digest_timezone, created_by=user_id,
-        )
-        if self.scheduler is not None:
-            self._schedule(subscription)
+        # under the sync lock: a sync that read the subscriptions before this write must not then drop
+        # the job made here as "not in the database"
+        async with self._sync_lock:
+            subscription = await self.digests.store.subscribe(
+                team_id, channel_id, time=time or settings.digest_time,
+                timezone=timezone or settings.digest_timezone, created_by=user_id,
+            )
+            if self.scheduler is not None:
+                self._schedule(subscription)
         log.info("digest subscribed", extra={"team": team_id, "channel": channel_id,
                                              "time": subscription.time, "tz": subscription.timezone})
         status = await self.status(team_id, channel_id)
@@ -209,9 +212,10 @@ class DigestScheduler:
         return status
 
     async def unsubscribe(self, team_id: str, channel_id: str) -> bool:
-        removed = await self.digests.store.unsubscribe(team_id, channel_id)
-        if self.scheduler is not None and self.scheduler.get_job(_job_id(team_id, channel_id)):
-            self.scheduler.remove_job(_job_id(team_id, channel_id))
+        async with self._sync_lock:
+            removed = await self.digests.store.unsubscribe(team_id, channel_id)
+            if self.scheduler is not None and self.scheduler.get_job(_job_id(team_id, channel_id)):
+                self.scheduler.remove_job(_job_id(team_id, channel_id))
         log.info("digest unsubscribed", extra={"team": team_id, "channel": channel_id, "removed": removed})
         return removed
 
