@@ -340,13 +340,13 @@ class QuestionService:
         language = detect_language(text)
         if language is None and history:
             # Short follow-ups ("Berapa harganya?") are too thin alone; earlier questions add evidence,
-            # but only those in the same script: an English follow-up in a thread that also holds a
-            # Japanese question must not be taken for Japanese.
+            # but only in a thread that keeps to one language, and only those in the same script: an
+            # English follow-up in a thread that also holds a Japanese question is not Japanese.
             script = writing_system(text)
-            earlier = [strip_links(h.question) for h in history[:3]]
-            earlier = [e for e in earlier if script is None or writing_system(e) == script]
-            if earlier:
-                language = detect_language("\n".join([text, *earlier]))
+            earlier = [h for h in history[:3] if script is None or writing_system(h.question) == script]
+            known = [h.language for h in earlier if h.language]
+            if earlier and all(close_languages(known[0], other) for other in known):
+                language = detect_language("\n".join([text, *(strip_links(h.question) for h in earlier)]))
         if language is None:
             return None
         hints = [hint, *(h.language for h in history)]

@@ -424,6 +424,13 @@ async def test_a_short_follow_up_takes_its_language_only_from_same_script_histor
     english = await qa.ask("who said it?", [article_id])  # too short to tell alone
     assert english.language != "ja"
     assert "(detected: Japanese)" not in user_message(qa_requests(qa.stub)[-1])
+    # A thread that mixes languages lends none: no guess beats a wrong one.
+    mixed = "1700000000.000700"
+    await qa.ask("Berapa harga model ini untuk developer di Indonesia?", [article_id], thread=mixed)
+    await qa.ask("When will the model be available in Europe?", [article_id], thread=mixed)
+    unsure = await qa.ask("who said it?", [article_id], thread=mixed)
+    assert unsure.language is None
+    assert "Answer in the language the question is written in.\n" in user_message(qa_requests(qa.stub)[-1])
 
     # A monolingual thread still lends its language to a follow-up too short to tell alone.
     thread = "1700000000.000600"
