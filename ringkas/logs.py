@@ -48,11 +48,11 @@ class _Formatter(logging.Formatter):
             extras["exc"] = self.formatException(record.exc_info)
         if self.as_json:
             payload = {
+                **extras,  # first, so context can never overwrite the fixed fields below
                 "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
                 "level": record.levelname.lower(),
                 "logger": record.name,
                 "msg": message,
-                **extras,
             }
             line = json.dumps(payload, ensure_ascii=False, default=str)
         else:
