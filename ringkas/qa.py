@@ -357,13 +357,10 @@ class QuestionService:
                 return candidate
         return language
 
-    def _language_instruction(self, language: str | None) -> str:
-        base = "Answer in the language the question is written in"
-        if language:
-            name = language_name(language)
-            if name:
-                return f"{base} (detected: {name})."
-        return f"{base}."
+    def _detected_language(self, language: str | None) -> str:
+        """The `$detected_language` part of the prompt: ` (detected: Indonesian)`, or empty when unsure."""
+        name = language_name(language) if language else None
+        return f" (detected: {name})" if name else ""
 
     def _render(
         self,
@@ -380,7 +377,7 @@ class QuestionService:
             articles=blocks,
             conversation=conversation,
             question=neutralize(question),
-            language_instruction=self._language_instruction(language),
+            detected_language=self._detected_language(language),
         )
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
-from collections.abc import AsyncIterator, Callable
+import secrets
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
+from psycopg import sql
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from ringkas.config import Settings
@@ -50,37 +53,53 @@ async def web() -> AsyncIterator[WebStub]:
     await site.stop()
 
 
-_postgres_ok: bool | None = None
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str | None]:
+    """A private database for this test run on the PostgreSQL server at TEST_POSTGRES_URL.
 
-
-async def _postgres_reachable() -> bool:
-    global _postgres_ok
-    if _postgres_ok is None:
-        engine = create_async_engine(async_url(POSTGRES_URL))
-        try:
-            async with asyncio.timeout(5), engine.connect():
-                pass
-            _postgres_ok = True
-        except Exception:
-            _postgres_ok = False
-        finally:
-            await engine.dispose()
-    return _postgres_ok
+    Each run gets its own database (created here, dropped at the end), so two test runs on one machine
+    never drop each other's tables. Without the right to create databases, the URL is used as it is.
+    None when no server is reachable.
+    """
+    server = make_url(POSTGRES_URL)
+    try:
+        admin = psycopg.connect(
+            server.set(drivername="postgresql").render_as_string(hide_password=False),
+            autocommit=True,
+            connect_timeout=5,
+        )
+    except psycopg.Error:
+        yield None
+        return
+    name = f"ringkas_test_{os.getpid()}_{secrets.token_hex(4)}"
+    try:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    except psycopg.Error:
+        admin.close()
+        yield POSTGRES_URL
+        return
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        admin.close()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+async def database_url(
+    request: pytest.FixtureRequest, tmp_path: Path, postgres_url: str | None
+) -> AsyncIterator[str]:
     """A fresh, empty database: a SQLite file, and PostgreSQL where a server is reachable."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'ringkas.db'}"
         return
-    if not await _postgres_reachable():
+    if postgres_url is None:
         pytest.skip(f"no PostgreSQL server reachable at {POSTGRES_URL}")
-    engine = create_async_engine(async_url(POSTGRES_URL))
+    engine = create_async_engine(async_url(postgres_url))
     async with engine.begin() as conn:
         await conn.run_sync(Base.metadata.drop_all)
     await engine.dispose()
-    yield POSTGRES_URL
+    yield postgres_url
 
 
 @pytest.fixture
