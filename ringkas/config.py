@@ -165,6 +165,8 @@ def validate_language(value: str, setting: str = "SUMMARY_LANGUAGE") -> str:
 
 def validate_timezone(value: str, setting: str = "DIGEST_TIMEZONE") -> str:
     try:
+        if value.lower() in {"localtime", "factory"}:  # tzdata files that name no place
+            raise ValueError(value)
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError(

@@ -74,6 +74,7 @@ def test_summary_language_accepts_codes_and_names(value: str, code: str) -> None
         ("PORT", "70000", "between"),
         ("DIGEST_TIME", "25:00", "HH:MM"),
         ("DIGEST_TIMEZONE", "Mars/Olympus", "IANA time zone"),
+        ("DIGEST_TIMEZONE", "localtime", "IANA time zone"),
         ("LOG_FORMAT", "xml", "LOG_FORMAT"),
     ],
 )
