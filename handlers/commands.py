@@ -20,7 +20,6 @@ from handlers.render import command_help_text, escape, language_label, usage_tex
 from handlers.summaries import LinkJob, split_links, summarize_links
 from ringkas.config import validate_language
 from ringkas.errors import ConfigError
-from ringkas.language import LANGUAGE_NAMES, normalize_language
 
 log = logging.getLogger("ringkas.slack.commands")
 
@@ -109,18 +108,11 @@ def resolve_language(word: str) -> str:
 
     Unknown codes are refused: a typo such as `ed` would otherwise silently become the channel's language.
     """
-    by_name = {name.lower(): code for code, name in LANGUAGE_NAMES.items()}
-    if word.strip().lower() in by_name:
-        return by_name[word.strip().lower()]
-    language = validate_language(word, "The language")
-    if language == "auto":
-        return language
-    primary, _, region = language.partition("-")
-    known = normalize_language(primary)
-    if known not in LANGUAGE_NAMES:
-        raise ConfigError(f"I don't know the language {word!r}. Use a code such as `id` or `en`.")
-    # `id-ID`, `de-DE`: the region adds nothing (and would split the summary cache); `pt-br` keeps it.
-    return f"{known}-{region}" if region and region != known else str(known)
+    try:
+        return validate_language(word, "The language")
+    except ConfigError:
+        message = f"I don't know the language {word.strip()!r}. Use a code such as `id` or `en`."
+        raise ConfigError(message) from None
 
 
 async def _set_passive(
