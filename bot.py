@@ -4,6 +4,7 @@
     python bot.py summarize URL|FILE      print a summary, no Slack needed
     python bot.py extract URL|FILE        print the text the model would read
     python bot.py digest [--dry-run]      run due digests now (or print one, touching nothing)
+    python bot.py usage [--days N]        token usage by feature, channel and model
 """
 
 from __future__ import annotations
@@ -310,6 +311,25 @@ def _missing_sqlite_file(database_url: str) -> bool:
     return not Path(url.database).expanduser().exists()
 
 
+async def cmd_usage(settings: Settings, days: int) -> int:
+    from ringkas.terminal import format_usage
+    from ringkas.usage import usage_report
+
+    db = Database(settings.database_url)
+    try:
+        await db.create_all()
+        print(format_usage(await usage_report(db, days=days)))
+        return 0
+    finally:
+        await db.dispose()
+
+
+def _days(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 3660:
+        raise argparse.ArgumentTypeError(f"must be a whole number of days from 1 to 3660, not {text!r}")
+    return int(text)
+
+
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bot.py", description="Ringkas: AI-news summaries for Slack.")
     sub = parser.add_subparsers(dest="command")
@@ -321,6 +341,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p_ext.add_argument("source", metavar="URL|FILE")
     p_dig = sub.add_parser("digest", help="run due digests now (for cron), or print one with --dry-run")
     p_dig.add_argument("--dry-run", action="store_true", help="build a digest of the last 24 h and print it")
+    p_use = sub.add_parser("usage", help="token usage by feature, channel and model")
+    p_use.add_argument("--days", type=_days, default=30, metavar="N", help="how many days back (default 30)")
     return parser.parse_args(argv)
 
 
@@ -328,7 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         settings = Settings.from_env()
-        configure_logging(settings, quiet=args.command in {"summarize", "extract", "digest"})
+        configure_logging(settings, quiet=args.command in {"summarize", "extract", "digest", "usage"})
         if args.command == "summarize":
             from ringkas.config import validate_language
 
@@ -338,6 +360,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(cmd_extract(settings, args.source))
         if args.command == "digest":
             return asyncio.run(cmd_digest(settings, args.dry_run))
+        if args.command == "usage":
+            return asyncio.run(cmd_usage(settings, args.days))
         asyncio.run(run_app(settings))
         return 0
     except RingkasError as exc:

@@ -1,4 +1,4 @@
-"""Plain-text output of the terminal commands (`python bot.py summarize|extract`).
+"""Plain-text output of the terminal commands (`python bot.py summarize|extract|digest|usage`).
 
 Everything printed comes from untrusted pages, so control characters (ANSI escapes that could
 rewrite the terminal) are removed; newlines and tabs stay.
@@ -15,6 +15,7 @@ from ringkas.language import language_name
 
 if TYPE_CHECKING:
     from ringkas.digest.models import Digest
+    from ringkas.usage import UsageReport
 
 WIDTH = 100
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -131,3 +132,24 @@ def format_digest(digest: Digest) -> str:
     for url in digest.feeds_failed:
         out.append(f"  unavailable: {_line(url)}")
     return "\n".join(out)
+
+
+def format_usage(report: UsageReport) -> str:
+    """Token usage by feature, channel and model, as aligned plain-text tables."""
+    lines = [
+        f"Usage since {report.since:%Y-%m-%d %H:%M} UTC",
+        f"{report.summaries_made:,} summaries made · {report.questions_asked:,} questions asked"
+        f" ({report.questions_unanswered:,} the articles did not answer)",
+    ]
+    for heading, rows in (
+        ("Feature", report.by_feature),
+        ("Channel", report.by_channel),
+        ("Model", report.by_model),
+    ):
+        lines += ["", f"{heading:<24} {'calls':>8} {'prompt':>12} {'completion':>12} {'total':>12}"]
+        for row in (*rows, report.total) if heading == "Feature" else rows:
+            lines.append(
+                f"{_line(row.label)[:24]:<24} {row.calls:>8,} {row.prompt_tokens:>12,}"
+                f" {row.completion_tokens:>12,} {row.total_tokens:>12,}"
+            )
+    return "\n".join(lines)
