@@ -13,7 +13,6 @@ Web pages are hostile and messy. The pipeline for HTML is:
 from __future__ import annotations
 
 import codecs
-import io
 import json
 import logging
 import re
@@ -36,6 +35,7 @@ from ringkas.documents import Article, FetchResult
 from ringkas.errors import NotAnArticle, NotFound, TooLarge, UnsupportedContent
 from ringkas.fetch import HTML_TYPES, PDF_TYPES, looks_like_html, looks_like_pdf, looks_like_text
 from ringkas.language import close_languages, detect_language_with_confidence, normalize_language
+from ringkas.pdf_text import read_pdf
 from ringkas.urls import canonicalize, same_site
 
 log = logging.getLogger("ringkas.extract")
@@ -606,63 +606,32 @@ def _reflow(page_text: str) -> list[str]:
     return paragraphs
 
 
-_COLUMN_GAP = re.compile(r"\S {4,}\S")
-
-
-def _pdf_page_text(page: Any) -> str:
-    """Layout mode keeps blank lines between paragraphs; plain mode keeps multi-column text in order."""
-    try:
-        layout = page.extract_text(extraction_mode="layout") or ""
-    except Exception:  # pypdf's layout mode is stricter about odd fonts than plain mode
-        layout = ""
-    lines = [line for line in layout.split("\n") if line.strip()]
-    if lines and sum(1 for line in lines if _COLUMN_GAP.search(line.strip())) <= 0.3 * len(lines):
-        return layout
-    return page.extract_text() or ""
-
-
 def _pdf_article(result: FetchResult) -> Article:
-    from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
-
-    try:
-        reader = PdfReader(io.BytesIO(result.body), strict=False)
-        if reader.is_encrypted:
-            try:
-                unlocked = reader.decrypt("")
-            except Exception:  # pypdf raises several types for unsupported encryption
-                unlocked = 0
-            if not unlocked:
-                raise NotAnArticle("That PDF is password-protected, so I can't read it.")
-        pages = reader.pages
-        count = len(pages)
-        parts: list[str] = []
-        size = 0
-        for index in range(min(count, MAX_PDF_PAGES)):
-            page_text = _pdf_page_text(pages[index])
-            parts.extend(_reflow(page_text))
-            size += len(page_text)
-            if size > MAX_TEXT_CHARS:
-                break
-        info = reader.metadata
-    except NotAnArticle:
-        raise
-    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError) as exc:
-        raise NotAnArticle("That PDF is damaged or in a form I can't read.", detail=repr(exc)[:200]) from None
+    content = read_pdf(result.body, max_pages=MAX_PDF_PAGES, max_chars=MAX_TEXT_CHARS)
+    if content.locked:
+        raise NotAnArticle("That PDF is password-protected, so I can't read it.")
+    if content.stopped == "time" and not content.pages:
+        raise NotAnArticle(
+            "That PDF took too long to read (it may be built to be slow), so I stopped.",
+            detail="pdf deadline",
+        )
+    if content.error is not None and not content.pages:
+        raise NotAnArticle("That PDF is damaged or in a form I can't read.", detail=content.error)
+    count = content.page_count
+    parts: list[str] = []
+    for page_text in content.pages:
+        parts.extend(_reflow(page_text))
     text = "\n\n".join(parts)
-    if count > MAX_PDF_PAGES:
+    read = len(content.pages)
+    if content.stopped == "time" and read < min(count, MAX_PDF_PAGES):
+        text += f"\n\n[… only the first {read} of {count} pages were read: the rest took too long.]"
+    elif count > MAX_PDF_PAGES:
         text += f"\n\n[… only the first {MAX_PDF_PAGES} of {count} pages were read.]"
     text = clean_text(text)
     _require_text(text, "PDF", hint="it may be scanned images without a text layer")
-    title = _clean_field(getattr(info, "title", None)) if info else None
-    author = _clean_field(getattr(info, "author", None)) if info else None
-    published = None
-    if info is not None:
-        try:
-            created = info.creation_date
-            published = created.date().isoformat() if created else None
-        except (ValueError, TypeError, AttributeError):
-            published = None
+    title = _clean_field(content.title)
+    author = _clean_field(content.author)
+    published = _iso_date(content.created)
     if not title:
         title = _first_line_title(text)
     return Article(

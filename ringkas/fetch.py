@@ -74,13 +74,15 @@ _SENSITIVE_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"
 _DROPPED_RESPONSE_HEADERS = frozenset({"set-cookie", "set-cookie2"})
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _CONTROL = re.compile(r"[\x00-\x20\x7f]")
+# Each comment ends at its first "-->" (atomic group, possessive repeat): with a plain `(?:<!--.*?-->)*`
+# a head of many comments backtracks exponentially, and sniffing runs on the event loop.
 _HTML_START = re.compile(
-    rb"^\s*(?:<\?xml[^>]*>\s*)?(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html|head|body|meta|title|script|"
+    rb"^\s*(?:<\?xml[^>]*>\s*)?(?:(?><!--.*?-->)\s*)*+<(?:!doctype\s+html|html|head|body|meta|title|script|"
     rb"style|link|div|p|h1|article|main|section|table|base)\b",
     re.IGNORECASE | re.DOTALL,
 )
 _FEED_START = re.compile(
-    rb"^\s*(?:<\?xml[^>]*>\s*)?(?:<!--.*?-->\s*|<\?xml-stylesheet[^>]*>\s*)*<(?:rss|feed|rdf:rdf)\b",
+    rb"^\s*(?:<\?xml[^>]*>\s*)?(?:(?><!--.*?-->|<\?xml-stylesheet[^>]*>)\s*)*+<(?:rss|feed|rdf:rdf)\b",
     re.IGNORECASE | re.DOTALL,
 )
 _BOMS = (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")
