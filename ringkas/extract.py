@@ -36,7 +36,7 @@ from ringkas.errors import NotAnArticle, NotFound, TooLarge, UnsupportedContent
 from ringkas.fetch import HTML_TYPES, PDF_TYPES, looks_like_html, looks_like_pdf, looks_like_text
 from ringkas.language import close_languages, detect_language_with_confidence, normalize_language
 from ringkas.pdf_text import read_pdf
-from ringkas.urls import canonicalize, same_site
+from ringkas.urls import canonicalize, same_document, same_site
 
 log = logging.getLogger("ringkas.extract")
 
@@ -479,7 +479,10 @@ def _canonical_claim(tree: HtmlElement) -> str | None:
 
 
 def trusted_canonical(claim: str | None, final_url: str) -> str:
-    """The page's canonical claim when it is a safe http(s) URL on the same site, else the fetched URL."""
+    """The page's canonical claim when it is a safe http(s) URL of the same document, else the fetched URL.
+
+    Only other renderings of this very page count (see `same_document`); a claim of another path is ignored.
+    """
     fallback = canonicalize(final_url)
     if not claim or not final_url.lower().startswith(("http://", "https://")):
         return fallback
@@ -499,7 +502,7 @@ def trusted_canonical(claim: str | None, final_url: str) -> str:
         return fallback
     if scheme != base.scheme.lower() and scheme != "https":
         return fallback  # never downgrade https to http
-    if not same_site(resolved, final_url):
+    if not same_site(resolved, final_url) or not same_document(resolved, final_url):
         return fallback
     return canonicalize(resolved)
 

@@ -159,3 +159,44 @@ def same_site(a: str, b: str) -> bool:
     if not host_a or not host_b:
         return False
     return registrable_domain(host_a) == registrable_domain(host_b)
+
+
+# Host labels that only name another rendering of the same site (AMP, mobile, "www").
+_VARIANT_HOST_PREFIXES = ("www.", "m.", "mobile.", "amp.")
+_AMP_SUFFIX = re.compile(r"\.amp(?=\.html?$|$)", re.IGNORECASE)
+
+
+def _site_host(host: str) -> str:
+    host = ascii_host(host)
+    for prefix in _VARIANT_HOST_PREFIXES:
+        rest = host.removeprefix(prefix)
+        if rest != host and "." in rest:
+            return rest
+    return host
+
+
+def _document_path(path: str) -> str:
+    """The path without AMP markers (an `amp` segment, a `.amp` suffix) and without a trailing slash."""
+    segments = [segment for segment in path.split("/") if segment and segment.lower() != "amp"]
+    return _AMP_SUFFIX.sub("", "/" + "/".join(segments))
+
+
+def same_document(claim: str, url: str) -> bool:
+    """True when `claim` (a page's rel=canonical or og:url) names the same document as `url`.
+
+    Allowed differences are only those between renderings of one page: scheme, a www./m./amp. host
+    prefix, AMP markers in the path, a trailing slash, tracking and other parameters the claim leaves
+    out. A page may not name a different path on its own host: on shared hosts (medium.com/@name,
+    blog platforms) that path belongs to someone else, and the claim would let one page answer, from
+    the summary cache, for another author's link.
+    """
+    a, b = urlsplit(canonicalize(claim)), urlsplit(canonicalize(url))
+    if not a.hostname or not b.hostname or _site_host(a.hostname) != _site_host(b.hostname):
+        return False
+    if a.port != b.port and {a.port, b.port} - {None, 80, 443}:
+        return False
+    if _document_path(a.path) != _document_path(b.path):
+        return False
+    claimed = [pair for pair in a.query.split("&") if pair]
+    present = [pair for pair in b.query.split("&") if pair]
+    return all(claimed.count(pair) <= present.count(pair) for pair in set(claimed))

@@ -300,7 +300,7 @@ def test_pages_without_article_text(html: str) -> None:
     [
         ("https://news.example/story", "https://news.example/story?utm_source=x", "https://news.example/story"),
         ("https://www.news.example/story", "https://amp.news.example/story", "https://www.news.example/story"),
-        ("/story/amp-free?id=1", "https://news.example/amp/story", "https://news.example/story/amp-free?id=1"),
+        ("/story?id=1", "https://news.example/amp/story?id=1&amp=1", "https://news.example/story?id=1"),
         ("https://other-site.example/story", "https://news.example/s?fbclid=1", "https://news.example/s"),
         ("//evil.example/story", "https://news.example/s", "https://news.example/s"),
         ("javascript:alert(1)", "https://news.example/s", "https://news.example/s"),
@@ -328,7 +328,7 @@ def test_page_cannot_claim_another_sites_url() -> None:
 def test_og_url_is_used_without_link_canonical() -> None:
     head = "<meta property='og:url' content='https://blog.example/post-canonical'>"
     body = page("".join(f"<p>{p}</p>" for p in PARAGRAPHS), head=head)
-    article = extract_article(result(body, url="https://blog.example/p/123"))
+    article = extract_article(result(body, url="https://m.blog.example/post-canonical.amp?outputType=amp"))
     assert article.canonical_url == "https://blog.example/post-canonical"
 
 
