@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import html
 import re
+import unicodedata
 from urllib.parse import urlsplit
+
+from ringkas.urls import ascii_host
 
 _MARKUP = re.compile(r"<([^<>]+)>")
 _BARE_URL = re.compile(r"(?<![\w/])https?://[^\s<>|\"'`]+", re.IGNORECASE)
@@ -107,9 +110,39 @@ def mentions_user(text: str | None, user_id: str | None) -> bool:
 
 
 def display_host(url: str) -> str:
-    """`www.example.com` -> `example.com`, for short status lines."""
+    """`www.example.com` -> `example.com`, for short status lines.
+
+    An internationalised name is shown as written only when each label keeps to one script and is no
+    Cyrillic or Greek look-alike of a Latin word; otherwise as its xn-- form, so `аpple.com` (with a
+    Cyrillic "а") cannot pass for apple.com.
+    """
     try:
         host = urlsplit(url).hostname or url
     except ValueError:
         return url
+    if not host.isascii() and not all(_plain_label(label) for label in host.split(".")):
+        host = ascii_host(host)
     return host.removeprefix("www.")
+
+
+# Scripts that mix within one name in everyday use (Japanese, Korean and Chinese names).
+_CJK_SCRIPTS = frozenset({"CJK", "HIRAGANA", "KATAKANA", "HANGUL", "LATIN"})
+# Cyrillic and Greek letters drawn like Latin ones (а е о р с у х і ј ѕ ԁ һ ӏ ο ν ρ α ι κ τ …).
+_LATIN_LOOKALIKES = frozenset("аеорсухіјѕԁһӏԛԝвкмнтгпьАВЕКМНОРСТХУІЈЅοαιυνρκτεηχΑΒΕΗΙΚΜΝΟΡΤΧΥΖ")
+
+
+def _script(char: str) -> str:
+    try:
+        return unicodedata.name(char).split()[0]
+    except ValueError:
+        return "UNKNOWN"
+
+
+def _plain_label(label: str) -> bool:
+    letters = [ch for ch in label if ch.isalpha()]
+    scripts = {_script(ch) for ch in letters}
+    if len(scripts) > 1 and not scripts <= _CJK_SCRIPTS:
+        return False
+    if scripts & {"CYRILLIC", "GREEK"} and all(ch in _LATIN_LOOKALIKES for ch in letters):
+        return False
+    return not scripts & {"UNKNOWN"}

@@ -1,8 +1,9 @@
 """Slack messages (Block Kit via slack_sdk.models.blocks) for summaries, progress, failures and help.
 
 Every piece of text that comes from a web page or a model goes through `escape()`: `&`, `<` and `>` are
-escaped so it cannot form mentions (`<!channel>`, `<@U…>`), masked links or dates, and bare `@channel`,
-`@here` and `@everyone` get an invisible joiner so they never ping. Slack's limits are respected with
+escaped so it cannot form mentions (`<!channel>`, `<@U…>`), masked links or dates, bare `@channel`,
+`@here` and `@everyone` get an invisible joiner so they never ping, and bidi overrides are dropped.
+Only http(s) URLs become links. Slack's limits are respected with
 room to spare: 50 blocks, 3000 characters per section, 2000 per context element, and a plain `text`
 fallback for notifications and screen readers.
 """
@@ -24,7 +25,10 @@ CONTEXT_LIMIT = 2000
 TITLE_LIMIT = 150
 FALLBACK_LIMIT = 3000  # Slack truncates `text` at 40k; notifications only need the gist
 LINK_URL_LIMIT = 2000  # longer URLs are named, not linked: a cut `<url|label>` would break the markup
-_BROADCAST = re.compile(r"@(channel|here|everyone)\b", re.IGNORECASE)
+_BROADCAST = re.compile(r"@(channel|here|everyone)", re.IGNORECASE)
+# Bidirectional overrides, embeddings and isolates: in a title or model text they can show "moc.knab"
+# as "bank.com" or flip the rest of our message; legitimate right-to-left text does not need them.
+_BIDI_CONTROLS = re.compile(r"[\u202a-\u202e\u2066-\u2069]")
 _SLACK_ID = re.compile(r"^[UWB][A-Z0-9]{2,}$")
 _ELLIPSIS = "…"
 # Characters that would end or split Slack's `<url|label>` markup (or break the link) inside a URL.
@@ -70,6 +74,7 @@ def escape(text: str | None) -> str:
     """Make untrusted text safe for Slack mrkdwn and plain `text` fields."""
     if not text:
         return ""
+    text = _BIDI_CONTROLS.sub("", text)
     escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return _BROADCAST.sub(lambda m: "@\u2060" + m.group(1), escaped)
 
@@ -88,7 +93,9 @@ def fit(escaped: str, limit: int) -> str:
 def link(url: str, label: str) -> str:
     """A mrkdwn link whose label is escaped untrusted text and whose URL cannot break out of `<…|…>`."""
     text = escape(label) or escape(display_host(url))
-    safe_url = "".join(_URL_ESCAPES.get(ch, ch) for ch in url)
+    if not url.lower().startswith(("http://", "https://")):
+        return text  # javascript:, data:, slack:// and friends are never made clickable
+    safe_url = "".join(_URL_ESCAPES.get(ch, ch) for ch in _BIDI_CONTROLS.sub("", url))
     if len(safe_url) > LINK_URL_LIMIT:
         return text
     return f"<{safe_url}|{text}>"
