@@ -21,6 +21,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -46,6 +47,8 @@ _MODES = (JSON_SCHEMA, JSON_OBJECT, PLAIN_TEXT)
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 PLACEHOLDER_API_KEY = "not-needed"  # local servers (Ollama, llama.cpp, vLLM) ignore the key
 DEFAULT_TEMPERATURE = 0.2
+# Messages longer than this (characters) are token-counted in a worker thread, not on the event loop.
+OFF_LOOP_CHARS = 100_000
 # Room the repair request adds on top of the original messages (its message plus framing).
 _REPAIR_PROBLEM_CHARS = 300
 
@@ -64,6 +67,14 @@ class Completion:
 
 class _FormatRejected(Exception):
     """The server does not support the response_format we asked for."""
+
+
+class _Unreadable(Exception):
+    """The server answered 200 with something that is not a Chat Completion."""
+
+    def __init__(self, reason: str, *, web_page: bool = False) -> None:
+        super().__init__(reason)
+        self.web_page = web_page
 
 
 class LLM:
@@ -140,7 +151,7 @@ class LLM:
         while True:
             mode = self.json_mode if schema is not None else PLAIN_TEXT
             request_messages = self._formatted(messages, schema, mode)
-            self._enforce_cap(request_messages, purpose)
+            await self._enforce_cap(request_messages, purpose)
             try:
                 text, model, call_usage = await self._request(
                     request_messages,
@@ -170,7 +181,7 @@ class LLM:
         first_reply = extract_json_object(text)
         repair = load_prompt("llm_repair").render(problem=problem[:_REPAIR_PROBLEM_CHARS])
         repair_messages = [*request_messages, {"role": "user", "content": repair}]
-        if self.tokens.count_messages(repair_messages) > self.max_input_tokens:
+        if await self._count_messages(repair_messages) > self.max_input_tokens:
             # The caller budgeted without input_budget(): no room to ask again.
             if salvage and first_reply is not None:
                 return self._salvaged(first_reply, text, usage, model, schema, purpose, problem)
@@ -243,8 +254,15 @@ class LLM:
                 return out
         return [{"role": "system", "content": instructions}, *out]
 
-    def _enforce_cap(self, messages: list[dict], purpose: str) -> None:
-        size = self.tokens.count_messages(messages)
+    async def _count_messages(self, messages: list[dict]) -> int:
+        """Token count of `messages`; large ones are counted off the event loop (a 2 MB article takes
+        over 100 ms to tokenize, long enough to delay Slack acknowledgements)."""
+        if sum(len(_content_chars(m.get("content"))) for m in messages) < OFF_LOOP_CHARS:
+            return self.tokens.count_messages(messages)
+        return await asyncio.to_thread(self.tokens.count_messages, messages)
+
+    async def _enforce_cap(self, messages: list[dict], purpose: str) -> None:
+        size = await self._count_messages(messages)
         if size > self.max_input_tokens:
             raise PromptTooLarge(
                 f"{purpose}: {size} input tokens exceed MAX_INPUT_TOKENS={self.max_input_tokens}; "
@@ -306,7 +324,22 @@ class LLM:
             base_url = self._base_url
             try:
                 async with self._limit:
-                    response = await self._get_client().chat.completions.create(**args)
+                    response = _readable(await self._get_client().chat.completions.create(**args))
+            except (_Unreadable, json.JSONDecodeError) as exc:
+                # A body that is no Chat Completion: a proxy's HTML error page, a cut-off or empty JSON
+                # body, an error object sent with 200. Usually passing, so retried like a 5xx.
+                reason = str(exc) if isinstance(exc, _Unreadable) else "a broken JSON body"
+                if attempt < self.max_retries:
+                    delay = self._backoff(attempt)
+                    self._log_retry(purpose, attempt, reason, delay)
+                    attempt += 1
+                    await asyncio.sleep(delay)
+                    continue
+                hint = " (check OPENAI_BASE_URL)" if isinstance(exc, _Unreadable) and exc.web_page else ""
+                raise ModelUnavailable(
+                    f"The language model server sent a reply I couldn't read{hint}.",
+                    detail=self._detail(purpose, f"{reason} after {attempt + 1} attempts"),
+                ) from exc
             except openai.APIStatusError as exc:
                 status = exc.status_code
                 message = _error_message(exc)
@@ -407,7 +440,7 @@ class LLM:
         if reported is not None and getattr(reported, "prompt_tokens", None) is not None:
             usage = Usage(int(reported.prompt_tokens or 0), int(reported.completion_tokens or 0), 1)
         else:  # some compatible servers omit usage: estimate it
-            usage = Usage(self.tokens.count_messages(messages), self.tokens.count(text), 1)
+            usage = Usage(await self._count_messages(messages), self.tokens.count(text), 1)
         log.info(
             "model call",
             extra={
@@ -496,6 +529,81 @@ class LLM:
 
 
 # --- helpers -------------------------------------------------------------------------------------
+
+
+def _readable(response: Any) -> Any:
+    """The completion the SDK returned, or `_Unreadable`. The SDK hands back the raw text of a reply
+    that is not JSON: an event stream (servers that only stream) is assembled into one completion."""
+    if isinstance(response, str):
+        streamed = _from_event_stream(response)
+        if streamed is not None:
+            return streamed
+        head = response.lstrip()[:200].lower()
+        if head.startswith(("<!doctype", "<html", "<head", "<body")) or "<html" in head:
+            raise _Unreadable("a web page instead of a completion", web_page=True)
+        raise _Unreadable("a reply that is not JSON" if response.strip() else "an empty reply")
+    choices = getattr(response, "choices", None)
+    if not choices:
+        extra = getattr(response, "model_extra", None) or {}
+        error = extra.get("error")
+        if error:
+            message = error.get("message") if isinstance(error, dict) else error
+            raise _Unreadable(f"an error in a 200 reply: {str(message)[:200]}")
+        raise _Unreadable("a completion without choices")
+    return response
+
+
+def _from_event_stream(text: str) -> Any | None:
+    """A server-sent event stream of chat.completion.chunk objects as one completion (None: not one)."""
+    if not text.lstrip().startswith(("data:", "event:", ":")):
+        return None
+    parts: list[str] = []
+    refusal: list[str] = []
+    finish: str | None = None
+    model: str | None = None
+    usage: Any = None
+    seen = False
+    for line in text.splitlines():
+        if not line.startswith("data:"):
+            continue
+        payload = line[5:].strip()
+        if not payload or payload == "[DONE]":
+            continue
+        try:
+            chunk = json.loads(payload)
+        except ValueError:
+            return None
+        if not isinstance(chunk, dict):
+            continue
+        seen = True
+        model = chunk.get("model") or model
+        if isinstance(chunk.get("usage"), dict):
+            usage = SimpleNamespace(
+                prompt_tokens=chunk["usage"].get("prompt_tokens"),
+                completion_tokens=chunk["usage"].get("completion_tokens"),
+            )
+        for choice in chunk.get("choices") or []:
+            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta") or choice.get("message") or {}
+            if isinstance(delta.get("content"), str):
+                parts.append(delta["content"])
+            if isinstance(delta.get("refusal"), str):
+                refusal.append(delta["refusal"])
+            finish = choice.get("finish_reason") or finish
+    if not seen:
+        return None
+    message = SimpleNamespace(content="".join(parts), refusal="".join(refusal) or None)
+    choice = SimpleNamespace(message=message, finish_reason=finish)
+    return SimpleNamespace(choices=[choice], model=model, usage=usage)
+
+
+def _content_chars(content: object) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    return ""
 
 
 def _schema_text(schema: dict) -> str:

@@ -101,8 +101,11 @@ class Summarizer:
             metadata=_metadata(article),
             context=context,
         )
+        # Tokenizing a long article takes a while (over 100 ms for 2 MB): done once, in a worker thread,
+        # so Slack acknowledgements never wait for it.
+        article_tokens = await asyncio.to_thread(self.llm.tokens.count, text)
         messages = self._whole_messages(job, text)
-        if self._fits_final(messages):
+        if article_tokens <= self._cap and await asyncio.to_thread(self._fits_final, messages):
             data = await self._final(job, messages, purpose="summary")
             steps = 1
         else:
@@ -114,7 +117,7 @@ class Summarizer:
             extra={
                 "article_id": article.id,
                 "language": language,
-                "article_tokens": self.llm.tokens.count(text),
+                "article_tokens": article_tokens,
                 "model_calls": job.usage.calls,
                 "prompt_tokens": job.usage.prompt_tokens,
                 "completion_tokens": job.usage.completion_tokens,

@@ -11,6 +11,8 @@ The real `openai` SDK talks to it over HTTP on 127.0.0.1 (set `OPENAI_BASE_URL` 
   like servers that do not support structured output.
 - `stub.reject_json_object = True` does the same for `response_format.type=json_object`.
 - `stub.delay` seconds before answering (benchmarks, timeouts).
+- `stub.raw_next(body, status=200, content_type=..., headers=...)` answers the next request with exactly
+  these bytes (HTML error pages from proxies, event streams, broken JSON); queued, one per request.
 - `stub.v1_only = True` serves Chat Completions only under /v1 (404 "page not found" at the root, like
   Ollama and vLLM), for OPENAI_BASE_URL set without its /v1.
 """
@@ -80,6 +82,7 @@ class OpenAIStub:
         self.reject_json_object = False
         self.v1_only = False
         self._failures: list[tuple[int, float | None]] = []
+        self._raw: list[tuple[int, bytes, str, dict[str, str]]] = []
         self._runner: web.AppRunner | None = None
         self.port = 0
         self.in_flight = 0
@@ -91,6 +94,18 @@ class OpenAIStub:
 
     def fail_next(self, count: int = 1, *, status: int = 429, retry_after: float | None = 0) -> None:
         self._failures.extend([(status, retry_after)] * count)
+
+    def raw_next(
+        self,
+        body: bytes | str,
+        *,
+        status: int = 200,
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
+        count: int = 1,
+    ) -> None:
+        data = body.encode("utf-8") if isinstance(body, str) else body
+        self._raw.extend([(status, data, content_type, dict(headers or {}))] * count)
 
     async def start(self) -> OpenAIStub:
         app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -121,6 +136,10 @@ class OpenAIStub:
         try:
             if self.delay:
                 await asyncio.sleep(self.delay)
+            if self._raw:
+                status, data, content_type, headers = self._raw.pop(0)
+                headers = {"Content-Type": content_type, **headers}
+                return web.Response(status=status, body=data, headers=headers)
             if self._failures:
                 status, retry_after = self._failures.pop(0)
                 headers = {} if retry_after is None else {"retry-after": str(retry_after)}
