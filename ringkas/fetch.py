@@ -464,8 +464,15 @@ class SafeFetcher:
         request_headers = {"Accept": _ACCEPT_HEADER[accept], "Accept-Encoding": "gzip, deflate"}
         request_headers.update(extra_headers)
         current = url
+        passed_public_host = False
         for _hop in range(MAX_REDIRECTS + 1):
             exempt = self._check(current)
+            if exempt and passed_public_host:
+                # An allow-listed intranet host is for links people share, not for any outside page
+                # that redirects there (which would reach intranet URLs no one chose to open).
+                target = _host_as_written(current)
+                raise BlockedAddress(detail=f"redirect from a public host to allow-listed {target}")
+            passed_public_host = passed_public_host or not exempt
             client = self._client(exempt)
             response = await self._send(client, current, request_headers)
             try:

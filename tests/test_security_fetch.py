@@ -7,9 +7,10 @@ import sys
 
 import pytest
 
-from ringkas.errors import UnsupportedContent
+from ringkas.errors import BlockedAddress, UnsupportedContent
 from ringkas.fetch import SafeFetcher, looks_like_feed, looks_like_html
 from tests.support.web_stub import WebStub
+from tests.test_ssrf import FakeDNS
 
 # 300 comments and then no markup: the old sniffing pattern backtracked through 2^300 ways to split them.
 COMMENT_FLOOD = b"<!--a-->" * 300 + b"just words, no markup"
@@ -50,3 +51,22 @@ async def test_comment_flood_served_without_a_type_is_refused_plainly(web: WebSt
     text_url = web.add("/flood.txt", COMMENT_FLOOD, content_type="application/octet-stream")
     result = await fetcher.fetch(text_url)
     assert result.content_type == "text/plain"
+
+
+async def test_an_outside_page_cannot_redirect_into_an_allow_listed_intranet_host(web: WebStub) -> None:
+    web.add("/admin/delete-all", "<html><body><p>Internal admin page.</p></body></html>")
+    web.add("/internal-story", "<html><body><p>Intranet story shared directly.</p></body></html>")
+    web.redirect("/innocent", f"http://intranet.example:{web.port}/admin/delete-all")
+    dns = FakeDNS({"news.example": ["127.0.0.1"], "intranet.example": ["127.0.0.1"]}, port=web.port)
+    fetcher = SafeFetcher(
+        allow_hosts=["intranet.example"], resolver=dns, extra_allowed_networks=["127.0.0.1/32"], timeout=5
+    )
+    try:
+        with pytest.raises(BlockedAddress):
+            await fetcher.fetch("http://news.example/innocent")
+        assert web.hits["/innocent"] == 1 and web.hits["/admin/delete-all"] == 0
+        # Shared directly, the allow-listed host is still read.
+        direct = await fetcher.fetch(f"http://intranet.example:{web.port}/internal-story")
+        assert b"shared directly" in direct.body
+    finally:
+        await fetcher.aclose()
