@@ -27,6 +27,7 @@ from slack_sdk.models.blocks import (
 from handlers.deps import Deps
 from handlers.render import CONTEXT_LIMIT, MAX_BLOCKS, SECTION_LIMIT, TITLE_LIMIT, Message, escape, fit, link
 from handlers.render import user_mention as mention
+from handlers.summaries import post_message
 from ringkas.digest.labels import labels, local_time, long_date
 from ringkas.digest.models import Digest, Story
 from ringkas.digest.schedule import parse_time, parse_timezone
@@ -232,9 +233,8 @@ def make_poster(client: Any, deps: Deps | None) -> Any:
     async def post(team_id: str, channel_id: str, digest: Digest) -> str | None:
         main, *rest = digest_messages(digest)
         try:
-            response = await client.chat_postMessage(
-                channel=channel_id, unfurl_links=False, unfurl_media=False, **main.as_kwargs()
-            )
+            response = await post_message(client, main, channel=channel_id, unfurl_links=False,
+                                          unfurl_media=False)
         except SlackApiError as exc:
             error = str(exc.response.get("error") or "unknown") if exc.response is not None else "unknown"
             message = _REFUSALS.get(error, f"Slack refused the digest ({error}).")
@@ -242,10 +242,8 @@ def make_poster(client: Any, deps: Deps | None) -> Any:
         ts = response.get("ts")
         for message in rest:
             try:
-                await client.chat_postMessage(
-                    channel=channel_id, thread_ts=ts, unfurl_links=False, unfurl_media=False,
-                    **message.as_kwargs(),
-                )
+                await post_message(client, message, channel=channel_id, thread_ts=ts, unfurl_links=False,
+                                   unfurl_media=False)
             except SlackApiError as exc:  # the digest is out; a missing continuation is logged, not retried
                 log.warning("digest thread reply failed", extra={"channel": channel_id,
                                                                  "error": exc.response.get("error")})

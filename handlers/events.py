@@ -8,6 +8,7 @@ message is summarized once however often Slack delivers it (retries included).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -23,6 +24,7 @@ log = logging.getLogger("ringkas.slack.events")
 # bot messages, link previews added through message_changed, …) is ignored.
 _PERSON_POSTED = frozenset({None, "thread_broadcast", "file_share"})
 _NO_LINK = "-"  # claim() key part for mentions and DMs without links (help or a question)
+INTERRUPTED_QUESTION = "I was restarting and couldn't finish answering. Please ask again in a minute."
 
 
 def _team_id(body: dict[str, Any], event: dict[str, Any], context: Any) -> str:
@@ -161,12 +163,24 @@ async def _no_link(
         state, error_code = "failed", "internal"
         log.exception("answering a mention failed", extra={"channel": channel_id, "message_ts": ts})
         await _apologise(client, channel_id, reply_thread, ts)
+    except asyncio.CancelledError:
+        # Shutdown ran out of grace mid-answer: say so instead of leaving the question unanswered.
+        log.warning("question interrupted by shutdown", extra={"channel": channel_id, "message_ts": ts})
+        try:
+            async with asyncio.timeout(5):
+                await _apologise(client, channel_id, reply_thread, ts, reason=INTERRUPTED_QUESTION)
+                await deps.state.finish(request_id, state="failed", error_code="interrupted")
+        except Exception:
+            log.exception("could not tell about the interrupted question", extra={"channel": channel_id})
+        raise
     await deps.state.finish(request_id, state=state, error_code=error_code)
 
 
-async def _apologise(client: Any, channel_id: str, reply_thread: str | None, ts: str) -> None:
+async def _apologise(
+    client: Any, channel_id: str, reply_thread: str | None, ts: str, *, reason: str = APOLOGY
+) -> None:
     try:
-        kwargs: dict[str, Any] = {"channel": channel_id, **failure_text(APOLOGY).as_kwargs()}
+        kwargs: dict[str, Any] = {"channel": channel_id, **failure_text(reason).as_kwargs()}
         if reply_thread:
             kwargs["thread_ts"] = reply_thread
         await client.chat_postMessage(**kwargs)

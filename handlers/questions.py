@@ -7,6 +7,8 @@ and name the article and who asked. Usage problems are answered privately.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import re
 from typing import Any
@@ -16,7 +18,17 @@ from slack_sdk.models.blocks import ContextBlock, MarkdownTextObject, SectionBlo
 
 from handlers.deps import Deps
 from handlers.links import display_host, extract_links
-from handlers.render import CONTEXT_LIMIT, FALLBACK_LIMIT, SECTION_LIMIT, escape, fit, link, user_mention
+from handlers.render import (
+    CONTEXT_LIMIT,
+    FALLBACK_LIMIT,
+    SECTION_LIMIT,
+    Message,
+    escape,
+    fit,
+    link,
+    user_mention,
+)
+from handlers.summaries import post_message
 from ringkas.errors import RingkasError
 from ringkas.qa import Answer, EmptyQuestion, NoArticle
 
@@ -86,7 +98,8 @@ async def _ask(
         if links:
             reading = link(links[0], display_host(links[0]))
             await _private(respond, f":hourglass_flowing_sand: Reading {reading}…")
-            article = await deps.ringkas.get_article(links[0])
+            async with deps.slots:  # fetches share the link summaries' bound (memory, sockets)
+                article = await deps.ringkas.get_article(links[0])
             if article.id is None:
                 raise NoArticle("I couldn't store that article, so I can't answer questions about it.")
             article_id = article.id
@@ -116,10 +129,18 @@ async def _ask(
         log.exception("answering /ask failed", extra={"team_id": team_id, "channel_id": channel_id})
         await _private(respond, ":warning: Something went wrong while answering. Please try again.")
         return
+    except asyncio.CancelledError:
+        log.warning("/ask interrupted by shutdown", extra={"team_id": team_id, "channel_id": channel_id})
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(5):
+                await _private(respond, ":warning: I was restarting and couldn't finish answering. "
+                                        "Please ask again in a minute.")
+        raise
 
     message = answer_message(answer, question=question, asked_by=user_id)
     try:
-        posted = await client.chat_postMessage(channel=channel_id, thread_ts=thread_ts, **message)
+        posted = await post_message(client, _as_message(message), channel=channel_id, thread_ts=thread_ts,
+                                    unfurl_links=False)
     except SlackApiError as exc:
         error = exc.response.get("error")
         if error in _NOT_IN_CHANNEL:
@@ -188,7 +209,8 @@ async def answer_in_thread(
         await _react(client, "reactions_remove", channel_id, message_ts, THINKING)
         raise
     try:
-        await client.chat_postMessage(channel=channel_id, thread_ts=thread_ts, **answer_message(answer))
+        await post_message(client, _as_message(answer_message(answer)), channel=channel_id,
+                           thread_ts=thread_ts, unfurl_links=False)
     finally:
         await _react(client, "reactions_remove", channel_id, message_ts, THINKING)
     return True
@@ -256,6 +278,10 @@ def answer_message(
     about = f"{words['about']}: {_article_links(answer)}"
     blocks.append(ContextBlock(elements=[MarkdownTextObject(text=fit(about, CONTEXT_LIMIT))]).to_dict())
     return {"text": fit("\n".join(fallback), FALLBACK_LIMIT), "blocks": blocks, "unfurl_links": False}
+
+
+def _as_message(kwargs: dict[str, Any]) -> Message:
+    return Message(text=kwargs["text"], blocks=kwargs["blocks"])
 
 
 def _section(text: str) -> dict[str, Any]:

@@ -41,6 +41,8 @@ class SlackStub:
         self.responses: list[tuple[str, dict[str, Any]]] = []
         self.socket_acks: list[dict[str, Any]] = []
         self.overrides: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+        # response_url posts: (status, body) to answer instead of 200 "ok", e.g. (400, "invalid_blocks")
+        self.response_answer: Callable[[dict[str, Any]], tuple[int, str]] | None = None
         self._rate_limits: dict[str, list[float]] = {}
         self._ts = itertools.count(1)
         self._runner: web.AppRunner | None = None
@@ -193,6 +195,9 @@ class SlackStub:
         except json.JSONDecodeError:
             body = dict(parse_qsl(raw.decode()))
         self.responses.append((request.match_info["name"], body))
+        if self.response_answer is not None:
+            status, text = self.response_answer(body)
+            return web.Response(status=status, text=text)
         return web.Response(text="ok")
 
     async def wait_for_response(
