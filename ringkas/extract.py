@@ -156,6 +156,36 @@ def _detect_charset(body: bytes) -> str | None:
     return _codec(best.encoding) if best is not None else None
 
 
+# --- attribute floods -----------------------------------------------------------------------------
+
+#: libxml2 checks each new attribute of a tag against all earlier ones, so one tag with 200,000 attributes
+#: (a 2 MB page) costs minutes of parsing that hold the GIL and freeze the event loop. Real tags have a
+#: handful; a tag with more than this many keeps its name and loses its attributes before parsing.
+MAX_TAG_ATTRIBUTES = 200
+# One pass over the document, every token possessive and consumed once (linear time). Start tags are read
+# as HTML5 does: a quote opens a value only right after "=", and the tag ends at the first ">" outside one.
+# Script, style and comments are not skipped: libxml2 may end them earlier than a tokenizer would think.
+_HTML_TOKEN = re.compile(
+    r"(?P<tag><(?P<name>[a-zA-Z][^\s/>=]*+)(?:=\s*+\"[^\"]*+\"?|=\s*+'[^']*+'?|[^>=]++|=)*+>?)"
+    r"|(?:[^<]++|<(?![a-zA-Z]))++",
+)
+_QUOTED_VALUE = re.compile(r"=\s*\"[^\"]*\"?|=\s*'[^']*'?")
+
+
+def _tame_tag(match: re.Match[str]) -> str:
+    tag = match.group("tag")
+    if tag is None or len(tag) < 2 * MAX_TAG_ATTRIBUTES:
+        return match.group(0)
+    name = match.group("name")
+    words = _QUOTED_VALUE.sub(" ", tag[len(name) + 1 :]).split()
+    return f"<{name}>" if len(words) > MAX_TAG_ATTRIBUTES else tag
+
+
+def tame_attribute_floods(html: str) -> str:
+    """The document with the attributes of absurdly attribute-heavy tags removed (see MAX_TAG_ATTRIBUTES)."""
+    return _HTML_TOKEN.sub(_tame_tag, html)
+
+
 # --- boilerplate pruning -------------------------------------------------------------------------
 
 #: class/id words marking blocks that are never article text.
@@ -379,7 +409,7 @@ def _json_ld_objects(tree: HtmlElement) -> Iterator[dict[str, Any]]:
             continue
         try:
             data = json.loads(script.text.strip()[:500_000])
-        except ValueError:
+        except (ValueError, RecursionError):  # "[[[[…" 100,000 deep is valid JSON to the scanner
             continue
         stack: list[Any] = [data]
         seen = 0
@@ -547,7 +577,7 @@ def _choose_language(declared: str | None, text: str) -> str | None:
 def _html_article(result: FetchResult) -> Article:
     html, _codec_used = decode_body(result.body, result.charset)
     html = re.sub(r"^\s*<\?xml[^>]*\?>", "", html, count=1)  # lxml refuses str input with a declaration
-    tree = load_html(html)
+    tree = load_html(tame_attribute_floods(html))
     if tree is None:
         raise NotAnArticle("That page is empty or isn't readable HTML.")
     base = result.final_url if result.final_url.startswith(("http://", "https://")) else None
