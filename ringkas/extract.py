@@ -33,7 +33,14 @@ from trafilatura.utils import load_html
 
 from ringkas.documents import Article, FetchResult
 from ringkas.errors import NotAnArticle, NotFound, TooLarge, UnsupportedContent
-from ringkas.fetch import HTML_TYPES, PDF_TYPES, looks_like_html, looks_like_pdf, looks_like_text
+from ringkas.fetch import (
+    HTML_TYPES,
+    PDF_TYPES,
+    looks_like_html,
+    looks_like_pdf,
+    looks_like_text,
+    tame_attribute_floods,
+)
 from ringkas.language import close_languages, detect_language_with_confidence, normalize_language
 from ringkas.pdf_text import read_pdf
 from ringkas.urls import canonicalize, same_document, same_site
@@ -154,36 +161,6 @@ def _detect_charset(body: bytes) -> str | None:
 
     best = from_bytes(body[:200_000]).best()
     return _codec(best.encoding) if best is not None else None
-
-
-# --- attribute floods -----------------------------------------------------------------------------
-
-#: libxml2 checks each new attribute of a tag against all earlier ones, so one tag with 200,000 attributes
-#: (a 2 MB page) costs minutes of parsing that hold the GIL and freeze the event loop. Real tags have a
-#: handful; a tag with more than this many keeps its name and loses its attributes before parsing.
-MAX_TAG_ATTRIBUTES = 200
-# One pass over the document, every token possessive and consumed once (linear time). Start tags are read
-# as HTML5 does: a quote opens a value only right after "=", and the tag ends at the first ">" outside one.
-# Script, style and comments are not skipped: libxml2 may end them earlier than a tokenizer would think.
-_HTML_TOKEN = re.compile(
-    r"(?P<tag><(?P<name>[a-zA-Z][^\s/>=]*+)(?:=\s*+\"[^\"]*+\"?|=\s*+'[^']*+'?|[^>=]++|=)*+>?)"
-    r"|(?:[^<]++|<(?![a-zA-Z]))++",
-)
-_QUOTED_VALUE = re.compile(r"=\s*\"[^\"]*\"?|=\s*'[^']*'?")
-
-
-def _tame_tag(match: re.Match[str]) -> str:
-    tag = match.group("tag")
-    if tag is None or len(tag) < 2 * MAX_TAG_ATTRIBUTES:
-        return match.group(0)
-    name = match.group("name")
-    words = _QUOTED_VALUE.sub(" ", tag[len(name) + 1 :]).split()
-    return f"<{name}>" if len(words) > MAX_TAG_ATTRIBUTES else tag
-
-
-def tame_attribute_floods(html: str) -> str:
-    """The document with the attributes of absurdly attribute-heavy tags removed (see MAX_TAG_ATTRIBUTES)."""
-    return _HTML_TOKEN.sub(_tame_tag, html)
 
 
 # --- boilerplate pruning -------------------------------------------------------------------------

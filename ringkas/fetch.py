@@ -19,7 +19,7 @@ import time
 import zlib
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
-from typing import Literal
+from typing import AnyStr, Literal
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -211,6 +211,45 @@ def _plausible_before_body(declared: str, accept: Accept) -> bool:
     if declared in FEED_TYPES or declared.endswith(("+xml", "+json")):
         return accept == "feed" or declared.endswith("xml")
     return False
+
+
+# --- attribute floods -----------------------------------------------------------------------------
+
+#: libxml2 (HTML) and xml.sax (feeds) compare each new attribute of a tag with all earlier ones, so one
+#: tag with 200,000 attributes (a 2 MB page) costs minutes of parsing, much of it holding the GIL. Real
+#: tags have a handful; a tag with more than this many keeps its name and loses its attributes.
+MAX_TAG_ATTRIBUTES = 200
+# One pass over the document, every token possessive and consumed once (linear time). Start tags are read
+# as HTML5 does: a quote opens a value only right after "=", and the tag ends at the first ">" outside one.
+# Script, style and comments are not skipped: libxml2 may end them earlier than a tokenizer would think.
+_START_TAG_PATTERN = (
+    r"(?P<tag><(?P<name>[a-zA-Z][^\s/>=]*+)(?:=\s*+\"[^\"]*+\"?|=\s*+'[^']*+'?|[^>=]++|=)*+>?)"
+)
+_TEXT_RUN_PATTERN = r"|(?:[^<]++|<(?![a-zA-Z]))++"
+_MARKUP_TOKEN = re.compile(_START_TAG_PATTERN + _TEXT_RUN_PATTERN)
+_MARKUP_TOKEN_BYTES = re.compile((_START_TAG_PATTERN + _TEXT_RUN_PATTERN).encode())
+_QUOTED_VALUE = re.compile(r"=\s*\"[^\"]*\"?|=\s*'[^']*'?")
+_QUOTED_VALUE_BYTES = re.compile(_QUOTED_VALUE.pattern.encode())
+
+
+def _tame_tag(match: re.Match[AnyStr]) -> AnyStr:
+    tag = match.group("tag")
+    if tag is None or len(tag) < 2 * MAX_TAG_ATTRIBUTES:
+        return match.group(0)
+    name = match.group("name")
+    rest = tag[len(name) + 1 :]
+    if isinstance(rest, bytes):
+        words = _QUOTED_VALUE_BYTES.sub(b" ", rest).split()
+        return b"<" + name + b">" if len(words) > MAX_TAG_ATTRIBUTES else tag  # type: ignore[return-value,operator]
+    words = _QUOTED_VALUE.sub(" ", rest).split()
+    return f"<{name}>" if len(words) > MAX_TAG_ATTRIBUTES else tag  # type: ignore[return-value]
+
+
+def tame_attribute_floods(markup: AnyStr) -> AnyStr:
+    """HTML or XML (text, or bytes in an ASCII-compatible encoding) with the attributes of absurdly
+    attribute-heavy tags removed (see MAX_TAG_ATTRIBUTES). Linear time; run it off the event loop."""
+    pattern = _MARKUP_TOKEN_BYTES if isinstance(markup, bytes) else _MARKUP_TOKEN
+    return pattern.sub(_tame_tag, markup)  # type: ignore[arg-type,return-value]
 
 
 # --- bounded decompression ------------------------------------------------------------------------

@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from ringkas.documents import FetchResult
-from ringkas.extract import MAX_TAG_ATTRIBUTES, extract_article, tame_attribute_floods
-from ringkas.fetch import SafeFetcher
+from ringkas.extract import extract_article
+from ringkas.fetch import MAX_TAG_ATTRIBUTES, SafeFetcher, tame_attribute_floods
 from tests.support.web_stub import WebStub
 
 PARAGRAPH = (

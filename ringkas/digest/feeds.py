@@ -26,6 +26,7 @@ from ringkas.digest.models import FeedItem, FeedOutcome, FeedSource, FeedState
 from ringkas.digest.relevance import RELEVANT, ai_relevance
 from ringkas.documents import FetchResult
 from ringkas.errors import ConfigError, RingkasError
+from ringkas.fetch import tame_attribute_floods
 from ringkas.urls import canonicalize
 
 log = logging.getLogger("ringkas.digest.feeds")
@@ -208,6 +209,7 @@ def parse_feed(
     Raises ValueError when the bytes are not a feed.
     """
     headers = {"content-type": content_type} if content_type else {}
+    body = tame_attribute_floods(body)  # xml.sax is quadratic in a tag's attribute count
     parsed = feedparser.parse(body, response_headers=headers, sanitize_html=True, resolve_relative_uris=True)
     entries = parsed.entries[:MAX_ENTRIES_PER_FEED]
     if not entries:
