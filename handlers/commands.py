@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from handlers.deps import Deps
-from handlers.links import command_links
+from handlers.links import command_links, slack_unescape
 from handlers.render import command_help_text, escape, language_label, usage_text, user_mention
 from handlers.summaries import LinkJob, split_links, summarize_links
 from ringkas.config import validate_language
@@ -39,7 +39,7 @@ def register(app: Any, deps: Deps) -> None:
 async def handle_summarize(
     deps: Deps, *, ack: Any, command: dict[str, Any], respond: Any, client: Any, team_id: str
 ) -> None:
-    text = (command.get("text") or "").strip()
+    text = slack_unescape(command.get("text") or "").strip()  # echoed back escaped once, by usage_text
     words = text.split()
     first = words[0].lower() if words else ""
     channel_id = str(command.get("channel_id") or "")

@@ -50,6 +50,11 @@ def _strip_trailing(url: str) -> str:
     return url
 
 
+def slack_unescape(text: str) -> str:
+    """Undo Slack's own escaping of `&`, `<` and `>` in message and command text (nothing else)."""
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
 def extract_links(text: str | None) -> list[str]:
     """http(s) links in message text, in order of appearance, without duplicates."""
     if not text:

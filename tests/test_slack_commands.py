@@ -75,6 +75,14 @@ async def test_usage_for_no_or_bad_arguments(slack_app: SlackApp, slack_stub: Sl
     assert slack_stub.posted() == [] and slack_stub.responses == []
 
 
+async def test_usage_echoes_the_text_escaped_exactly_once(slack_app: SlackApp) -> None:
+    # Slack escapes &, < and > in command text; the echo must show what the person typed, and stay inert.
+    reply = await slack_app.command("tom &amp; jerry &lt;!channel&gt;")
+    shown = ack_text(reply)
+    assert "“tom &amp; jerry &lt;!channel&gt;”" in shown
+    assert "&amp;amp;" not in shown and "&amp;lt;" not in shown and "<!channel>" not in shown
+
+
 async def test_language_setting_changes_summary_language_and_survives_restart(
     make_slack_app: MakeSlackApp, database_url: str, slack_stub: SlackStub, web: WebStub,
     openai_stub: OpenAIStub,
