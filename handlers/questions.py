@@ -17,7 +17,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.models.blocks import ContextBlock, MarkdownTextObject, SectionBlock
 
 from handlers.deps import Deps
-from handlers.links import display_host, extract_links
+from handlers.links import display_host, extract_links, slack_unescape
 from handlers.render import (
     CONTEXT_LIMIT,
     FALLBACK_LIMIT,
@@ -226,7 +226,7 @@ def question_text(text: str | None, *, strip_links: bool = True) -> str:
     cleaned = _MENTION.sub(" ", text)
     if strip_links:
         cleaned = _BARE_LINK.sub(" ", _LINK_MARKUP.sub(" ", cleaned))
-    cleaned = cleaned.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    cleaned = slack_unescape(cleaned)
     lines = [" ".join(line.split()) for line in cleaned.splitlines()]
     question = "\n".join(line for line in lines if line).strip()
     # Nothing to ask without a single letter or digit ("?", a stray zero-width space).
