@@ -3,7 +3,7 @@
     /summarize URL [URL…]           summary posted in the channel, naming who asked
     /summarize auto on|off          summarize links people share in this channel automatically (default on)
     /summarize language CODE|auto   language of this channel's summaries
-    /summarize help                 what the bot does
+    /summarize help|bantuan         what the bot does
 
 Every command is acknowledged at once; anything needing the database or the network runs afterwards.
 """
@@ -17,14 +17,17 @@ from typing import Any
 from handlers.deps import Deps
 from handlers.links import command_links, slack_unescape
 from handlers.render import command_help_text, escape, language_label, usage_text, user_mention
-from handlers.summaries import LinkJob, split_links, summarize_links
+from handlers.summaries import LinkJob, quick_channel_words, split_links, summarize_links, words_for
 from ringkas.config import validate_language
 from ringkas.errors import ConfigError
+from ringkas.i18n import N_, Translator
 
 log = logging.getLogger("ringkas.slack.commands")
 
 COMMAND = "/summarize"
-SAVE_FAILED = "Sorry, I couldn't save that setting. Please try again."
+SAVE_FAILED = N_("Sorry, I couldn't save that setting. Please try again.")
+HELP_WORDS = frozenset({"help", "bantuan", "-h", "--help"})
+LANGUAGE_WORDS = frozenset({"language", "bahasa"})
 
 
 def register(app: Any, deps: Deps) -> None:
@@ -44,34 +47,35 @@ async def handle_summarize(
     first = words[0].lower() if words else ""
     channel_id = str(command.get("channel_id") or "")
     user_id = command.get("user_id")
+    _ = await quick_channel_words(deps, team_id, channel_id)
 
     if not words:
-        await ack(text=usage_text())
+        await ack(text=usage_text(None, _))
         return
-    if first == "help" and len(words) == 1:
-        await ack(text=command_help_text(deps.settings.max_links_per_message))
+    if first in HELP_WORDS and len(words) == 1:
+        await ack(text=command_help_text(deps.settings.max_links_per_message, _))
         return
     if first == "auto":
         choice = words[1].lower() if len(words) == 2 else ""
         if choice not in {"on", "off"}:
-            await ack(text=usage_text("Say `/summarize auto on` or `/summarize auto off`."))
+            await ack(text=usage_text(_("Say `/summarize auto on` or `/summarize auto off`."), _))
             return
         await ack()
         deps.tasks.spawn(
             _set_passive(deps, respond, team_id=team_id, channel_id=channel_id, user_id=user_id,
-                         enabled=choice == "on"),
+                         enabled=choice == "on", _=_),
             name=f"command:auto:{channel_id}",
         )
         return
-    if first == "language":
+    if first in LANGUAGE_WORDS:
         if len(words) != 2:
-            await ack(text=usage_text("Say `/summarize language CODE` (for example `id` or `en`) or "
-                                      "`/summarize language auto`."))
+            await ack(text=usage_text(_("Say `/summarize language CODE` (for example `id` or `en`) or "
+                                        "`/summarize language auto`."), _))
             return
         try:
-            language = resolve_language(words[1])
+            language = resolve_language(words[1], _)
         except ConfigError as exc:
-            await ack(text=usage_text(exc.user_message))
+            await ack(text=usage_text(exc.user_message, _))
             return
         await ack()
         deps.tasks.spawn(
@@ -83,7 +87,7 @@ async def handle_summarize(
 
     links = command_links(text)
     if not links:
-        await ack(text=usage_text(f"I couldn't find a web link in “{text[:200]}”."))
+        await ack(text=usage_text(_("I couldn't find a web link in “{text}”.", text=text[:200]), _))
         return
     accepted, skipped = split_links(links, deps.settings.max_links_per_message)
     await ack()
@@ -103,7 +107,7 @@ async def handle_summarize(
     deps.tasks.spawn(summarize_links(deps, client, job), name=f"command:summarize:{channel_id}")
 
 
-def resolve_language(word: str) -> str:
+def resolve_language(word: str, _: Translator | None = None) -> str:
     """`id`, `ID`, `id-ID`, `ind` or `Indonesian` -> `id`; `pt-BR` -> `pt-br`; `auto` stays `auto`.
 
     Unknown codes are refused: a typo such as `ed` would otherwise silently become the channel's language.
@@ -111,27 +115,28 @@ def resolve_language(word: str) -> str:
     try:
         return validate_language(word, "The language")
     except ConfigError:
-        message = f"I don't know the language {word.strip()!r}. Use a code such as `id` or `en`."
-        raise ConfigError(message) from None
+        message = N_("I don't know the language {word}. Use a code such as `id` or `en`.")
+        shown = repr(word.strip())
+        raise ConfigError(_(message, word=shown) if _ else message.format(word=shown)) from None
 
 
 async def _set_passive(
-    deps: Deps, respond: Any, *, team_id: str, channel_id: str, user_id: str | None, enabled: bool
+    deps: Deps, respond: Any, *, team_id: str, channel_id: str, user_id: str | None, enabled: bool,
+    _: Translator,
 ) -> None:
     try:
         await deps.state.set_passive(team_id, channel_id, enabled)
     except Exception:
         log.exception("could not store channel setting", extra={"channel": channel_id})
-        await respond(text=SAVE_FAILED, response_type="ephemeral")
+        await respond(text=_(SAVE_FAILED), response_type="ephemeral")
         return
-    who = user_mention(user_id) or "Someone"
+    who = user_mention(user_id) or _("Someone")
     if enabled:
-        text = f"{who} turned on automatic summaries here: I'll summarize links shared in this channel."
+        text = _("{who} turned on automatic summaries here: I'll summarize links shared in this channel.",
+                 who=who)
     else:
-        text = (
-            f"{who} turned off automatic summaries here. Mention me with a link or use `/summarize URL` "
-            "when you want one; `/summarize auto on` turns them back on."
-        )
+        text = _("{who} turned off automatic summaries here. Mention me with a link or use `/summarize URL` "
+                 "when you want one; `/summarize auto on` turns them back on.", who=who)
     log.info("passive summaries changed", extra={"channel": channel_id, "enabled": enabled})
     await respond(text=text, response_type="in_channel", replace_original=False)
 
@@ -139,19 +144,23 @@ async def _set_passive(
 async def _set_language(
     deps: Deps, respond: Any, *, team_id: str, channel_id: str, user_id: str | None, language: str | None
 ) -> None:
+    # The confirmation is written in the language just chosen: it is the channel's language from now on.
+    _ = words_for(deps, language)
     try:
         await deps.state.set_language(team_id, channel_id, language)
     except Exception:
         log.exception("could not store channel setting", extra={"channel": channel_id})
-        await respond(text=SAVE_FAILED, response_type="ephemeral")
+        await respond(text=_(SAVE_FAILED), response_type="ephemeral")
         return
-    who = user_mention(user_id) or "Someone"
+    who = user_mention(user_id) or _("Someone")
     if language is None:
         default = deps.settings.summary_language
-        fallback = "each article's own language" if default == "auto" else language_label(default)
-        text = f"{who} reset the summary language here: summaries use {escape(fallback)}."
+        fallback = _("each article's own language") if default == "auto" else language_label(default, _)
+        text = _("{who} reset the summary language here: summaries use {language}.", who=who,
+                 language=escape(fallback))
     else:
-        label = escape(language_label(language))
-        text = f"{who} set the summary language here: summaries will be written in {label}."
+        label = escape(language_label(language, _))
+        text = _("{who} set the summary language here: summaries will be written in {language}.", who=who,
+                 language=label)
     log.info("channel language changed", extra={"channel": channel_id, "language": language})
     await respond(text=text, response_type="in_channel", replace_original=False)

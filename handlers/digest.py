@@ -25,15 +25,24 @@ from slack_sdk.models.blocks import (
 )
 
 from handlers.deps import Deps
-from handlers.render import CONTEXT_LIMIT, MAX_BLOCKS, SECTION_LIMIT, TITLE_LIMIT, Message, escape, fit, link
+from handlers.render import (
+    CONTEXT_LIMIT,
+    MAX_BLOCKS,
+    SECTION_LIMIT,
+    TITLE_LIMIT,
+    Message,
+    escape,
+    fit,
+    language_label,
+    link,
+)
 from handlers.render import user_mention as mention
-from handlers.summaries import post_message
-from ringkas.digest.labels import labels, local_time, long_date
+from handlers.summaries import failure_reason, post_message, quick_channel_words
 from ringkas.digest.models import Digest, Story
 from ringkas.digest.schedule import parse_time, parse_timezone
 from ringkas.digest.service import PostFailed
 from ringkas.errors import RingkasError
-from ringkas.language import language_name
+from ringkas.i18n import N_, Translator, translator
 
 log = logging.getLogger("ringkas.slack.digest")
 
@@ -42,7 +51,7 @@ MAIN_STORIES = 12  # stories in the channel message; the rest go to its thread
 THREAD_BLOCKS = 45  # blocks per thread reply (Slack allows 50)
 FALLBACK_LIMIT = 3000
 
-USAGE = (
+USAGE = N_(
     "*Daily AI-news digest*\n"
     "• `/digest subscribe [HH:MM] [Area/City]` — post a digest here every day "
     "(for example `/digest subscribe 07:30 Asia/Jakarta`)\n"
@@ -50,10 +59,12 @@ USAGE = (
     "• `/digest status` — time, time zone, language and next digest\n"
     "• `/digest now` — post a digest of the last 24 hours here now"
 )
+HELP_WORDS = frozenset({"help", "bantuan"})
 
 
-def usage(problem: str | None = None) -> str:
-    return f"{problem}\n\n{USAGE}" if problem else USAGE
+def usage(problem: str | None = None, _: Translator | None = None) -> str:
+    _ = _ or translator(None)
+    return f"{problem}\n\n{_(USAGE)}" if problem else _(USAGE)
 
 
 def register(app: Any, deps: Deps) -> None:
@@ -63,31 +74,31 @@ def register(app: Any, deps: Deps) -> None:
                             team_id=str(context.get("team_id") or command.get("team_id") or ""))
 
 
-def parse_subscribe(words: list[str], *, default_time: str, default_timezone: str) -> tuple[str, str]:
+def parse_subscribe(
+    words: list[str], *, default_time: str, default_timezone: str, _: Translator | None = None
+) -> tuple[str, str]:
     """`[HH:MM] [Area/City]` in either order -> (time, zone); raises ValueError with a message for people."""
+    _ = _ or translator(None)
     time: str | None = None
     zone: str | None = None
     for word in words:
         parsed_time = parse_time(word)
         if parsed_time:
             if time is not None:
-                raise ValueError("Give one time only, like `07:30`: one digest a day per channel.")
+                raise ValueError(_("Give one time only, like `07:30`: one digest a day per channel."))
             time = parsed_time
             continue
         parsed_zone = parse_timezone(word)
         if parsed_zone:
             if zone is not None:
-                raise ValueError("Give one time zone only, like `Asia/Jakarta`.")
+                raise ValueError(_("Give one time zone only, like `Asia/Jakarta`."))
             zone = parsed_zone
             continue
         if ":" in word or "." in word or word.isdigit():
-            raise ValueError(
-                f"“{escape(word[:40])}” isn't a time I understand. Use HH:MM (24-hour), like `07:30`."
-            )
-        raise ValueError(
-            f"“{escape(word[:64])}” isn't a time zone I know. Use an IANA name such as `Asia/Jakarta` "
-            "or `Europe/Berlin`."
-        )
+            raise ValueError(_("“{word}” isn't a time I understand. Use HH:MM (24-hour), like `07:30`.",
+                               word=escape(word[:40])))
+        raise ValueError(_("“{word}” isn't a time zone I know. Use an IANA name such as `Asia/Jakarta` "
+                           "or `Europe/Berlin`.", word=escape(word[:64])))
     return time or default_time, zone or default_timezone
 
 
@@ -99,54 +110,53 @@ async def handle_digest(
     channel_id = str(command.get("channel_id") or "")
     user_id = command.get("user_id")
     scheduler = deps.scheduler
-    if action == "help" or (action not in {"subscribe", "unsubscribe", "status", "now"}):
-        problem = None if action == "help" else f"I don't know `/digest {escape(words[0][:40])}`."
-        await ack(text=usage(problem))
+    _ = await quick_channel_words(deps, team_id, channel_id)
+    if action in HELP_WORDS or (action not in {"subscribe", "unsubscribe", "status", "now"}):
+        problem = None if action in HELP_WORDS else _("I don't know `/digest {word}`.",
+                                                       word=escape(words[0][:40]))
+        await ack(text=usage(problem, _))
         return
     if deps.digests is None or scheduler is None:
-        await ack(text="Daily digests are not available in this deployment.")
+        await ack(text=_("Daily digests are not available in this deployment."))
         return
     if action == "subscribe":
         try:
             settings = deps.settings
             time, zone = parse_subscribe(
-                words[1:], default_time=settings.digest_time, default_timezone=settings.digest_timezone
+                words[1:], default_time=settings.digest_time, default_timezone=settings.digest_timezone, _=_
             )
         except ValueError as exc:
-            await ack(text=usage(str(exc)))
+            await ack(text=usage(str(exc), _))
             return
         await ack()
-        deps.tasks.spawn(_subscribe(deps, respond, team_id, channel_id, user_id, time, zone),
+        deps.tasks.spawn(_subscribe(deps, respond, team_id, channel_id, user_id, time, zone, _),
                          name=f"digest:subscribe:{channel_id}")
     elif len(words) > 1:
-        await ack(text=usage(f"`/digest {action}` takes no arguments."))
+        await ack(text=usage(_("`/digest {action}` takes no arguments.", action=action), _))
     elif action == "unsubscribe":
         await ack()
-        deps.tasks.spawn(_unsubscribe(deps, respond, team_id, channel_id, user_id),
+        deps.tasks.spawn(_unsubscribe(deps, respond, team_id, channel_id, user_id, _),
                          name=f"digest:unsubscribe:{channel_id}")
     elif action == "status":
         await ack()
-        deps.tasks.spawn(_status(deps, respond, team_id, channel_id), name=f"digest:status:{channel_id}")
+        deps.tasks.spawn(_status(deps, respond, team_id, channel_id, _), name=f"digest:status:{channel_id}")
     else:
         key = (team_id, channel_id)
         if key in _building:
-            await ack(text="A digest for this channel is already being put together.")
+            await ack(text=_("A digest for this channel is already being put together."))
             return
         _building.add(key)
-        await ack(text="Putting together a digest of the last 24 hours… it will appear here in a minute.")
-        deps.tasks.spawn(_now(deps, respond, client, team_id, channel_id), name=f"digest:now:{channel_id}")
+        await ack(text=_("Putting together a digest of the last 24 hours… it will appear here in a minute."))
+        deps.tasks.spawn(_now(deps, respond, client, team_id, channel_id, _),
+                         name=f"digest:now:{channel_id}")
 
 
 _building: set[tuple[str, str]] = set()  # /digest now in progress, per channel (double clicks)
 
 
-def _language(code: str) -> str:
-    name = language_name(code)
-    return f"{name} ({code})" if name.lower() != code.lower() else code
-
-
 async def _subscribe(
-    deps: Deps, respond: Any, team_id: str, channel_id: str, user_id: str | None, time: str, zone: str
+    deps: Deps, respond: Any, team_id: str, channel_id: str, user_id: str | None, time: str, zone: str,
+    _: Translator,
 ) -> None:
     try:
         status = await deps.scheduler.subscribe(
@@ -154,67 +164,75 @@ async def _subscribe(
         )
     except Exception:
         log.exception("digest subscribe failed", extra={"channel": channel_id})
-        await respond(text="Sorry, I couldn't save the digest subscription. Please try again.",
+        await respond(text=_("Sorry, I couldn't save the digest subscription. Please try again."),
                       response_type="ephemeral")
         return
-    who = mention(user_id) or "Someone"
+    who = mention(user_id) or _("Someone")
     subscription = status.subscription
     await respond(
         response_type="in_channel", replace_original=False,
-        text=(f"{who} subscribed this channel to the daily AI-news digest: every day at "
-              f"*{subscription.time}* ({subscription.timezone}), in {escape(_language(status.language))}. "
-              f"Next digest: {local_time(status.next_run, subscription.timezone)}."),
+        text=_("{who} subscribed this channel to the daily AI-news digest: every day at *{time}* ({zone}), "
+               "in {language}. Next digest: {next}.", who=who, time=subscription.time,
+               zone=subscription.timezone, language=escape(language_label(status.language, _)),
+               next=_.moment(status.next_run, subscription.timezone)),
     )
 
 
-async def _unsubscribe(deps: Deps, respond: Any, team_id: str, channel_id: str, user_id: str | None) -> None:
+async def _unsubscribe(
+    deps: Deps, respond: Any, team_id: str, channel_id: str, user_id: str | None, _: Translator
+) -> None:
     try:
         removed = await deps.scheduler.unsubscribe(team_id, channel_id)
     except Exception:
         log.exception("digest unsubscribe failed", extra={"channel": channel_id})
-        await respond(text="Sorry, I couldn't change the subscription. Please try again.",
+        await respond(text=_("Sorry, I couldn't change the subscription. Please try again."),
                       response_type="ephemeral")
         return
     if not removed:
-        await respond(text="This channel isn't subscribed to the daily digest.", response_type="ephemeral")
+        await respond(text=_("This channel isn't subscribed to the daily digest."), response_type="ephemeral")
         return
-    who = mention(user_id) or "Someone"
+    who = mention(user_id) or _("Someone")
     await respond(response_type="in_channel", replace_original=False,
-                  text=f"{who} unsubscribed this channel from the daily AI-news digest.")
+                  text=_("{who} unsubscribed this channel from the daily AI-news digest.", who=who))
 
 
-async def _status(deps: Deps, respond: Any, team_id: str, channel_id: str) -> None:
+async def _status(deps: Deps, respond: Any, team_id: str, channel_id: str, _: Translator) -> None:
     try:
         status = await deps.scheduler.status(team_id, channel_id)
     except Exception:
         log.exception("digest status failed", extra={"channel": channel_id})
-        await respond(text="Sorry, I couldn't read the digest settings. Please try again.",
+        await respond(text=_("Sorry, I couldn't read the digest settings. Please try again."),
                       response_type="ephemeral")
         return
     if status is None:
-        await respond(response_type="ephemeral", text=(
+        await respond(response_type="ephemeral", text=_(
             "This channel isn't subscribed to the daily digest. "
             "Use `/digest subscribe [HH:MM] [Area/City]` to start it."))
         return
     subscription = status.subscription
-    today = "today's digest is posted; " if status.posted_today else ""
-    await respond(response_type="ephemeral", text=(
-        f"Daily AI-news digest in this channel: *{subscription.time}* ({subscription.timezone}), "
-        f"in {escape(_language(status.language))}. {today.capitalize()}"
-        f"{'next' if today else 'Next'} digest: {local_time(status.next_run, subscription.timezone)}."))
+    values = {"time": subscription.time, "zone": subscription.timezone,
+              "language": escape(language_label(status.language, _)),
+              "next": _.moment(status.next_run, subscription.timezone)}
+    if status.posted_today:
+        text = _("Daily AI-news digest in this channel: *{time}* ({zone}), in {language}. Today's digest is "
+                 "posted; next digest: {next}.", **values)
+    else:
+        text = _("Daily AI-news digest in this channel: *{time}* ({zone}), in {language}. "
+                 "Next digest: {next}.", **values)
+    await respond(response_type="ephemeral", text=text)
 
 
-async def _now(deps: Deps, respond: Any, client: Any, team_id: str, channel_id: str) -> None:
+async def _now(deps: Deps, respond: Any, client: Any, team_id: str, channel_id: str, _: Translator) -> None:
     try:
         assert deps.digests is not None
         digest = await deps.digests.build_now(team_id, channel_id)
         await make_poster(client, deps)(team_id, channel_id, digest)
     except RingkasError as exc:
         log.warning("digest now failed", extra={"channel": channel_id, "code": exc.code})
-        await respond(text=escape(exc.user_message), response_type="ephemeral", replace_original=False)
+        await respond(text=escape(failure_reason(exc, _)), response_type="ephemeral", replace_original=False)
     except Exception:
         log.exception("digest now crashed", extra={"channel": channel_id})
-        await respond(text="Sorry, something went wrong while putting the digest together.",
+        await respond(text=_("Sorry, something went wrong while putting the digest together."),
                       response_type="ephemeral", replace_original=False)
     finally:
         _building.discard((team_id, channel_id))
@@ -260,12 +278,13 @@ _REFUSALS = {
 }
 
 
-def _story_block(story: Story, words: dict[str, str]) -> dict[str, Any]:
+def _story_block(story: Story, _: Translator) -> dict[str, Any]:
     """Linked title, the story's lines, its sources: the sources always fit, the summary gives way."""
     title = f"*{link(story.url, story.title[:300])}*"
     parts = [link(source.url, source.name[:80]) for source in story.sources[:6]]
     if story.team_shared:
-        parts.append(f"_{escape(words['shared'])}_")
+        shared = escape(_("shared by the team"))
+        parts.append(f"_{shared}_")
     sources = " · ".join(parts)
     lines = [title]
     if story.summary:
@@ -275,16 +294,16 @@ def _story_block(story: Story, words: dict[str, str]) -> dict[str, Any]:
     return SectionBlock(text=MarkdownTextObject(text=fit("\n".join(lines), SECTION_LIMIT))).to_dict()
 
 
-def _footer(digest: Digest, words: dict[str, str]) -> dict[str, Any]:
+def _footer(digest: Digest, _: Translator) -> dict[str, Any]:
     if digest.sources_total:
-        parts = [words["read"].format(items=digest.items_read, ok=digest.sources_read,
-                                      total=digest.sources_total)]
+        parts = [_("Read {items} new items from {ok} of {total} sources", items=digest.items_read,
+                   ok=digest.sources_read, total=digest.sources_total)]
     else:
-        parts = [words["read_no_feeds"]]
+        parts = [_("No news feeds configured")]
     if digest.shared_count:
-        parts.append(words["team_links"].format(n=digest.shared_count))
+        parts.append(_.n("{n} link shared by the team", "{n} links shared by the team", digest.shared_count))
     if digest.feeds_failed:
-        parts.append(words["unavailable"].format(n=len(digest.feeds_failed)))
+        parts.append(_.n("{n} source unavailable", "{n} sources unavailable", len(digest.feeds_failed)))
     text = escape(" · ".join(parts))
     return ContextBlock(elements=[MarkdownTextObject(text=fit(text, CONTEXT_LIMIT))]).to_dict()
 
@@ -296,8 +315,9 @@ def _theme_block(theme: str) -> dict[str, Any]:
 def digest_messages(digest: Digest) -> list[Message]:
     """The channel message (header, opening, the top stories, footer) and, for a long digest, thread replies
     with the rest — every message within Slack's limits (50 blocks, 3000 characters a section)."""
-    words = labels(digest.language)
-    header = f"{words['title']} · {long_date(digest.local_date, digest.language)}"
+    _ = translator(digest.language)
+    title = _("AI news digest")
+    header = f"{title} · {_.long_date(digest.local_date)}"
     head: list[dict[str, Any]] = [
         HeaderBlock(text=PlainTextObject(text=header[:TITLE_LIMIT], emoji=False)).to_dict()
     ]
@@ -305,7 +325,8 @@ def digest_messages(digest: Digest) -> list[Message]:
         opening = fit(escape(digest.opening), SECTION_LIMIT)
         head.append(SectionBlock(text=MarkdownTextObject(text=opening)).to_dict())
     if not digest.stories:
-        quiet = words["quiet"].format(since=local_time(digest.window_start, digest.timezone))
+        quiet = _("No AI-industry news in the sources I read since {since}.",
+                  since=_.moment(digest.window_start, digest.timezone))
         head.append(SectionBlock(text=MarkdownTextObject(text=escape(quiet))).to_dict())
 
     # story blocks in order, with a theme line before each theme's first story
@@ -313,9 +334,9 @@ def digest_messages(digest: Digest) -> list[Message]:
     for theme, stories in digest.sections():
         if theme:
             body.append((_theme_block(theme), False))
-        body.extend((_story_block(story, words), True) for story in stories)
+        body.extend((_story_block(story, _), True) for story in stories)
 
-    footer = [DividerBlock().to_dict(), _footer(digest, words)]
+    footer = [DividerBlock().to_dict(), _footer(digest, _)]
     room = min(MAX_BLOCKS - len(head) - len(footer) - 1, MAX_BLOCKS)
     main_body: list[dict[str, Any]] = []
     count = 0
@@ -333,10 +354,12 @@ def digest_messages(digest: Digest) -> list[Message]:
         index -= 1
     rest = [block for block, _ in body[index:]]
     if rest:
-        footer.insert(1, ContextBlock(elements=[MarkdownTextObject(text=escape(words["more"]))]).to_dict())
+        more = escape(_("More stories in the thread."))
+        footer.insert(1, ContextBlock(elements=[MarkdownTextObject(text=more)]).to_dict())
     fallback = f"{header}: {digest.opening}" if digest.opening else header
     messages = [Message(text=fit(escape(fallback), FALLBACK_LIMIT), blocks=head + main_body + footer)]
     for start in range(0, len(rest), THREAD_BLOCKS):
         chunk = rest[start : start + THREAD_BLOCKS]
-        messages.append(Message(text=escape(f"{words['continued']} ({header})"), blocks=chunk))
+        continued = _("More from today’s digest ({header})", header=header)
+        messages.append(Message(text=escape(continued), blocks=chunk))
     return messages

@@ -16,7 +16,8 @@ from handlers import questions
 from handlers.deps import Deps
 from handlers.links import extract_links, mentions_user, strip_mentions
 from handlers.render import failure_text, help_message
-from handlers.summaries import APOLOGY, LinkJob, split_links, summarize_links
+from handlers.summaries import APOLOGY, LinkJob, channel_words, split_links, summarize_links
+from ringkas.i18n import N_, Translator, translator
 
 log = logging.getLogger("ringkas.slack.events")
 
@@ -24,7 +25,7 @@ log = logging.getLogger("ringkas.slack.events")
 # bot messages, link previews added through message_changed, …) is ignored.
 _PERSON_POSTED = frozenset({None, "thread_broadcast", "file_share"})
 _NO_LINK = "-"  # claim() key part for mentions and DMs without links (help or a question)
-INTERRUPTED_QUESTION = "I was restarting and couldn't finish answering. Please ask again in a minute."
+INTERRUPTED_QUESTION = N_("I was restarting and couldn't finish answering. Please ask again in a minute.")
 
 
 def _team_id(body: dict[str, Any], event: dict[str, Any], context: Any) -> str:
@@ -140,12 +141,14 @@ async def _no_link(
         )
     except Exception:
         log.exception("could not record the request", extra={"channel": channel_id, "message_ts": ts})
-        await _apologise(client, channel_id, reply_thread, ts)
+        await _apologise(client, channel_id, reply_thread, ts, translator(None))
         return
     if request_id is None:
         return  # a redelivery of a message already answered
     state, error_code = "done", None
+    _ = translator(None)
     try:
+        _ = await channel_words(deps, team_id, channel_id)
         answered = False
         if event.get("thread_ts"):
             answered = await questions.answer_in_thread(
@@ -153,7 +156,8 @@ async def _no_link(
                 message_ts=ts, user_id=event.get("user"), text=text,
             )
         if not answered:
-            kwargs: dict[str, Any] = {"channel": channel_id, **help_message(bot_user_id).as_kwargs()}
+            help_text = help_message(bot_user_id, _, emoji=deps.settings.summarize_reaction)
+            kwargs: dict[str, Any] = {"channel": channel_id, **help_text.as_kwargs()}
             if reply_thread:
                 kwargs["thread_ts"] = reply_thread
             await client.chat_postMessage(**kwargs)
@@ -162,13 +166,13 @@ async def _no_link(
     except Exception:
         state, error_code = "failed", "internal"
         log.exception("answering a mention failed", extra={"channel": channel_id, "message_ts": ts})
-        await _apologise(client, channel_id, reply_thread, ts)
+        await _apologise(client, channel_id, reply_thread, ts, _)
     except asyncio.CancelledError:
         # Shutdown ran out of grace mid-answer: say so instead of leaving the question unanswered.
         log.warning("question interrupted by shutdown", extra={"channel": channel_id, "message_ts": ts})
         try:
             async with asyncio.timeout(5):
-                await _apologise(client, channel_id, reply_thread, ts, reason=INTERRUPTED_QUESTION)
+                await _apologise(client, channel_id, reply_thread, ts, _, reason=INTERRUPTED_QUESTION)
                 await deps.state.finish(request_id, state="failed", error_code="interrupted")
         except Exception:
             log.exception("could not tell about the interrupted question", extra={"channel": channel_id})
@@ -177,10 +181,10 @@ async def _no_link(
 
 
 async def _apologise(
-    client: Any, channel_id: str, reply_thread: str | None, ts: str, *, reason: str = APOLOGY
+    client: Any, channel_id: str, reply_thread: str | None, ts: str, _: Translator, *, reason: str = APOLOGY
 ) -> None:
     try:
-        kwargs: dict[str, Any] = {"channel": channel_id, **failure_text(reason).as_kwargs()}
+        kwargs: dict[str, Any] = {"channel": channel_id, **failure_text(_(reason)).as_kwargs()}
         if reply_thread:
             kwargs["thread_ts"] = reply_thread
         await client.chat_postMessage(**kwargs)

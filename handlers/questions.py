@@ -28,8 +28,9 @@ from handlers.render import (
     link,
     user_mention,
 )
-from handlers.summaries import post_message
+from handlers.summaries import channel_words, failure_reason, post_message
 from ringkas.errors import RingkasError
+from ringkas.i18n import N_, Translator, translator
 from ringkas.qa import Answer, EmptyQuestion, NoArticle
 
 log = logging.getLogger("ringkas.handlers.questions")
@@ -47,24 +48,19 @@ _NOT_IN_CHANNEL = {"not_in_channel", "channel_not_found", "is_archived"}
 _HELP_WORDS = frozenset({"help", "bantuan", "usage", "-h", "--help"})
 _WORD = re.compile(r"\w")
 
-ASK_USAGE = (
+ASK_USAGE = N_(
     "Ask about the article most recently summarized in this channel: `/ask what does it say about pricing?`\n"
     "Or about any article: `/ask who is behind this? https://example.com/news/story`\n"
     "In a summary's thread you can also mention me with your question: `@Ringkas and what about Bing?`"
 )
-NO_ARTICLE_YET = (
+NO_ARTICLE_YET = N_(
     "No article has been summarized in this channel yet, so there is nothing to ask about. "
     "Share a link first, or add one to your question: `/ask what is new here? https://example.com/news/story`"
 )
-THREAD_HINT = (
+THREAD_HINT = N_(
     "Ask me anything about the article above: mention me with your question in this thread, "
     "e.g. `@Ringkas what does it say about pricing?` I answer from the article itself."
 )
-
-_WORDS = {
-    "en": {"asked": "{user} asked", "about": "About", "not_covered": "The article does not say."},
-    "id": {"asked": "{user} bertanya", "about": "Tentang", "not_covered": "Artikel tidak membahasnya."},
-}
 
 
 def register(app: Any, deps: Deps) -> None:
@@ -88,29 +84,30 @@ async def _ask(
 ) -> None:
     question = question_text(text)
     links = extract_links(text)
+    _ = await channel_words(deps, team_id, channel_id)
     if not question or question.casefold() in _HELP_WORDS:
-        await _private(respond, ASK_USAGE)
+        await _private(respond, _(ASK_USAGE))
         return
     if deps.questions is None:
-        await _private(respond, "Questions are not available in this app right now.")
+        await _private(respond, _("Questions are not available in this app right now."))
         return
     try:
         if links:
             reading = link(links[0], display_host(links[0]))
-            await _private(respond, f":hourglass_flowing_sand: Reading {reading}…")
+            await _private(respond, ":hourglass_flowing_sand: " + _("Reading {host}…", host=reading))
             async with deps.slots:  # fetches share the link summaries' bound (memory, sockets)
                 article = await deps.ringkas.get_article(links[0])
             if article.id is None:
-                raise NoArticle("I couldn't store that article, so I can't answer questions about it.")
+                raise NoArticle(_("I couldn't store that article, so I can't answer questions about it."))
             article_id = article.id
             thread_ts = await deps.questions.store.article_thread(team_id, channel_id, article_id)
         else:
             latest = await deps.state.latest_article(team_id, channel_id)
             if latest is None:
-                await _private(respond, NO_ARTICLE_YET)
+                await _private(respond, _(NO_ARTICLE_YET))
                 return
             article_id, thread_ts = latest
-            await _private(respond, ":thinking_face: Looking for the answer in the article…")
+            await _private(respond, ":thinking_face: " + _("Looking for the answer in the article…"))
         settings = await deps.state.channel_settings(team_id, channel_id)
         answer = await deps.questions.answer(
             question,
@@ -123,18 +120,18 @@ async def _ask(
             language_hint=settings.language,
         )
     except RingkasError as exc:
-        await _private(respond, f":warning: {exc.user_message}")
+        await _private(respond, f":warning: {escape(failure_reason(exc, _))}")
         return
     except Exception:
         log.exception("answering /ask failed", extra={"team_id": team_id, "channel_id": channel_id})
-        await _private(respond, ":warning: Something went wrong while answering. Please try again.")
+        await _private(respond, ":warning: " + _("Something went wrong while answering. Please try again."))
         return
     except asyncio.CancelledError:
         log.warning("/ask interrupted by shutdown", extra={"team_id": team_id, "channel_id": channel_id})
         with contextlib.suppress(Exception):
             async with asyncio.timeout(5):
-                await _private(respond, ":warning: I was restarting and couldn't finish answering. "
-                                        "Please ask again in a minute.")
+                await _private(respond, ":warning: " + _("I was restarting and couldn't finish answering. "
+                                                         "Please ask again in a minute."))
         raise
 
     message = answer_message(answer, question=question, asked_by=user_id)
@@ -148,8 +145,9 @@ async def _ask(
             await respond(response_type="in_channel", **message)
             return
         log.warning("posting an answer failed", extra={"channel": channel_id, "error": error})
-        reason = f"Slack said: {escape(str(error))}"
-        await _private(respond, f":warning: I couldn't post the answer in this channel ({reason}).")
+        reason = escape(str(error))
+        await _private(respond, ":warning: " + _("I couldn't post the answer in this channel (Slack said: "
+                                                 "{reason}).", reason=reason))
         return
     reply_ts = posted.get("ts")
     if thread_ts is None and reply_ts:
@@ -161,7 +159,7 @@ async def _ask(
         )
         await deps.questions.store.move_to_thread(answer.question_id, reply_ts)
     elif thread_ts:
-        await _private(respond, await _answered_in_thread_note(client, channel_id, reply_ts, answer))
+        await _private(respond, await _answered_in_thread_note(client, channel_id, reply_ts, answer, _))
 
 
 async def answer_in_thread(
@@ -180,8 +178,9 @@ async def answer_in_thread(
     if not article_ids:
         return False
     question = question_text(text, strip_links=False)
+    _ = await channel_words(deps, team_id, channel_id)
     if not question:
-        await client.chat_postMessage(channel=channel_id, thread_ts=thread_ts, text=THREAD_HINT)
+        await client.chat_postMessage(channel=channel_id, thread_ts=thread_ts, text=_(THREAD_HINT))
         return True
     await _react(client, "reactions_add", channel_id, message_ts, THINKING)
     try:
@@ -202,7 +201,7 @@ async def answer_in_thread(
         log.info("question not answered", extra={"channel": channel_id, "error": exc.code})
         await _react(client, "reactions_remove", channel_id, message_ts, THINKING)
         await _react(client, "reactions_add", channel_id, message_ts, FAILED)
-        failure = f":warning: I couldn't answer that. {escape(exc.user_message)}"
+        failure = ":warning: " + _("I couldn't answer that.") + " " + escape(failure_reason(exc, _))
         await client.chat_postMessage(channel=channel_id, thread_ts=thread_ts, text=failure)
         return True
     except Exception:
@@ -241,10 +240,6 @@ def slack_answer_text(text: str) -> str:
     return _QUOTE_LINE.sub("> ", safe)  # keep the model's block quotes
 
 
-def _words(language: str | None) -> dict[str, str]:
-    return _WORDS.get((language or "en").split("-")[0], _WORDS["en"])
-
-
 def _article_links(answer: Answer) -> str:
     links = []
     for article in answer.articles:
@@ -260,22 +255,23 @@ def answer_message(
     answer: Answer, *, question: str | None = None, asked_by: str | None = None
 ) -> dict[str, Any]:
     """chat.postMessage arguments for an answer; `question`/`asked_by` are shown for /ask."""
-    words = _words(answer.language)
+    _ = translator(answer.language)
     blocks: list[dict[str, Any]] = []
     fallback: list[str] = []
     if question:
-        who = user_mention(asked_by) or "Someone"
+        who = user_mention(asked_by) or _("Someone")
         shown = question
         if len(shown) > QUESTION_SHOWN_CHARS:
             shown = shown[: QUESTION_SHOWN_CHARS - 1] + "…"
         quoted = "\n".join("> " + escape(line) for line in shown.splitlines())
-        blocks.append(_section(f"*{words['asked'].format(user=who)}:*\n{quoted}"))
-        fallback.append(f"{words['asked'].format(user=who)}: {escape(shown)}")
+        asked = _("{user} asked", user=who)
+        blocks.append(_section(f"*{asked}:*\n{quoted}"))
+        fallback.append(f"{asked}: {escape(shown)}")
     body = slack_answer_text(answer.text)
     for part in _paragraph_chunks(body, SECTION_LIMIT - 100)[:20]:
         blocks.append(_section(part))
     fallback.append(body)
-    about = f"{words['about']}: {_article_links(answer)}"
+    about = _("About: {articles}", articles=_article_links(answer))
     blocks.append(ContextBlock(elements=[MarkdownTextObject(text=fit(about, CONTEXT_LIMIT))]).to_dict())
     return {"text": fit("\n".join(fallback), FALLBACK_LIMIT), "blocks": blocks, "unfurl_links": False}
 
@@ -320,17 +316,19 @@ def _entity_safe(text: str, cut: int) -> int:
     return cut
 
 
-async def _answered_in_thread_note(client: Any, channel_id: str, reply_ts: str | None, answer: Answer) -> str:
-    where = "in the article's thread"
+async def _answered_in_thread_note(
+    client: Any, channel_id: str, reply_ts: str | None, answer: Answer, _: Translator
+) -> str:
+    where = _("in the article's thread")
     if reply_ts:
         try:
             found = await client.chat_getPermalink(channel=channel_id, message_ts=reply_ts)
             permalink = found.get("permalink")
             if permalink:
-                where = f"<{permalink}|in the article's thread>"
+                where = f"<{permalink}|{where}>"
         except SlackApiError:
             pass
-    return f"I answered {where}: {_article_links(answer)}"
+    return _("I answered {where}: {articles}", where=where, articles=_article_links(answer))
 
 
 async def _private(respond: Any, text: str) -> None:

@@ -18,6 +18,7 @@ from slack_sdk.models.blocks import ContextBlock, MarkdownTextObject, SectionBlo
 
 from handlers.links import display_host
 from ringkas.documents import SummaryResult
+from ringkas.i18n import Translator, translator
 
 MAX_BLOCKS = 50
 SECTION_LIMIT = 3000
@@ -34,30 +35,6 @@ _ELLIPSIS = "…"
 # Characters that would end or split Slack's `<url|label>` markup (or break the link) inside a URL.
 _URL_ESCAPES = {"&": "&amp;", "<": "%3C", ">": "%3E", "|": "%7C", " ": "%20", "\n": "%0A", "\r": "%0D",
                 "\t": "%09"}
-
-_LABELS: dict[str, dict[str, str]] = {
-    "en": {
-        "tldr": "TL;DR",
-        "key_points": "Key points",
-        "why": "Why it matters",
-        "minutes": "{n} min read",
-        "cached": "cached",
-        "requested_by": "Requested by {user}",
-        "more_points": "…and {n} more",
-        "untitled": "Untitled",
-    },
-    "id": {
-        "tldr": "Ringkasnya",
-        "key_points": "Poin utama",
-        "why": "Mengapa penting",
-        "minutes": "{n} menit baca",
-        "cached": "dari cache",
-        "requested_by": "Diminta oleh {user}",
-        "more_points": "…dan {n} lagi",
-        "untitled": "Tanpa judul",
-    },
-}
-
 
 @dataclass(frozen=True)
 class Message:
@@ -106,11 +83,6 @@ def user_mention(user_id: str | None) -> str:
     return f"<@{user_id}>" if user_id and _SLACK_ID.match(user_id) else ""
 
 
-def labels(language: str | None) -> dict[str, str]:
-    base = (language or "en").split("-")[0].lower()
-    return _LABELS.get(base, _LABELS["en"])
-
-
 def _section(text: str) -> dict[str, Any]:
     return SectionBlock(text=MarkdownTextObject(text=fit(text, SECTION_LIMIT))).to_dict()
 
@@ -120,14 +92,9 @@ def _context(*parts: str) -> dict[str, Any]:
     return ContextBlock(elements=elements).to_dict()
 
 
-def language_label(code: str) -> str:
-    """`id` -> `Indonesian (id)`."""
-    from ringkas.language import language_name
-
-    try:
-        name = language_name(code)
-    except Exception:  # an unknown code still renders
-        name = None
+def language_label(code: str, _: Translator | None = None) -> str:
+    """`id` -> `Indonesian (id)` (`Indonesia (id)` in Indonesian)."""
+    name = _english(_).language_name(code)
     return f"{name} ({code})" if name and name.lower() != code.lower() else code
 
 
@@ -153,82 +120,116 @@ def _point_sections(points: list[str], heading: str, budget: int, more_label: st
     return [_section(text) for text in sections]
 
 
-def summary_message(result: SummaryResult, *, shared_url: str | None = None,
-                    requested_by: str | None = None) -> Message:
-    """The summary of one article, as Block Kit plus a plain-text fallback."""
-    article, summary = result.article, result.summary
-    words = labels(summary.language)
-    url = article.canonical_url if article.canonical_url.startswith(("http://", "https://")) else (
-        shared_url or article.url
-    )
-    title = (article.title or summary.title or display_host(url) or words["untitled"]).strip()
+def _english(_: Translator | None) -> Translator:
+    return _ if _ is not None else translator("en")
+
+
+def _same_title(a: str, b: str) -> bool:
+    def simple(text: str) -> str:
+        return "".join(ch for ch in text.casefold() if ch.isalnum())
+
+    return simple(a) == simple(b)
+
+
+def _short_title(title: str) -> str:
     title = " ".join(title.split())
     if len(title) > TITLE_LIMIT:
         title = title[: TITLE_LIMIT - 1].rstrip() + _ELLIPSIS
+    return title
+
+
+def summary_message(result: SummaryResult, *, shared_url: str | None = None,
+                    requested_by: str | None = None) -> Message:
+    """The summary of one article, as Block Kit plus a `text` that is the TL;DR (Slack shows `text` in
+    the notification and the channel preview, so the first thing people read is the gist).
+
+    The headline is the model's title in the summary's language, linked to the article; the page's own
+    title follows on a second line when it differs (an English article summarized for an `id` channel).
+    The fixed words are in the summary's language (its catalog; English where there is none)."""
+    article, summary = result.article, result.summary
+    _ = translator(summary.language)
+    url = article.canonical_url if article.canonical_url.startswith(("http://", "https://")) else (
+        shared_url or article.url
+    )
+    original = _short_title(article.title or "")
+    title = _short_title(summary.title or "") or original or display_host(url) or _("Untitled")
 
     meta = [escape(article.site_name or display_host(url))]
     if article.author:
         meta.append(escape(article.author))
     if article.published:
-        meta.append(escape(article.published))
-    meta.append(words["minutes"].format(n=article.reading_minutes))
+        meta.append(escape(_.date(article.published)))
+    meta.append(_.n("{n} min read", "{n} min read", article.reading_minutes))
 
-    footer = [language_label(summary.language), escape(summary.model)]
+    footer = [language_label(summary.language, _), escape(summary.model)]
     if result.cached:
-        footer.append(words["cached"])
+        footer.append(_("cached"))
     mention = user_mention(requested_by)
     if mention:
-        footer.append(words["requested_by"].format(user=mention))
+        footer.append(_("Requested by {user}", user=mention))
 
+    heading = f"*{link(url, title)}*"
+    if original and not _same_title(original, title):
+        shown = f"_{escape(original)}_"
+        heading += "\n" + _("Original title: {title}", title=shown)
+    tldr = escape(summary.tldr.strip())
+    tldr_label, why_label = _("TL;DR"), _("Why it matters")
     blocks: list[dict[str, Any]] = [
-        _section(f"*{link(url, title)}*"),
+        _section(heading),
         _context(" · ".join(meta)),
-        _section(f"*{words['tldr']}:* {escape(summary.tldr.strip())}"),
+        _section(f"*{tldr_label}:* {tldr}"),
     ]
     why_text = (summary.why_it_matters or "").strip()
-    why = _section(f"*{words['why']}*\n{escape(why_text)}") if why_text else None
+    why = _section(f"*{why_label}*\n{escape(why_text)}") if why_text else None
     reserved = len(blocks) + 1 + (1 if why else 0)
     points = [p for p in summary.key_points if p and p.strip()]
     if points:
         budget = MAX_BLOCKS - reserved
-        blocks.extend(_point_sections(points, words["key_points"], budget, words["more_points"]))
+        blocks.extend(_point_sections(points, _("Key points"), budget, _("…and {n} more")))
     if why:
         blocks.append(why)
     blocks.append(_context(" · ".join(footer)))
     assert len(blocks) <= MAX_BLOCKS
-
-    fallback_lines = [f"{escape(title)}: {escape(summary.tldr.strip())}"]
-    fallback_lines += [f"• {escape(p.strip())}" for p in points]
-    if summary.why_it_matters:
-        fallback_lines.append(f"{words['why']}: {escape(summary.why_it_matters.strip())}")
-    return Message(text=fit("\n".join(fallback_lines), FALLBACK_LIMIT), blocks=blocks)
+    return Message(text=fit(tldr or escape(title), FALLBACK_LIMIT), blocks=blocks)
 
 
-def status_message(url: str, *, requested_by: str | None = None) -> Message:
-    """Shown at once while the page is read and summarized; later replaced by the summary."""
+def status_text(url: str, _: Translator | None = None) -> str:
+    """The progress line while a link is read: a thread status or a private note."""
+    return _english(_)("Reading {host}…", host=display_host(url))
+
+
+def status_message(url: str, *, requested_by: str | None = None, _: Translator | None = None) -> Message:
+    """A progress line as a message (private notes); never a placeholder later edited into the result."""
+    _ = _english(_)
     mention = user_mention(requested_by)
-    who = f"{mention} asked for a summary. " if mention else ""
-    text = f"{who}:hourglass_flowing_sand: Reading {link(url, display_host(url))}…"
-    plain = f"Reading {escape(display_host(url))}…"
+    text = f":hourglass_flowing_sand: {_('Reading {host}…', host=link(url, display_host(url)))}"
+    if mention:
+        text = f"{mention} {text}"
+    plain = _("Reading {host}…", host=escape(display_host(url)))
     return Message(text=plain, blocks=[_section(text)])
 
 
-def failure_message(url: str, reason: str, *, requested_by: str | None = None) -> Message:
-    """A plain-words failure for one link (`reason` is a RingkasError.user_message or our apology)."""
+def failure_message(url: str, reason: str, *, requested_by: str | None = None,
+                    _: Translator | None = None) -> Message:
+    """A plain-words failure for one link (`reason` is already in the reader's language)."""
+    _ = _english(_)
     mention = user_mention(requested_by)
     prefix = f"{mention} " if mention else ""
-    text = f"{prefix}:warning: I couldn't summarize {link(url, display_host(url))}: {escape(reason)}"
-    plain = f"I couldn't summarize {escape(display_host(url))}: {escape(reason)}"
+    linked = link(url, display_host(url))
+    reason = escape(reason)
+    text = f"{prefix}:warning: " + _("I couldn't summarize {link}: {reason}", link=linked, reason=reason)
+    plain = _("I couldn't summarize {link}: {reason}", link=escape(display_host(url)), reason=reason)
     return Message(text=fit(plain, FALLBACK_LIMIT), blocks=[_section(text)])
 
 
 def failure_text(reason: str) -> Message:
-    """A failure that is not about one link."""
+    """A failure that is not about one link (`reason` already in the reader's language)."""
     text = f":warning: {escape(reason)}"
     return Message(text=escape(reason), blocks=[_section(text)])
 
 
-def skipped_links_message(skipped: list[str], cap: int) -> Message:
+def skipped_links_message(skipped: list[str], cap: int, _: Translator | None = None) -> Message:
+    _ = _english(_)
     named: list[str] = []
     for url in skipped[:10]:
         linked = link(url, display_host(url))
@@ -236,46 +237,58 @@ def skipped_links_message(skipped: list[str], cap: int) -> Message:
             break  # never cut through a link's markup
         named.append(linked)
     names = ", ".join(named)
-    more = f" and {len(skipped) - len(named)} more" if len(skipped) > len(named) else ""
-    noun = "link" if len(skipped) == 1 else "links"
-    text = (
-        f"I summarize up to {cap} links per message, so I skipped {len(skipped)} {noun}: {names}{more}. "
-        "Share them in a separate message if you'd like those too."
+    if len(skipped) > len(named):
+        names = _("{names} and {n} more", names=names, n=len(skipped) - len(named))
+    text = _.n(
+        "I summarize up to {cap} links per message, so I skipped {n} link: {names}. "
+        "Share it in a separate message if you'd like it too.",
+        "I summarize up to {cap} links per message, so I skipped {n} links: {names}. "
+        "Share them in a separate message if you'd like those too.",
+        len(skipped), cap=cap, names=names,
     )
-    plain = f"I summarize up to {cap} links per message, so I skipped {len(skipped)} {noun}."
+    plain = _.n("I summarize up to {cap} links per message, so I skipped {n} link.",
+                "I summarize up to {cap} links per message, so I skipped {n} links.", len(skipped), cap=cap)
     return Message(text=plain, blocks=[_section(text)])
 
 
-def help_message(bot_user_id: str | None = None) -> Message:
+def help_message(
+    bot_user_id: str | None = None, _: Translator | None = None, *, emoji: str = "memo"
+) -> Message:
+    _ = _english(_)
     me = user_mention(bot_user_id) or "@Ringkas"
-    text = (
-        ":wave: Hi! I summarize AI news links for this team.\n"
-        f"• Mention me with a link — `{me} https://…` — and I'll reply in the thread with a summary.\n"
-        "• Links shared in channels I'm in are summarized automatically "
-        "(`/summarize auto off` turns that off for a channel).\n"
-        "• `/summarize URL` summarizes on demand; `/summarize help` lists everything.\n"
-        f"• To ask about an article, mention me in its summary thread with your question, or use `/ask`."
-    )
-    plain = "Hi! Mention me with a link and I'll summarize it in the thread. Try /summarize help."
+    text = "\n".join([
+        ":wave: " + _("Hi! I summarize AI news links for this team."),
+        "• " + _("Mention me with a link — `{me} https://…` — and I'll reply in the thread with a summary.",
+                 me=me),
+        "• " + _("Links shared in channels I'm in are summarized automatically "
+                 "(`/summarize auto off` turns that off for a channel)."),
+        "• " + _("React with :{emoji}: to a message, or use its “Summarize link” shortcut, to summarize "
+                 "its links.", emoji=emoji),
+        "• " + _("`/summarize URL` summarizes on demand; `/summarize help` lists everything."),
+        "• " + _("To ask about an article, mention me in its summary thread with your question, "
+                 "or use `/ask`."),
+    ])
+    plain = _("Hi! Mention me with a link and I'll summarize it in the thread. Try /summarize help.")
     return Message(text=plain, blocks=[_section(text)])
 
 
-def command_help_text(cap: int) -> str:
-    return (
-        "*Ringkas — summaries of shared links*\n"
-        "• `/summarize URL` — summarize a link here, for everyone in the channel\n"
-        "• `/summarize auto on` / `/summarize auto off` — summarize links people share in this channel "
-        "automatically (on by default)\n"
-        "• `/summarize language CODE` — write this channel's summaries in a language, e.g. `id` or `en`; "
-        "`/summarize language auto` uses each article's own language (or the app default)\n"
-        "• `/summarize help` — this message\n"
-        f"You can also mention me with up to {cap} links, or DM me a link."
-    )
+def command_help_text(cap: int, _: Translator | None = None) -> str:
+    _ = _english(_)
+    return "\n".join([
+        "*" + _("Ringkas — summaries of shared links") + "*",
+        "• " + _("`/summarize URL` — summarize a link here, for everyone in the channel"),
+        "• " + _("`/summarize auto on` / `/summarize auto off` — summarize links people share in this "
+                 "channel automatically (on by default)"),
+        "• " + _("`/summarize language CODE` — write this channel's summaries (and my messages) in a "
+                 "language, e.g. `id` or `en`; `/summarize language auto` uses each article's own "
+                 "language (or the app default)"),
+        "• " + _("`/summarize help` — this message"),
+        _("You can also mention me with up to {cap} links, or DM me a link.", cap=cap),
+    ])
 
 
-def usage_text(problem: str | None = None) -> str:
+def usage_text(problem: str | None = None, _: Translator | None = None) -> str:
+    _ = _english(_)
     lead = f"{escape(problem)}\n" if problem else ""
-    return (
-        f"{lead}Usage: `/summarize URL`, `/summarize auto on|off`, `/summarize language CODE|auto`, "
-        "`/summarize help`."
-    )
+    return lead + _("Usage: `/summarize URL`, `/summarize auto on|off`, `/summarize language CODE|auto`, "
+                    "`/summarize help`.")

@@ -1,5 +1,11 @@
-"""Links -> summaries in Slack: claim each link once, show progress at once, summarize, then replace the
-progress message with the summary (or a plain-words failure).
+"""Links -> summaries in Slack: claim each link once, show progress the way Slack shows it (a thread
+status or a reaction, never a placeholder), summarize, then post the summary as a NEW message, so the
+notification and the channel preview show its TL;DR (Slack does not notify edits).
+
+A message with several links gets one reply per link, each posted as soon as it is ready: a cached
+summary is not held back by a slow page, each notification previews its own TL;DR, each reply carries
+its own feedback buttons and its own follow-up thread context, and one reply per link stays far inside
+Slack's 50-block limit (three full summaries in one message would not).
 
 Runs after Slack has been acknowledged, inside `deps.tasks`. One link failing never affects the others.
 """
@@ -8,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,23 +22,26 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from handlers.deps import Deps
+from handlers.progress import Progress
 from handlers.render import (
     Message,
     failure_message,
     failure_text,
     fit,
     skipped_links_message,
-    status_message,
+    status_text,
     summary_message,
 )
 from ringkas.documents import SummaryResult, UsageContext
 from ringkas.errors import RingkasError
+from ringkas.i18n import N_, Translator, translator
 
 log = logging.getLogger("ringkas.slack.summaries")
 
-APOLOGY = "Something went wrong on my side. Sorry! Please try again in a little while."
-TOO_SLOW = "That took far too long, so I gave up. Please try again later."
-INTERRUPTED = "I was restarting and couldn't finish this one. Please share the link again in a minute."
+APOLOGY = N_("Something went wrong on my side. Sorry! Please try again in a little while.")
+TOO_SLOW = N_("That took far too long, so I gave up. Please try again later.")
+INTERRUPTED = N_("I was restarting and couldn't finish this one. Please share the link again in a minute.")
+QUICK = 0.4  # seconds: work done sooner (a cached summary) shows no progress at all
 # Slack errors meaning "the bot cannot post here", e.g. /summarize in a channel the bot is not in.
 CANNOT_POST = frozenset({"not_in_channel", "channel_not_found", "is_archived", "restricted_action"})
 # Slack errors about the message itself (its blocks or size): the same words as plain text get through.
@@ -96,7 +106,7 @@ async def post_message(client: Any, message: Message, **where: Any) -> Any:
 class LinkJob:
     """Links from one Slack message (or one /summarize) and where the answers go."""
 
-    kind: str  # mention | message | dm | command
+    kind: str  # mention | message | dm | command | reaction | shortcut
     team_id: str
     channel_id: str
     message_ts: str  # the message the links came from (for /summarize: the trigger id)
@@ -104,8 +114,13 @@ class LinkJob:
     user_id: str | None
     links: list[str]
     skipped: list[str] = field(default_factory=list)
-    requested_by: str | None = None  # /summarize: named in the messages
-    response_url: str | None = None  # /summarize: fallback when the bot cannot post in the channel
+    requested_by: str | None = None  # /summarize, reaction, shortcut: named in the messages
+    response_url: str | None = None  # /summarize, shortcut: fallback when the bot cannot post in the channel
+
+    @property
+    def has_message(self) -> bool:
+        """True when the links came from a real Slack message (something to react to)."""
+        return self.kind != "command"
 
 
 def split_links(links: list[str], cap: int) -> tuple[list[str], list[str]]:
@@ -123,6 +138,32 @@ async def summary_language(deps: Deps, team_id: str, channel_id: str) -> str:
     return channel.language or deps.settings.summary_language
 
 
+def words_for(deps: Deps, language: str | None) -> Translator:
+    """The bot's own words: the channel's language, else SUMMARY_LANGUAGE, else English."""
+    if language and language != "auto":
+        return translator(language)
+    default = deps.settings.summary_language
+    return translator(default if default != "auto" else "en")
+
+
+async def channel_words(deps: Deps, team_id: str, channel_id: str) -> Translator:
+    """The catalog for a channel's messages (see `words_for`)."""
+    return words_for(deps, await summary_language(deps, team_id, channel_id))
+
+
+async def quick_channel_words(deps: Deps, team_id: str, channel_id: str) -> Translator:
+    """`channel_words` for answers given inside a Slack ack: a slow database gets the default language
+    rather than delaying the ack (Slack waits at most 3 s)."""
+    try:
+        async with asyncio.timeout(0.5):
+            channel = await deps.state.channel_settings(team_id, channel_id)
+        return words_for(deps, channel.language)
+    except Exception:
+        log.warning("channel settings slow or unreadable; answering in the default language",
+                    extra={"channel": channel_id})
+        return words_for(deps, None)
+
+
 def link_deadline(deps: Deps) -> float:
     """A stall guard for one link: far beyond any healthy fetch + model retries."""
     settings = deps.settings
@@ -130,84 +171,51 @@ def link_deadline(deps: Deps) -> float:
     return min(budget, 1800.0)
 
 
-class Reply:
-    """Where one link's messages go: a progress message later edited into the result.
+async def _respond(response_url: str, message: Message, *, visible: bool) -> None:
+    webhook = AsyncWebhookClient(response_url, timeout=30)
+    response = await webhook.send(
+        response_type="in_channel" if visible else "ephemeral",
+        replace_original=False,
+        unfurl_links=False,
+        unfurl_media=False,
+        **message.as_kwargs(),
+    )
+    if response.status_code != 200:
+        raise ResponseUrlFailed(response.status_code, response.body or "")
 
-    Posts as the bot with chat.postMessage; when the bot may not post in the channel and a response_url
-    exists (slash commands), falls back to response_url (progress ephemeral, result in_channel).
-    """
 
-    def __init__(self, client: Any, job: LinkJob) -> None:
-        self.client = client
-        self.job = job
-        self.ts: str | None = None
-        self.via_response_url = False
-
-    async def _post(self, message: Message) -> str:
-        kwargs: dict[str, Any] = {"channel": self.job.channel_id, "unfurl_links": False}
-        kwargs["unfurl_media"] = False
-        if self.job.thread_ts:
-            kwargs["thread_ts"] = self.job.thread_ts
-        response = await self.client.chat_postMessage(**kwargs, **message.as_kwargs())
-        return str(response["ts"])
-
-    async def _respond(self, message: Message, *, visible: bool) -> None:
-        assert self.job.response_url
-        webhook = AsyncWebhookClient(self.job.response_url, timeout=30)
-        response = await webhook.send(
-            response_type="in_channel" if visible else "ephemeral",
-            replace_original=False,
-            unfurl_links=False,
-            unfurl_media=False,
-            **message.as_kwargs(),
-        )
-        if response.status_code != 200:
-            raise ResponseUrlFailed(response.status_code, response.body or "")
-
-    async def start(self, message: Message) -> None:
-        try:
-            self.ts = await self._post(message)
-        except SlackApiError as exc:
-            error = exc.response.get("error") if exc.response is not None else None
-            if error in CANNOT_POST and self.job.response_url:
-                self.via_response_url = True
-                await self._respond(message, visible=False)
-                return
+async def post_summary(client: Any, job: LinkJob, message: Message) -> str | None:
+    """THE one place a summary reply (or a link's failure, or a note about the links) is posted: a new
+    message in the job's thread; returns its ts. When the bot may not post in the channel and the request
+    came with a response_url (slash command, shortcut), it goes there (visible to the channel) instead and
+    None is returned. When Slack refuses the blocks (or the size), the same words go out as plain text."""
+    try:
+        return await _post_once(client, job, message)
+    except (SlackApiError, ResponseUrlFailed) as exc:
+        if slack_error(exc) not in CONTENT_REFUSED:
             raise
+        log.warning("Slack refused the message; sending it as plain text",
+                    extra={"channel": job.channel_id, "error": slack_error(exc)})
+        return await _post_once(client, job, plain_version(message))
 
-    async def finish(self, message: Message) -> str | None:
-        """Replace the progress message with `message`; returns the ts of the message holding it.
-        When Slack refuses the message's blocks (or size), the same content goes out as plain text."""
-        try:
-            return await self._finish(message)
-        except (SlackApiError, ResponseUrlFailed) as exc:
-            error = slack_error(exc)
-            if error not in CONTENT_REFUSED:
-                raise
-            log.warning("Slack refused the message; sending it as plain text",
-                        extra={"channel": self.job.channel_id, "error": error})
-            return await self._finish(plain_version(message))
 
-    async def _finish(self, message: Message) -> str | None:
-        if self.via_response_url:
-            await self._respond(message, visible=True)
+async def _post_once(client: Any, job: LinkJob, message: Message) -> str | None:
+    kwargs: dict[str, Any] = {"channel": job.channel_id, "unfurl_links": False, "unfurl_media": False}
+    if job.thread_ts:
+        kwargs["thread_ts"] = job.thread_ts
+    try:
+        response = await client.chat_postMessage(**kwargs, **message.as_kwargs())
+    except SlackApiError as exc:
+        if slack_error(exc) in CANNOT_POST and job.response_url:
+            await _respond(job.response_url, message, visible=True)
             return None
-        if self.ts is not None:
-            try:
-                # blocks=[] (a plain-text version) clears the progress message's blocks
-                await self.client.chat_update(channel=self.job.channel_id, ts=self.ts, **message.as_kwargs())
-                return self.ts
-            except SlackApiError as exc:
-                if slack_error(exc) in CONTENT_REFUSED:
-                    raise  # posting anew would be refused alike
-                # The progress message was deleted or cannot be edited: post the result as a new message.
-                log.warning("chat.update failed, posting anew", extra={"error": slack_error(exc)})
-        self.ts = await self._post(message)
-        return self.ts
+        raise
+    return str(response["ts"])
 
 
 async def summarize_links(deps: Deps, client: Any, job: LinkJob) -> None:
-    """Summarize every link of `job` that no earlier delivery of the same message already took."""
+    """Summarize every link of `job` that no earlier delivery of the same message already took (however
+    the link arrived: passive, mention, reaction, shortcut — one message's link gets one summary)."""
     claimed: list[tuple[str, int]] = []
     try:
         for url in job.links:
@@ -221,86 +229,126 @@ async def summarize_links(deps: Deps, client: Any, job: LinkJob) -> None:
         # The database is down or locked for too long: nothing can be recorded, so nothing is started.
         log.exception("could not record the request", extra={"channel": job.channel_id, "kind": job.kind})
         if job.kind != "message":  # someone asked explicitly: say so rather than stay silent
-            await apologise(client, job)
+            await apologise(client, job, translator(None))
         return
     if not claimed:
         log.info("links already handled", extra={"channel": job.channel_id, "message_ts": job.message_ts})
         return
     language = await summary_language(deps, job.team_id, job.channel_id)
+    _ = words_for(deps, language)
 
-    # Progress for every link first, in order, so the thread reads in the order the links were shared.
-    replies: list[tuple[str, int, Reply]] = []
-    for url, request_id in claimed:
-        reply = Reply(client, job)
-        try:
-            await reply.start(status_message(url, requested_by=job.requested_by))
-        except Exception:
-            log.exception("could not post progress", extra={"channel": job.channel_id, "link": url})
-        replies.append((url, request_id, reply))
+    work = [
+        asyncio.get_running_loop().create_task(_summarize_one(deps, job, url, language))
+        for url, _request_id in claimed
+    ]
+    _done, pending = await asyncio.wait(work, timeout=QUICK)
+    progress = Progress(
+        client, channel_id=job.channel_id, message_ts=job.message_ts if job.has_message else None,
+        thread_ts=job.thread_ts, status=status_text(claimed[0][0], _), try_status=job.kind == "mention",
+        response_url=job.response_url,
+    )
+    if pending:
+        await progress.start()
     # Only the delivery that won the message's first link tells about skipped ones (said once).
     if job.skipped and claimed[0][0] == job.links[0]:
         try:
-            note = skipped_links_message(job.skipped, deps.settings.max_links_per_message)
-            await Reply(client, job).start(note)
+            await post_summary(client, job, skipped_links_message(job.skipped,
+                                                                  deps.settings.max_links_per_message, _))
         except Exception:
             log.exception("could not post the skipped-links note", extra={"channel": job.channel_id})
 
-    await asyncio.gather(
-        *(_one_link(deps, job, url, request_id, reply, language) for url, request_id, reply in replies)
+    outcomes = await asyncio.gather(
+        *(_deliver(deps, client, job, url, request_id, task, _)
+          for (url, request_id), task in zip(claimed, work, strict=True))
     )
+    await progress.finish(all(outcomes))
 
 
-async def _interrupted(deps: Deps, job: LinkJob, url: str, request_id: int, reply: Reply) -> None:
-    try:
-        async with asyncio.timeout(5):
-            reply_ts = await reply.finish(failure_message(url, INTERRUPTED, requested_by=job.requested_by))
-            await deps.state.finish(request_id, state="failed", error_code="interrupted", reply_ts=reply_ts)
-    except Exception:
-        log.exception("could not tell about the interrupted link", extra={"channel": job.channel_id})
+async def _summarize_one(deps: Deps, job: LinkJob, url: str, language: str) -> SummaryResult:
+    async with deps.slots, asyncio.timeout(link_deadline(deps)):
+        return await deps.ringkas.summarize(
+            url,
+            language=language,
+            context=UsageContext(team_id=job.team_id, channel_id=job.channel_id, user_id=job.user_id),
+        )
 
 
-async def apologise(client: Any, job: LinkJob) -> None:
+def failure_reason(exc: RingkasError, _: Translator) -> str:
+    """A RingkasError in the reader's language: English keeps the pipeline's detailed words; other
+    catalogs say what went wrong by the error's kind (and the HTTP status a site answered)."""
+    if _.language == "en":
+        return exc.user_message
+    status = re.search(r"HTTP (\d{3})", exc.detail or "")
+    if exc.code == "site_refused" and status:
+        return _("The site answered with error {status}.", status=status.group(1))
+    message = _ERROR_WORDS.get(exc.code)
+    return _(message) if message else _(exc.default_message)
+
+
+_ERROR_WORDS = {
+    "invalid_url": N_("That doesn't look like a web link I can open (only http and https links work)."),
+    "blocked_address": N_("That link points to a private or internal address, so I won't open it."),
+    "too_many_redirects": N_("That link redirected too many times, so I gave up."),
+    "timed_out": N_("The site took too long to answer, so I gave up."),
+    "too_large": N_("That page is too large for me to read."),
+    "site_refused": N_("The site refused the request or could not be reached."),
+    "unsupported_content": N_("That link isn't a web page, PDF or text file, so I can't summarize it."),
+    "not_an_article": N_("I couldn't find any article text on that page."),
+    "model_unavailable": N_("The language model is unavailable right now, even after several retries. "
+                            "Please try again later."),
+    "model_output_invalid": N_("The language model gave an answer I couldn't use. Please try again."),
+    "not_found": N_("I couldn't find that."),
+    "config": N_("The configuration is invalid."),
+    "empty_question": N_("Ask me something about the article, for example: what does it say about pricing?"),
+    "prompt_too_small": N_("MAX_INPUT_TOKENS is too small to fit the question with any of the article. "
+                           "Ask a shorter question, or raise MAX_INPUT_TOKENS."),
+    "no_article": N_("There is no summarized article here to ask about yet. Share a link first."),
+    "no_sources": N_("I couldn't reach any of the news sources for the digest. I'll try again later."),
+    "post_failed": N_("Slack refused the digest message."),
+}
+
+
+async def apologise(client: Any, job: LinkJob, _: Translator, reason: str = APOLOGY) -> None:
     """Tell the person, where the answer would have gone, that their request failed on our side."""
     try:
-        await Reply(client, job).start(failure_text(APOLOGY))
+        await post_summary(client, job, failure_text(_(reason)))
     except Exception:
         log.exception("could not apologise either", extra={"channel": job.channel_id, "kind": job.kind})
 
 
-async def _one_link(deps: Deps, job: LinkJob, url: str, request_id: int, reply: Reply, language: str) -> None:
+async def _deliver(
+    deps: Deps, client: Any, job: LinkJob, url: str, request_id: int, task: asyncio.Task[SummaryResult],
+    _: Translator,
+) -> bool:
+    """Wait for one link's summary and post it (or its failure); True when it was summarized."""
     extra = {"channel": job.channel_id, "message_ts": job.message_ts, "link": url, "kind": job.kind}
     result: SummaryResult | None = None
     error_code: str | None = None
     try:
-        async with deps.slots, asyncio.timeout(link_deadline(deps)):
-            result = await deps.ringkas.summarize(
-                url,
-                language=language,
-                context=UsageContext(team_id=job.team_id, channel_id=job.channel_id, user_id=job.user_id),
-            )
+        result = await task
         message = summary_message(result, shared_url=url, requested_by=job.requested_by)
     except RingkasError as exc:
         error_code = exc.code
         log.info("link not summarized", extra={**extra, "error": exc.code, "detail": exc.detail})
-        message = failure_message(url, exc.user_message, requested_by=job.requested_by)
+        message = failure_message(url, failure_reason(exc, _), requested_by=job.requested_by, _=_)
     except TimeoutError:
         error_code = "deadline"
         log.warning("link took too long", extra=extra)
-        message = failure_message(url, TOO_SLOW, requested_by=job.requested_by)
+        message = failure_message(url, _(TOO_SLOW), requested_by=job.requested_by, _=_)
     except Exception:
         error_code = "internal"
         log.exception("summarizing a link failed unexpectedly", extra=extra)
-        message = failure_message(url, APOLOGY, requested_by=job.requested_by)
+        message = failure_message(url, _(APOLOGY), requested_by=job.requested_by, _=_)
     except asyncio.CancelledError:
-        # Shutdown ran out of grace: replace the progress message so nobody waits for a summary that
-        # will not come, then let the cancellation go on.
+        # Shutdown ran out of grace: say so, so nobody waits for a summary that will not come.
         log.warning("link interrupted by shutdown", extra=extra)
-        await _interrupted(deps, job, url, request_id, reply)
+        task.cancel()
+        await _interrupted(deps, client, job, url, request_id, _)
         raise
 
     reply_ts: str | None = None
     try:
-        reply_ts = await reply.finish(message)
+        reply_ts = await post_summary(client, job, message)
     except Exception:
         log.exception("could not deliver the result to Slack", extra=extra)
         error_code = error_code or "slack_error"
@@ -324,3 +372,16 @@ async def _one_link(deps: Deps, job: LinkJob, url: str, request_id: int, reply: 
         log.exception("could not record the outcome", extra=extra)
     log.info("link handled", extra={**extra, "state": "failed" if error_code else "done",
                                     "cached": bool(result and result.cached)})
+    return error_code is None
+
+
+async def _interrupted(
+    deps: Deps, client: Any, job: LinkJob, url: str, request_id: int, _: Translator
+) -> None:
+    try:
+        async with asyncio.timeout(5):
+            reply_ts = await post_summary(client, job, failure_message(url, _(INTERRUPTED),
+                                                                       requested_by=job.requested_by, _=_))
+            await deps.state.finish(request_id, state="failed", error_code="interrupted", reply_ts=reply_ts)
+    except Exception:
+        log.exception("could not tell about the interrupted link", extra={"channel": job.channel_id})

@@ -51,6 +51,8 @@ class Settings:
     digest_max_stories: int = 10
     log_level: str = "INFO"
     log_format: str = "json"
+    summarize_reaction: str = "memo"  # reacting with this emoji summarizes the message's links
+    unfurl_domains: tuple[str, ...] = ()  # link previews (link_shared) show the TL;DR for these domains
     extra: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     def __repr__(self) -> str:  # never print secrets
@@ -229,4 +231,30 @@ def _parse(env: Mapping[str, str]) -> Settings:
         digest_max_stories=_int(env, "DIGEST_MAX_STORIES", 10, minimum=1, maximum=40),
         log_level=log_level,
         log_format=log_format,
+        summarize_reaction=validate_emoji(_get(env, "SUMMARIZE_REACTION") or "memo"),
+        unfurl_domains=validate_domains(_get(env, "UNFURL_DOMAINS")),
     )
+
+
+_EMOJI = re.compile(r"^[a-z0-9_+'-]{1,100}$")
+_DOMAIN = re.compile(r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{1,62}$")
+
+
+def validate_emoji(value: str) -> str:
+    """`memo`, `:memo:` -> `memo` (the name Slack sends in reaction_added)."""
+    name = value.strip().strip(":").lower()
+    if not _EMOJI.match(name):
+        raise ConfigError(f"SUMMARIZE_REACTION must be an emoji name such as memo, got {value!r}")
+    return name
+
+
+def validate_domains(value: str | None) -> tuple[str, ...]:
+    """UNFURL_DOMAINS: comma-separated domains (`example.com` also covers `www.example.com`)."""
+    domains: list[str] = []
+    for raw in _csv(value):
+        domain = raw.strip().lower().removeprefix("*.").rstrip(".")
+        if not _DOMAIN.match(domain):
+            raise ConfigError(f"UNFURL_DOMAINS must list domain names such as example.com, got {raw!r}")
+        if domain not in domains:
+            domains.append(domain)
+    return tuple(domains)

@@ -348,7 +348,9 @@ class QuestionService:
             if earlier and all(close_languages(known[0], other) for other in known):
                 language = detect_language("\n".join([text, *(strip_links(h.question) for h in earlier)]))
         if language is None:
-            return None
+            # Too short to tell ("siapa CEO OpenAI?"): the channel's language, else the app's.
+            default = self.settings.summary_language
+            return hint or (default if default != "auto" else None)
         hints = [hint, *(h.language for h in history)]
         if self.settings.summary_language != "auto":
             hints.append(self.settings.summary_language)

@@ -59,19 +59,20 @@ async def test_subscribe_status_unsubscribe(slack_app, slack_stub) -> None:
     await slack_app.settle()
     _, body = slack_stub.responses[-1]
     assert body["response_type"] == "ephemeral"
-    assert "*07:30* (Asia/Jakarta)" in body["text"] and "Indonesian (id)" in body["text"]
-    assert "Next digest:" in body["text"]
+    # The channel now speaks Indonesian: the answer, the language's name and the date are Indonesian.
+    assert "*07:30* (Asia/Jakarta)" in body["text"] and "Indonesia (id)" in body["text"]
+    assert "Rangkuman berikutnya:" in body["text"] and "07.30 WIB" in body["text"]
 
     await slack_app.command("unsubscribe", command="/digest")
     await slack_app.settle()
     assert slack_stub.responses[-1][1]["response_type"] == "in_channel"
-    assert "unsubscribed" in slack_stub.responses[-1][1]["text"]
+    assert "menghentikan langganan" in slack_stub.responses[-1][1]["text"]
     assert await slack_app.deps.digests.store.subscription("T0001", CHANNEL) is None
     await slack_app.command("unsubscribe", command="/digest")
     await slack_app.command("status", command="/digest")
     await slack_app.settle()
     texts = [body["text"] for _, body in slack_stub.responses[-2:]]
-    assert "isn't subscribed" in texts[0] and "isn't subscribed" in texts[1]
+    assert "tidak berlangganan" in texts[0] and "tidak berlangganan" in texts[1]
 
 
 async def test_subscribe_defaults_come_from_settings(make_slack_app, slack_stub) -> None:

@@ -57,7 +57,7 @@ async def test_hostile_page_and_model_output_render_inert(
     url = web.add("/hostile", PAGE)
     assert await slack_app.event(mention(f"<@{BOT_USER_ID}> <{url}>")) == 200
     await slack_app.settle()
-    [update] = [call.args for call in slack_stub.calls_to("chat.update")]
+    [update] = slack_stub.posted()
     blocks = json.dumps(update["blocks"], ensure_ascii=False)
     for rendered in (blocks, update["text"]):
         _assert_inert(rendered)

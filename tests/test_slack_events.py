@@ -41,7 +41,9 @@ def summary_responder(**fields: Any):  # type: ignore[no-untyped-def]
 
 
 def updates(stub: SlackStub) -> list[dict[str, Any]]:
-    return [c.args for c in stub.calls_to("chat.update")]
+    """The results the bot posted (summaries, failures): new messages, never edits of a placeholder."""
+    assert stub.calls_to("chat.update") == [], "results are posted as new messages, not edits"
+    return [c.args for c in stub.calls_to("chat.postMessage")]
 
 
 def all_text(args: dict[str, Any]) -> str:
@@ -104,23 +106,21 @@ async def test_mention_with_one_link(slack_app: SlackApp, slack_stub: SlackStub,
     assert await slack_app.event(event) == 200
     await slack_app.settle()
 
-    posted = slack_stub.posted()
-    assert len(posted) == 1
-    status = posted[0]
-    assert status["thread_ts"] == event["ts"] and status["channel"] == "C0001"
-    assert "Reading" in status["text"]
+    # No placeholder: the only message is the summary, and its `text` (the notification) is the TL;DR.
     [update] = updates(slack_stub)
+    assert update["thread_ts"] == event["ts"] and update["channel"] == "C0001"
+    assert "Reading" not in all_text(update)
     blocks = update["blocks"]
     text = all_text(update)
     assert "Open-weight model tops coding benchmark" in text
     assert url in blocks[0]["text"]["text"]  # the title links to the source
-    assert "AI Wire" in text and "Rina Hartono" in text and "2026-11-20" in text and "min read" in text
+    assert "AI Wire" in text and "Rina Hartono" in text and "20 November 2026" in text and "min read" in text
     assert "TL;DR" in text and "Key points" in text and "Why it matters" in text
     assert "gpt-4.1-mini" in json.dumps(blocks[-1]) and "English (en)" in json.dumps(blocks[-1])
-    assert update["text"]  # plain fallback for notifications
+    assert update["text"] == "stub text"  # the notification preview is the TL;DR (the stand-in's)
     assert len(openai_stub.requests) >= 1
     [row] = await request_rows(slack_app)
-    assert (row.kind, row.state, row.reply_ts) == ("mention", "done", update["ts"])
+    assert (row.kind, row.state, row.reply_ts) == ("mention", "done", slack_stub.posted_ts(0))
     # The thread now belongs to the article (follow-up questions find it).
     state = slack_app.deps.state
     assert await state.articles_in_thread("T0001", "C0001", event["ts"]) == [row.article_id]
@@ -133,15 +133,12 @@ async def test_mention_with_three_links_in_a_thread(slack_app: SlackApp, slack_s
     event = mention(f"<@{BOT_USER_ID}> " + " ".join(f"<{u}>" for u in urls), thread_ts=root)
     assert await slack_app.event(event) == 200
     await slack_app.settle()
-    posted = slack_stub.posted()
-    assert len(posted) == 3
-    assert all(p["thread_ts"] == root for p in posted)  # replies go to the mention's thread
     done = updates(slack_stub)
-    assert len(done) == 3
-    # Each progress message became the summary of its own link, in the order the links were shared.
-    final = {u["ts"]: all_text(u) for u in done}
-    for i, call in enumerate(slack_stub.calls_to("chat.postMessage")):
-        assert f"Story number {i}" in final[call.response["ts"]]
+    assert len(done) == 3  # one reply per link (see handlers/summaries.py for why)
+    assert all(p["thread_ts"] == root for p in done)  # replies go to the mention's thread
+    for i in range(3):
+        [holder] = [u for u in done if f"Story number {i}" in all_text(u)]
+        assert holder["text"] == "stub text"  # each notification previews its own TL;DR
 
 
 async def test_links_beyond_the_cap_are_skipped_and_told(make_slack_app: MakeSlackApp, slack_stub: SlackStub,
@@ -151,10 +148,9 @@ async def test_links_beyond_the_cap_are_skipped_and_told(make_slack_app: MakeSla
     await app.event(mention(f"<@{BOT_USER_ID}> " + " ".join(f"<{u}>" for u in urls)))
     await app.settle()
     posted = slack_stub.posted()
-    assert len(posted) == 3  # two progress messages + the note
-    note = posted[2]
-    assert "up to 2 links" in note["text"] and "skipped 2" in note["text"]
-    assert len(updates(slack_stub)) == 2
+    assert len(posted) == 3  # two summaries + the note
+    [note] = [p for p in posted if "up to 2 links" in p["text"]]
+    assert "skipped 2" in note["text"]
     assert web.hits["/c2"] == 0 and web.hits["/c3"] == 0
 
 
@@ -273,14 +269,14 @@ async def test_direct_message_with_link(slack_app: SlackApp, slack_stub: SlackSt
     dm = message(f"<{url}>", channel="D0001", channel_type="im")
     await slack_app.event(dm)
     await slack_app.settle()
-    [status] = slack_stub.posted()
-    assert status["channel"] == "D0001" and "thread_ts" not in status  # top-level in a DM
     [update] = updates(slack_stub)
+    assert update["channel"] == "D0001" and "thread_ts" not in update  # top-level in a DM
     assert "Open-weight model" in all_text(update)
     [row] = await request_rows(slack_app)
     assert row.kind == "dm" and row.state == "done"
     # Replies in the summary's own thread are follow-up questions about the article.
-    assert await slack_app.deps.state.articles_in_thread("T0001", "D0001", update["ts"]) == [row.article_id]
+    ts = slack_stub.posted_ts(0)
+    assert await slack_app.deps.state.articles_in_thread("T0001", "D0001", ts) == [row.article_id]
 
 
 async def test_direct_message_without_link_gets_help(slack_app: SlackApp, slack_stub: SlackStub) -> None:
@@ -304,13 +300,18 @@ async def test_failures_are_told_in_the_thread(
     openai_stub.fail_next(2, status=500)  # the first try and the one retry
     await app.event(event)
     await app.settle()
-    final = {u["ts"]: all_text(u) for u in updates(slack_stub)}
+    final = [all_text(u) for u in updates(slack_stub)]
     assert len(final) == 3
-    statuses = slack_stub.calls_to("chat.postMessage")
-    blocked_text, missing_text, model_text = (final[c.response["ts"]] for c in statuses)
+    [blocked_text] = [t for t in final if "127.0.0.2" in t]
+    [missing_text] = [t for t in final if "404" in t]
+    [model_text] = [t for t in final if "language model" in t]
     assert "private or internal address" in blocked_text
     assert "couldn't summarize" in missing_text
     assert "language model is unavailable" in model_text
+    # The person's message shows it: 👀 while working, then ⚠️ because not every link worked.
+    # (A mention's thread shows a status, cleared at the end; no reaction is needed there.)
+    statuses = [c.args["status"] for c in slack_stub.calls_to("assistant.threads.setStatus")]
+    assert (not statuses or statuses[-1] == "") and _reactions(slack_stub, event["ts"]) == []
     rows = await request_rows(app)
     assert [r.state for r in rows] == ["failed", "failed", "failed"]
     assert rows[0].error_code == "blocked_address" and rows[2].error_code == "model_unavailable"
@@ -324,12 +325,10 @@ async def test_failures_are_told_in_the_thread(
 async def test_slack_rate_limit_is_retried(slack_app: SlackApp, slack_stub: SlackStub, web: WebStub) -> None:
     url = article_page(web)
     slack_stub.rate_limit_next("chat.postMessage", 1, retry_after=1)
-    slack_stub.rate_limit_next("chat.update", 1, retry_after=1)
     await slack_app.event(mention(f"<@{BOT_USER_ID}> <{url}>"))
     await slack_app.settle()
     assert len(slack_stub.calls_to("chat.postMessage")) == 2  # 429, then the retry
-    assert len(slack_stub.calls_to("chat.update")) == 2
-    assert "Open-weight model" in all_text(slack_stub.calls_to("chat.update")[-1].args)
+    assert "Open-weight model" in all_text(slack_stub.calls_to("chat.postMessage")[-1].args)
     [row] = await request_rows(slack_app)
     assert row.state == "done"
 
@@ -413,11 +412,11 @@ async def test_socket_mode_acks_and_answers(slack_stub: SlackStub, make_settings
             "payload": json.loads(event_body(event)),
         }
         await slack_stub.socket_send(envelope)
-        await slack_stub.wait_for("chat.update", 1, timeout=30)
+        await slack_stub.wait_for("chat.postMessage", 1, timeout=30)
         assert any(a.get("envelope_id") == "env-1" for a in slack_stub.socket_acks)
         open_calls = slack_stub.calls_to("apps.connections.open")
         assert open_calls and "xapp-1-test" in open_calls[0].headers.get("authorization", "")
-        assert "Open-weight model" in all_text(slack_stub.calls_to("chat.update")[0].args)
+        assert "Open-weight model" in all_text(slack_stub.calls_to("chat.postMessage")[0].args)
     finally:
         await handler.close_async()  # type: ignore[attr-defined]
         await runtime.aclose(grace=10)
@@ -442,19 +441,62 @@ async def test_mention_in_a_summary_thread_is_a_question_not_help(
     assert len(openai_stub.requests) > model_calls  # the question went to the model
 
 
-async def test_summary_is_posted_anew_when_progress_message_is_gone(
+def _reactions(stub: SlackStub, ts: str) -> list[tuple[str, str]]:
+    return [(c.method, c.args.get("name", "")) for c in stub.calls
+            if c.method in {"reactions.add", "reactions.remove"} and c.args.get("timestamp") == ts]
+
+
+def _status_cleared(stub: SlackStub) -> bool:
+    statuses = [c.args.get("status") for c in stub.calls_to("assistant.threads.setStatus")]
+    return len(statuses) >= 2 and statuses[-1] == ""
+
+
+async def test_progress_is_a_thread_status_on_mentions_and_no_placeholder(
     slack_app: SlackApp, slack_stub: SlackStub, web: WebStub
 ) -> None:
-    slack_stub.overrides["chat.update"] = lambda args: {"ok": False, "error": "message_not_found"}
-    url = article_page(web)
+    url = web.add("/slowish", ARTICLE, delay=1)
     event = mention(f"<@{BOT_USER_ID}> <{url}>")
     await slack_app.event(event)
     await slack_app.settle()
-    status, summary = slack_stub.posted()
-    assert "Reading" in status["text"]
-    assert summary["thread_ts"] == event["ts"] and "Open-weight model" in all_text(summary)
-    [row] = await request_rows(slack_app)
-    assert row.state == "done" and row.reply_ts == slack_stub.calls_to("chat.postMessage")[1].response["ts"]
+    first, *_later = slack_stub.calls_to("assistant.threads.setStatus")
+    assert first.args["thread_ts"] == event["ts"] and "Reading 127.0.0.1" in first.args["status"]
+    [summary] = updates(slack_stub)  # the only message is the summary itself
+    assert summary["text"] == "stub text" and "Open-weight model" in all_text(summary)
+    assert _reactions(slack_stub, event["ts"]) == []  # the status was allowed: no reaction needed
+
+
+async def test_progress_falls_back_to_reactions_where_status_is_refused(
+    slack_app: SlackApp, slack_stub: SlackStub, web: WebStub
+) -> None:
+    slack_stub.overrides["assistant.threads.setStatus"] = lambda args: {"ok": False, "error": "not_allowed"}
+    url = web.add("/slowish", ARTICLE, delay=1)
+    passive = message(f"look <{url}>")
+    await slack_app.event(passive)
+    await slack_app.settle()
+    assert _reactions(slack_stub, passive["ts"]) == [
+        ("reactions.add", "eyes"), ("reactions.remove", "eyes"), ("reactions.add", "white_check_mark")]
+    [summary] = updates(slack_stub)
+    assert summary["thread_ts"] == passive["ts"] and summary["text"] == "stub text"
+    # A failed link ends with ⚠️.
+    bad = message(f"and <{web.url('/missing')}>")
+    await slack_app.event(bad)
+    await slack_app.settle()
+    assert _reactions(slack_stub, bad["ts"])[-1:] in ([("reactions.add", "warning")], [])  # [] if quick
+
+
+async def test_a_cached_summary_appears_at_once_without_progress(
+    slack_app: SlackApp, slack_stub: SlackStub, web: WebStub
+) -> None:
+    url = article_page(web)
+    await slack_app.event(message(f"<{url}>"))
+    await slack_app.settle()
+    before = len(slack_stub.calls)
+    again = message(f"again: <{url}>")
+    await slack_app.event(again)
+    await slack_app.settle()
+    later = [c.method for c in slack_stub.calls[before:]]
+    assert later == ["chat.postMessage"]  # no status, no reaction: straight to the summary
+    assert "cached" in all_text(slack_stub.posted()[-1])
 
 
 # --- review round: hostile inputs, outages, start-up ----------------------------------------------
@@ -534,9 +576,9 @@ async def test_shutdown_past_its_grace_says_so_instead_of_leaving_the_progress(
 ) -> None:
     url = web.add("/slow", ARTICLE, delay=2)
     await slack_app.event(mention(f"<@{BOT_USER_ID}> <{url}>"))
-    await slack_stub.wait_for("chat.postMessage", 1)
+    await slack_stub.wait_for("assistant.threads.setStatus", 1)
     await slack_app.deps.tasks.drain(0.2)  # what SIGTERM does, with a grace shorter than the work
     [update] = updates(slack_stub)
-    assert "restarting" in update["text"] and update["ts"] == slack_stub.posted_ts(0)
+    assert "restarting" in update["text"]
     [row] = await request_rows(slack_app)
     assert (row.state, row.error_code) == ("failed", "interrupted")

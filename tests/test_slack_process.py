@@ -68,7 +68,7 @@ async def test_bot_runs_in_http_mode_and_stops_on_sigterm(
             headers = signed_headers(SIGNING_SECRET, body, content_type="application/json")
             async with http.post(f"http://127.0.0.1:{port}/slack/events", data=body, headers=headers) as r:
                 assert r.status == 200
-            await slack_stub.wait_for("chat.update", 1, timeout=30)
+            await slack_stub.wait_for("chat.postMessage", 1, timeout=30)
         proc.send_signal(signal.SIGTERM)
         _, stderr = await asyncio.wait_for(proc.communicate(), 30)
     finally:

@@ -100,11 +100,12 @@ def test_summary_message_shape_and_escaping() -> None:
     title = message.blocks[0]["text"]["text"]
     assert title.startswith("*<https://news.test/a|OpenAI &amp; friends &lt;release&gt;")
     meta = message.blocks[1]["elements"][0]["text"]
-    assert "News Test" in meta and "Dewi" in meta and "2026-11-20" in meta and "menit baca" in meta
+    assert "News Test" in meta and "Dewi" in meta and "20 November 2026" in meta and "menit baca" in meta
     assert message.blocks[2]["text"]["text"].startswith("*Ringkasnya:*")
     footer = message.blocks[-1]["elements"][0]["text"]
-    assert "Indonesian (id)" in footer and "gpt-4.1-mini" in footer and "dari cache" in footer
-    assert "<!channel>" not in message.text and message.text.startswith("OpenAI &amp; friends")
+    assert "Indonesia (id)" in footer and "gpt-4.1-mini" in footer and "dari cache" in footer
+    # The notification preview is the TL;DR (escaped: it cannot ping either).
+    assert message.text == "Ping &lt;!channel&gt; and @\u2060here now"
 
 
 def test_summary_message_english_labels_and_requester() -> None:
