@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from handlers import commands, digest, events, questions
+from handlers import commands, digest, events, questions, triggers
 from handlers.deps import Deps
 
 
@@ -13,6 +13,7 @@ def register(app: Any, deps: Deps) -> None:
     commands.register(app, deps)
     questions.register(app, deps)
     digest.register(app, deps)
+    triggers.register(app, deps)
 
 
 def digest_poster(client: Any, deps: Deps | None) -> Any:

@@ -213,9 +213,10 @@ async def _post_once(client: Any, job: LinkJob, message: Message) -> str | None:
     return str(response["ts"])
 
 
-async def summarize_links(deps: Deps, client: Any, job: LinkJob) -> None:
+async def summarize_links(deps: Deps, client: Any, job: LinkJob) -> bool:
     """Summarize every link of `job` that no earlier delivery of the same message already took (however
-    the link arrived: passive, mention, reaction, shortcut — one message's link gets one summary)."""
+    the link arrived: passive, mention, reaction, shortcut — one message's link gets one summary).
+    Returns False when every link was already taken (nothing new started)."""
     claimed: list[tuple[str, int]] = []
     try:
         for url in job.links:
@@ -230,10 +231,10 @@ async def summarize_links(deps: Deps, client: Any, job: LinkJob) -> None:
         log.exception("could not record the request", extra={"channel": job.channel_id, "kind": job.kind})
         if job.kind != "message":  # someone asked explicitly: say so rather than stay silent
             await apologise(client, job, translator(None))
-        return
+        return True
     if not claimed:
         log.info("links already handled", extra={"channel": job.channel_id, "message_ts": job.message_ts})
-        return
+        return False
     language = await summary_language(deps, job.team_id, job.channel_id)
     _ = words_for(deps, language)
 
@@ -262,6 +263,7 @@ async def summarize_links(deps: Deps, client: Any, job: LinkJob) -> None:
           for (url, request_id), task in zip(claimed, work, strict=True))
     )
     await progress.finish(all(outcomes))
+    return True
 
 
 async def _summarize_one(deps: Deps, job: LinkJob, url: str, language: str) -> SummaryResult:

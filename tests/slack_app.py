@@ -30,7 +30,7 @@ import pytest
 
 from ringkas.config import Settings
 from tests.conftest import SIGNING_SECRET
-from tests.support.slack_signing import command_body, event_body, signed_headers
+from tests.support.slack_signing import command_body, event_body, interaction_body, signed_headers
 from tests.support.slack_stub import BOT_USER_ID, TEAM_ID, SlackStub
 
 _ts = itertools.count(1)
@@ -67,6 +67,22 @@ def mention(text: str, *, ts: str | None = None, channel: str = CHANNEL_ID, user
     event["type"] = "app_mention"
     event.pop("channel_type", None)
     return event
+
+
+def reaction(name: str, item: dict[str, Any], *, user: str = USER_ID) -> dict[str, Any]:
+    """A `reaction_added` event on the message `item` (a `message(...)` event)."""
+    return {"type": "reaction_added", "user": user, "reaction": name, "item_user": item.get("user"),
+            "item": {"type": "message", "channel": item["channel"], "ts": item["ts"]},
+            "event_ts": next_ts()}
+
+
+def message_action(item: dict[str, Any], *, callback_id: str = "summarize_link",
+                   user: str = USER_ID) -> dict[str, Any]:
+    """A message shortcut payload on the message `item` (a `message(...)` event)."""
+    found = {k: v for k, v in item.items() if k in {"type", "ts", "text", "user", "thread_ts"}}
+    return {"type": "message_action", "callback_id": callback_id, "user": {"id": user, "name": "someone"},
+            "channel": {"id": item["channel"], "name": "general"}, "message": found,
+            "message_ts": item["ts"]}
 
 
 @dataclass
@@ -154,6 +170,17 @@ class SlackApp:
         headers = signed_headers(SIGNING_SECRET, body, content_type="application/x-www-form-urlencoded")
         return await self.post("/slack/events", body, headers)
 
+    async def interaction(self, payload: dict[str, Any]) -> Reply:
+        """POST a signed interactivity payload (message shortcut, block action, view submission)."""
+        payload.setdefault("team", {"id": TEAM_ID, "domain": "stub"})
+        payload.setdefault("api_app_id", "A0001")
+        payload.setdefault("token", "legacy-verification-token")
+        payload.setdefault("trigger_id", f"13345224609.{next(_ids):09d}.8088930838d88f008e0")
+        payload.setdefault("response_url", self.stub.response_url("interaction"))
+        body = interaction_body(payload)
+        headers = signed_headers(SIGNING_SECRET, body, content_type="application/x-www-form-urlencoded")
+        return await self.post("/slack/events", body, headers)
+
     async def settle(self, quiet: float = 0.1, timeout: float = 60.0) -> None:
         """Wait until every piece of slow work started by the requests so far has finished."""
         tasks = self.runtime.deps.tasks
@@ -215,6 +242,6 @@ async def slack_app(make_slack_app: MakeSlackApp) -> SlackApp:
 
 
 __all__ = [
-    "BOT_USER_ID", "TEAM_ID", "MakeSlackApp", "SlackApp", "make_slack_app", "mention", "message", "next_ts",
-    "slack_app",
+    "BOT_USER_ID", "TEAM_ID", "MakeSlackApp", "SlackApp", "make_slack_app", "mention", "message",
+    "message_action", "next_ts", "reaction", "slack_app",
 ]

@@ -68,3 +68,8 @@ def command_body(
             "trigger_id": trigger_id,
         }
     )
+
+
+def interaction_body(payload: dict[str, Any]) -> str:
+    """An interactivity request (shortcuts, buttons, modals): form-encoded `payload=<json>`."""
+    return urlencode({"payload": json.dumps(payload)})

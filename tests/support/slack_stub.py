@@ -50,6 +50,8 @@ class SlackStub:
         self.socket_connected = asyncio.Event()
         self.port = 0
         self.replies: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        # conversations.history: channel -> its top-level messages (`remember` a message to make it readable)
+        self.history: dict[str, list[dict[str, Any]]] = {}
 
     @property
     def base(self) -> str:
@@ -64,6 +66,15 @@ class SlackStub:
 
     def rate_limit_next(self, method: str, count: int = 1, retry_after: float = 1) -> None:
         self._rate_limits.setdefault(method, []).extend([retry_after] * count)
+
+    def remember(self, event: dict[str, Any]) -> None:
+        """Make a message event readable through conversations.history / conversations.replies."""
+        channel, ts = str(event["channel"]), str(event["ts"])
+        stored = {k: v for k, v in event.items() if k not in {"channel", "channel_type", "event_ts"}}
+        if event.get("thread_ts") and event["thread_ts"] != ts:
+            self.replies.setdefault((channel, ts), []).append(stored)
+        else:
+            self.history.setdefault(channel, []).append(stored)
 
     def calls_to(self, method: str) -> list[Call]:
         return [c for c in self.calls if c.method == method]
@@ -179,6 +190,11 @@ class SlackStub:
             return {"ok": True, "permalink": f"https://stub.slack.test/archives/{args.get('channel')}/p1"}
         if method == "conversations.info":
             return {"ok": True, "channel": {"id": args.get("channel"), "name": "general", "is_member": True}}
+        if method == "conversations.history":
+            oldest, latest = float(args.get("oldest") or 0), float(args.get("latest") or 9e12)
+            found = [m for m in self.history.get(str(args.get("channel")), [])
+                     if oldest <= float(m["ts"]) <= latest]
+            return {"ok": True, "messages": found[: int(args.get("limit") or 100)], "has_more": False}
         if method == "conversations.replies":
             key = (str(args.get("channel")), str(args.get("ts")))
             return {"ok": True, "messages": self.replies.get(key, []), "has_more": False}
