@@ -6,7 +6,7 @@
    time to the running app (HTTP mode) while the model stand-in takes `--model-delay` s per answer.
    Target: p99 < 100 ms.
 2. Overhead: `--sequential` events one after another; for each, the time from sending the event to the
-   summary arriving at Slack (chat.update) minus the page fetch time and the model time measured at the
+   summary arriving at Slack (chat.postMessage) minus the page fetch time and the model time measured at the
    stand-ins. Target: p50 < 150 ms.
 """
 
@@ -70,8 +70,8 @@ class TimedWeb(WebStub):
 
 
 def updated_at(stub: SlackStub, marker: str) -> float:
-    """When the summary holding `marker` reached Slack (chat.update with a 200 answer)."""
-    for call in stub.calls_to("chat.update"):
+    """When the summary holding `marker` reached Slack (chat.postMessage with a 200 answer)."""
+    for call in stub.calls_to("chat.postMessage"):
         if call.response is not None and marker + " " in str(call.args.get("blocks", "")):
             return call.at
     raise AssertionError(f"no summary for {marker}")
@@ -156,7 +156,7 @@ async def main(args: argparse.Namespace) -> None:
             print(f"model stand-in delay: {args.model_delay:.1f} s per answer")
             print(describe(f"ack latency ({args.events} events, {args.batch} at a time)", acks))
             print(f"all {args.events} summaries posted after {burst_seconds:.1f} s "
-                  f"({len(slack_stub.calls_to('chat.update'))} chat.update calls)")
+                  f"({len(slack_stub.calls_to('chat.postMessage'))} chat.postMessage calls)")
 
             overheads: list[float] = []
             for i in range(args.events, total):

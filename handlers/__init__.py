@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from handlers import commands, digest, events, questions, triggers
+from handlers import commands, digest, events, questions, triggers, unfurls
 from handlers.deps import Deps
 
 
@@ -14,6 +14,7 @@ def register(app: Any, deps: Deps) -> None:
     questions.register(app, deps)
     digest.register(app, deps)
     triggers.register(app, deps)
+    unfurls.register(app, deps)
 
 
 def digest_poster(client: Any, deps: Deps | None) -> Any:

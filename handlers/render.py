@@ -292,3 +292,17 @@ def usage_text(problem: str | None = None, _: Translator | None = None) -> str:
     lead = f"{escape(problem)}\n" if problem else ""
     return lead + _("Usage: `/summarize URL`, `/summarize auto on|off`, `/summarize language CODE|auto`, "
                     "`/summarize help`.")
+
+
+def unfurl_card(result: SummaryResult, *, shared_url: str) -> dict[str, Any]:
+    """A link preview card (`chat.unfurl`): the headline in the summary's language and the TL;DR."""
+    article, summary = result.article, result.summary
+    _ = translator(summary.language)
+    title = _short_title(summary.title or "") or _short_title(article.title or "") or display_host(shared_url)
+    meta = [escape(article.site_name or display_host(shared_url)),
+            _.n("{n} min read", "{n} min read", article.reading_minutes)]
+    tldr_label = _("TL;DR")
+    return {"blocks": [
+        _section(f"*{link(shared_url, title)}*\n*{tldr_label}:* {escape(summary.tldr.strip())}"),
+        _context(" · ".join(meta)),
+    ]}

@@ -237,7 +237,7 @@ def _parse(env: Mapping[str, str]) -> Settings:
 
 
 _EMOJI = re.compile(r"^[a-z0-9_+'-]{1,100}$")
-_DOMAIN = re.compile(r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{1,62}$")
+_DOMAIN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$")
 
 
 def validate_emoji(value: str) -> str:
