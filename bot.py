@@ -348,9 +348,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    settings: Settings | None = None
     try:
         settings = Settings.from_env()
         configure_logging(settings, quiet=args.command in {"summarize", "extract", "digest", "usage"})
+        for insecure in settings.insecure_api_urls():
+            log.warning("ALLOW_INSECURE_API_URLS: credentials will travel in CLEAR TEXT to %s", insecure)
         if args.command == "summarize":
             from ringkas.config import validate_language
 
@@ -370,7 +373,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # unclassified (a database outage, a bug): still one line, no secrets
         from ringkas.logs import scrub
 
-        reason = " ".join(scrub(str(exc)).split())[:300]
+        secrets = settings.secret_values() if settings is not None else ()
+        reason = " ".join(scrub(str(exc), secrets).split())[:300]
         print(f"error: unexpected {type(exc).__name__}: {reason}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
