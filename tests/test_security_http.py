@@ -281,7 +281,7 @@ async def test_half_open_flood_does_not_lock_out_healthz_or_slack(
                     f"http://127.0.0.1:{port}/slack/events", data=body, headers=headers
                 ) as response:
                     assert response.status == 200
-                await slack_stub.wait_for("chat.update", 1, timeout=30)
+                await slack_stub.wait_for("chat.postMessage", 1, timeout=30)
                 # more flood while we ask again: still answered
                 flood += await _half_open(port, 300)
                 async with asyncio.timeout(5), fresh.get(f"http://127.0.0.1:{port}/healthz") as response:
