@@ -163,6 +163,7 @@ async def build_slack_app(settings: Settings, *, start_scheduler: bool = True) -
     from handlers.deps import Deps
     from ringkas.digest.scheduler import DigestScheduler
     from ringkas.digest.service import DigestService
+    from ringkas.feedback import FeedbackStore
     from ringkas.qa import QuestionService
     from ringkas.slack_state import SlackState
 
@@ -193,6 +194,7 @@ async def build_slack_app(settings: Settings, *, start_scheduler: bool = True) -
         state=SlackState(core.db),
         questions=QuestionService(settings=settings, db=core.db, llm=core.llm, ringkas=core.ringkas),
         digests=digests,
+        feedback=FeedbackStore(core.db),
     )
     scheduler = DigestScheduler(digests, post=handlers.digest_poster(client, deps))
     deps.scheduler = scheduler
@@ -333,6 +335,7 @@ def _missing_sqlite_file(database_url: str) -> bool:
 
 
 async def cmd_usage(settings: Settings, days: int) -> int:
+    from ringkas.feedback import FeedbackStore, format_feedback
     from ringkas.terminal import format_usage
     from ringkas.usage import usage_report
 
@@ -340,6 +343,7 @@ async def cmd_usage(settings: Settings, days: int) -> int:
     try:
         await db.create_all()
         print(format_usage(await usage_report(db, days=days)))
+        print(format_feedback(await FeedbackStore(db).report(days=days)))
         return 0
     finally:
         await db.dispose()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from handlers import commands, digest, events, questions, triggers, unfurls
+from handlers import commands, digest, events, feedback, home, questions, triggers, unfurls
 from handlers.deps import Deps
 
 
@@ -15,6 +15,8 @@ def register(app: Any, deps: Deps) -> None:
     digest.register(app, deps)
     triggers.register(app, deps)
     unfurls.register(app, deps)
+    feedback.register(app, deps)
+    home.register(app, deps)
 
 
 def digest_poster(client: Any, deps: Deps | None) -> Any:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ringkas.config import Settings
     from ringkas.digest.service import DigestService
+    from ringkas.feedback import FeedbackStore
     from ringkas.qa import QuestionService
     from ringkas.service import Ringkas
     from ringkas.slack_state import SlackState
@@ -73,6 +74,7 @@ class Deps:
     questions: QuestionService | None = None  # follow-up questions (issue 4)
     digests: DigestService | None = None  # daily digests (issue 5)
     scheduler: Any = None  # ringkas.digest.scheduler.DigestScheduler when running as an app
+    feedback: FeedbackStore | None = None  # 👍/👎 votes (issue 12)
     tasks: BackgroundTasks = field(default_factory=BackgroundTasks)  # slow work after the ack
     # At most this many links are fetched and summarized at once; the rest wait with their progress shown.
     slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(MAX_CONCURRENT_LINKS))

@@ -32,6 +32,7 @@ from handlers.render import (
     TITLE_LIMIT,
     Message,
     escape,
+    feedback_block,
     fit,
     language_label,
     link,
@@ -336,7 +337,8 @@ def digest_messages(digest: Digest) -> list[Message]:
             body.append((_theme_block(theme), False))
         body.extend((_story_block(story, _), True) for story in stories)
 
-    footer = [DividerBlock().to_dict(), _footer(digest, _)]
+    footer = [DividerBlock().to_dict(), _footer(digest, _),
+              feedback_block("digest", digest.local_date.isoformat(), _)]
     room = min(MAX_BLOCKS - len(head) - len(footer) - 1, MAX_BLOCKS)
     main_body: list[dict[str, Any]] = []
     count = 0

@@ -3,6 +3,10 @@
 `/ask QUESTION` asks about the article most recently summarized in the channel; `/ask QUESTION LINK`
 about that link's article. Answers are posted for everyone (in the article's thread when it has one)
 and name the article and who asked. Usage problems are answered privately.
+
+Answers in a thread stream in as the model writes them (handlers/streaming.py); where Slack will not open
+a stream, or outside a thread, the answer is posted whole. `deliver_answer` is the one place an answer
+is posted.
 """
 
 from __future__ import annotations
@@ -24,10 +28,12 @@ from handlers.render import (
     SECTION_LIMIT,
     Message,
     escape,
+    feedback_block,
     fit,
     link,
     user_mention,
 )
+from handlers.streaming import AnswerStream
 from handlers.summaries import channel_words, failure_reason, post_message
 from ringkas.errors import RingkasError
 from ringkas.i18n import N_, Translator, translator
@@ -91,6 +97,7 @@ async def _ask(
     if deps.questions is None:
         await _private(respond, _("Questions are not available in this app right now."))
         return
+    stream: AnswerStream | None = None
     try:
         if links:
             reading = link(links[0], display_host(links[0]))
@@ -109,6 +116,8 @@ async def _ask(
             article_id, thread_ts = latest
             await _private(respond, ":thinking_face: " + _("Looking for the answer in the article…"))
         settings = await deps.state.channel_settings(team_id, channel_id)
+        stream = AnswerStream(client, channel_id=channel_id, thread_ts=thread_ts, team_id=team_id,
+                              user_id=user_id) if thread_ts else None
         answer = await deps.questions.answer(
             question,
             [article_id],
@@ -118,26 +127,30 @@ async def _ask(
             user_id=user_id,
             asked_via="ask",
             language_hint=settings.language,
+            on_text=stream.update if stream is not None else None,
         )
     except RingkasError as exc:
+        await _abort(stream, _("I couldn't answer that."))
         await _private(respond, f":warning: {escape(failure_reason(exc, _))}")
         return
     except Exception:
         log.exception("answering /ask failed", extra={"team_id": team_id, "channel_id": channel_id})
+        await _abort(stream, _("I couldn't answer that."))
         await _private(respond, ":warning: " + _("Something went wrong while answering. Please try again."))
         return
     except asyncio.CancelledError:
         log.warning("/ask interrupted by shutdown", extra={"team_id": team_id, "channel_id": channel_id})
         with contextlib.suppress(Exception):
             async with asyncio.timeout(5):
+                await _abort(stream, _("I couldn't answer that."))
                 await _private(respond, ":warning: " + _("I was restarting and couldn't finish answering. "
                                                          "Please ask again in a minute."))
         raise
 
     message = answer_message(answer, question=question, asked_by=user_id)
     try:
-        posted = await post_message(client, _as_message(message), channel=channel_id, thread_ts=thread_ts,
-                                    unfurl_links=False)
+        reply_ts = await deliver_answer(client, answer, message, channel_id=channel_id, thread_ts=thread_ts,
+                                        stream=stream, question=question, asked_by=user_id)
     except SlackApiError as exc:
         error = exc.response.get("error")
         if error in _NOT_IN_CHANNEL:
@@ -149,7 +162,6 @@ async def _ask(
         await _private(respond, ":warning: " + _("I couldn't post the answer in this channel (Slack said: "
                                                  "{reason}).", reason=reason))
         return
-    reply_ts = posted.get("ts")
     if thread_ts is None and reply_ts:
         # The answer starts a thread about the article: follow-ups there work like in a summary thread,
         # and the stored question belongs to it.
@@ -183,6 +195,8 @@ async def answer_in_thread(
         await client.chat_postMessage(channel=channel_id, thread_ts=thread_ts, text=_(THREAD_HINT))
         return True
     await _react(client, "reactions_add", channel_id, message_ts, THINKING)
+    stream = AnswerStream(client, channel_id=channel_id, thread_ts=thread_ts, team_id=team_id,
+                          user_id=user_id)
     try:
         settings = await deps.state.channel_settings(team_id, channel_id)
         answer = await deps.questions.answer(
@@ -194,8 +208,10 @@ async def answer_in_thread(
             user_id=user_id,
             asked_via="mention",
             language_hint=settings.language,
+            on_text=stream.update,
         )
     except RingkasError as exc:
+        await _abort(stream, _("I couldn't answer that."))
         # An expected failure with words for people: told in the thread. (The caller, which claimed
         # the message, records the outcome; unexpected errors go to it and it apologises.)
         log.info("question not answered", extra={"channel": channel_id, "error": exc.code})
@@ -204,15 +220,67 @@ async def answer_in_thread(
         failure = ":warning: " + _("I couldn't answer that.") + " " + escape(failure_reason(exc, _))
         await client.chat_postMessage(channel=channel_id, thread_ts=thread_ts, text=failure)
         return True
-    except Exception:
+    except BaseException:
+        await _abort(stream, _("I couldn't answer that."))
         await _react(client, "reactions_remove", channel_id, message_ts, THINKING)
         raise
     try:
-        await post_message(client, _as_message(answer_message(answer)), channel=channel_id,
-                           thread_ts=thread_ts, unfurl_links=False)
+        await deliver_answer(client, answer, answer_message(answer), channel_id=channel_id,
+                             thread_ts=thread_ts, stream=stream)
     finally:
         await _react(client, "reactions_remove", channel_id, message_ts, THINKING)
     return True
+
+
+async def deliver_answer(
+    client: Any, answer: Answer, message: dict[str, Any], *, channel_id: str, thread_ts: str | None,
+    stream: AnswerStream | None, question: str | None = None, asked_by: str | None = None,
+) -> str | None:
+    """THE one place an answer is posted; returns its ts. A streamed answer is finished with the article
+    (and, for /ask, who asked) under it; one Slack would not stream is posted whole (`message`); a stream
+    that broke off midway is replaced once by the whole answer (chat.update), never left half-written."""
+    if stream is not None and stream.ts is not None:
+        if await stream.stop(answer.text, _stream_footer(answer, question=question, asked_by=asked_by)):
+            return stream.ts
+        try:
+            await client.chat_update(channel=channel_id, ts=stream.ts, text=message["text"],
+                                     blocks=message["blocks"])
+            return stream.ts
+        except SlackApiError as exc:
+            log.warning("could not complete the streamed answer; posting it whole",
+                        extra={"channel": channel_id, "error": exc.response.get("error")})
+    where: dict[str, Any] = {"channel": channel_id, "unfurl_links": False}
+    if thread_ts:
+        where["thread_ts"] = thread_ts
+    posted = await post_message(client, _as_message(message), **where)
+    return posted.get("ts")
+
+
+def _stream_footer(answer: Answer, *, question: str | None, asked_by: str | None) -> list[dict[str, Any]]:
+    """Blocks under a streamed answer: who asked what (for /ask) and the article(s) it rests on."""
+    _ = translator(answer.language)
+    parts: list[str] = []
+    if question:
+        who = user_mention(asked_by) or _("Someone")
+        shown = question
+        if len(shown) > QUESTION_SHOWN_CHARS:
+            shown = shown[: QUESTION_SHOWN_CHARS - 1] + "…"
+        asked = _("{user} asked", user=who)
+        parts.append(f"{asked}: {escape(' '.join(shown.split()))}")
+    parts.append(_("About: {articles}", articles=_article_links(answer)))
+    return [ContextBlock(elements=[MarkdownTextObject(text=fit(p, CONTEXT_LIMIT)) for p in parts]).to_dict(),
+            feedback_block("answer", answer.question_id, _)]
+
+
+async def _abort(stream: AnswerStream | None, note: str) -> None:
+    """A streamed answer that will not be finished: close it with a note instead of leaving it open."""
+    if stream is None or stream.ts is None or stream.refused is not None:
+        return
+    try:
+        await stream.client.chat_stopStream(channel=stream.channel_id, ts=stream.ts,
+                                            markdown_text="\n\n:warning: " + escape(note))
+    except SlackApiError as exc:
+        log.info("could not close the stream", extra={"error": exc.response.get("error")})
 
 
 # --- text in, text out ---------------------------------------------------------------------------
@@ -273,6 +341,7 @@ def answer_message(
     fallback.append(body)
     about = _("About: {articles}", articles=_article_links(answer))
     blocks.append(ContextBlock(elements=[MarkdownTextObject(text=fit(about, CONTEXT_LIMIT))]).to_dict())
+    blocks.append(feedback_block("answer", answer.question_id, _))
     return {"text": fit("\n".join(fallback), FALLBACK_LIMIT), "blocks": blocks, "unfurl_links": False}
 
 

@@ -14,7 +14,14 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from slack_sdk.models.blocks import ContextBlock, MarkdownTextObject, SectionBlock
+from slack_sdk.models.blocks import (
+    ContextActionsBlock,
+    ContextBlock,
+    FeedbackButtonObject,
+    FeedbackButtonsElement,
+    MarkdownTextObject,
+    SectionBlock,
+)
 
 from handlers.links import display_host
 from ringkas.documents import SummaryResult
@@ -120,6 +127,23 @@ def _point_sections(points: list[str], heading: str, budget: int, more_label: st
     return [_section(text) for text in sections]
 
 
+FEEDBACK_ACTION = "ringkas_feedback"
+
+
+def feedback_block(kind: str, target: str | int | None, _: Translator | None = None) -> dict[str, Any]:
+    """👍/👎 buttons (`context_actions` + `feedback_buttons`) under a summary, digest or answer; the
+    value names what is voted on: `up|summary|<article id>`."""
+    _ = _english(_)
+    shown = "" if target is None else str(target)
+    return ContextActionsBlock(elements=[FeedbackButtonsElement(
+        action_id=FEEDBACK_ACTION,
+        positive_button=FeedbackButtonObject(text=_("Helpful"), value=f"up|{kind}|{shown}",
+                                             accessibility_label=_("This was helpful")),
+        negative_button=FeedbackButtonObject(text=_("Not helpful"), value=f"down|{kind}|{shown}",
+                                             accessibility_label=_("This was not helpful")),
+    )]).to_dict()
+
+
 def _english(_: Translator | None) -> Translator:
     return _ if _ is not None else translator("en")
 
@@ -181,7 +205,7 @@ def summary_message(result: SummaryResult, *, shared_url: str | None = None,
     ]
     why_text = (summary.why_it_matters or "").strip()
     why = _section(f"*{why_label}*\n{escape(why_text)}") if why_text else None
-    reserved = len(blocks) + 1 + (1 if why else 0)
+    reserved = len(blocks) + 2 + (1 if why else 0)
     points = [p for p in summary.key_points if p and p.strip()]
     if points:
         budget = MAX_BLOCKS - reserved
@@ -189,6 +213,7 @@ def summary_message(result: SummaryResult, *, shared_url: str | None = None,
     if why:
         blocks.append(why)
     blocks.append(_context(" · ".join(footer)))
+    blocks.append(feedback_block("summary", article.id, _))
     assert len(blocks) <= MAX_BLOCKS
     return Message(text=fit(tldr or escape(title), FALLBACK_LIMIT), blocks=blocks)
 

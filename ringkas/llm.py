@@ -20,6 +20,7 @@ import json
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
@@ -63,6 +64,14 @@ class Completion:
     data: dict | None
     usage: Usage
     model: str
+
+
+#: Receives the reply's text so far (the whole text, growing) while a streamed reply arrives.
+TextSink = Callable[[str], Awaitable[None]]
+
+
+class _StreamBroken(Exception):
+    """A streamed reply broke off after part of it was shown: not retried (the part cannot be unsaid)."""
 
 
 class _FormatRejected(Exception):
@@ -142,10 +151,12 @@ class LLM:
         context: UsageContext | None = None,
         article_id: int | None = None,
         salvage: bool = False,
+        on_text: TextSink | None = None,
     ) -> Completion:
         """One answer to `messages`. With a `schema`, `data` is the validated JSON object; with
         `salvage`, a reply still invalid after the repair request is returned as the JSON object it
-        holds (unvalidated: the caller must read it defensively) instead of raising."""
+        holds (unvalidated: the caller must read it defensively) instead of raising. With `on_text`,
+        the reply is streamed and `on_text` sees its text as it grows (the repair request is not)."""
         self._get_client()  # a missing API key is a configuration error before anything is sent
         usage = Usage()
         while True:
@@ -162,6 +173,7 @@ class LLM:
                     max_output_tokens=max_output_tokens,
                     context=context,
                     article_id=article_id,
+                    on_text=on_text,
                 )
             except _FormatRejected:
                 self._downgrade(mode)
@@ -315,16 +327,30 @@ class LLM:
         max_output_tokens: int | None,
         context: UsageContext | None,
         article_id: int | None,
+        on_text: TextSink | None = None,
     ) -> tuple[str, str, Usage]:
         attempt = 0
         adapted: set[str] = set()
         while True:
             args = self._arguments(messages, mode, schema, schema_name, max_output_tokens)
+            if on_text is not None:
+                args["stream"] = True
+                if self._official:  # compatible servers may refuse stream_options; their usage is estimated
+                    args["stream_options"] = {"include_usage": True}
             started = time.monotonic()
             base_url = self._base_url
             try:
                 async with self._limit:
-                    response = _readable(await self._get_client().chat.completions.create(**args))
+                    reply = await self._get_client().chat.completions.create(**args)
+                    if on_text is not None:
+                        response = await _collect_stream(reply, on_text)
+                    else:
+                        response = _readable(reply)
+            except _StreamBroken as exc:
+                raise ModelUnavailable(
+                    "The language model's answer broke off. Please ask again.",
+                    detail=self._detail(purpose, f"stream broke: {exc}"),
+                ) from None
             except (_Unreadable, json.JSONDecodeError) as exc:
                 # A body that is no Chat Completion: a proxy's HTML error page, a cut-off or empty JSON
                 # body, an error object sent with 200. Usually passing, so retried like a 5xx.
@@ -529,6 +555,42 @@ class LLM:
 
 
 # --- helpers -------------------------------------------------------------------------------------
+
+
+async def _collect_stream(stream: Any, on_text: TextSink) -> Any:
+    """Read a streamed completion, handing its text so far to `on_text` as it grows; returns it shaped
+    like a completion for `_read`. A server that ignored `stream` and sent one completion is read as is."""
+    if not hasattr(stream, "__aiter__"):
+        return _readable(stream)
+    parts: list[str] = []
+    model: str | None = None
+    finish: str | None = None
+    usage: Any = None
+    shown = False
+    try:
+        async for chunk in stream:
+            model = getattr(chunk, "model", None) or model
+            usage = getattr(chunk, "usage", None) or usage
+            grew = False
+            for choice in getattr(chunk, "choices", None) or []:
+                piece = getattr(getattr(choice, "delta", None), "content", None)
+                if piece:
+                    parts.append(piece)
+                    grew = True
+                finish = getattr(choice, "finish_reason", None) or finish
+            if grew:
+                try:
+                    await on_text("".join(parts))
+                    shown = True
+                except Exception:  # showing progress must never cost the answer
+                    log.warning("streamed text could not be shown", exc_info=True)
+    except Exception as exc:
+        if shown:
+            raise _StreamBroken(type(exc).__name__) from exc
+        raise
+    message = SimpleNamespace(content="".join(parts), refusal=None)
+    return SimpleNamespace(choices=[SimpleNamespace(message=message, finish_reason=finish)], model=model,
+                           usage=usage)
 
 
 def _readable(response: Any) -> Any:

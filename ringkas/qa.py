@@ -33,7 +33,7 @@ from ringkas.retrieval import (
 
 if TYPE_CHECKING:
     from ringkas.config import Settings
-    from ringkas.llm import LLM
+    from ringkas.llm import LLM, TextSink
     from ringkas.service import Ringkas
     from ringkas.storage import Database
 
@@ -172,13 +172,15 @@ class QuestionService:
         user_id: str | None,
         asked_via: str = "mention",
         language_hint: str | None = None,
+        on_text: TextSink | None = None,
     ) -> Answer:
         """Answer `question` from the articles; `language_hint` (e.g. the channel's language) only
-        settles what the detector cannot tell apart, such as Indonesian versus Malay."""
+        settles what the detector cannot tell apart, such as Indonesian versus Malay. With `on_text`, the
+        model's reply is streamed and `on_text` sees the answer's text so far as it grows."""
         async with self._turn(team_id, channel_id, thread_ts):
             return await self._answer(
                 question, article_ids, team_id=team_id, channel_id=channel_id, thread_ts=thread_ts,
-                user_id=user_id, asked_via=asked_via, language_hint=language_hint,
+                user_id=user_id, asked_via=asked_via, language_hint=language_hint, on_text=on_text,
             )
 
     async def _answer(
@@ -192,6 +194,7 @@ class QuestionService:
         user_id: str | None,
         asked_via: str,
         language_hint: str | None,
+        on_text: TextSink | None = None,
     ) -> Answer:
         question = clean_question(question)
         if not question:
@@ -237,6 +240,7 @@ class QuestionService:
             max_output_tokens=self._reserved_output(),
             context=context,
             article_id=ids[0],
+            on_text=_answer_sink(on_text) if on_text is not None else None,
         )
         usage = usage + completion.usage
         text, answered = _parse_answer(completion)
@@ -521,3 +525,68 @@ def _parse_answer(completion: Any) -> tuple[str, bool]:
     if not text:
         raise ModelOutputInvalid(detail="empty answer")
     return text, True
+
+
+def _answer_sink(on_text: TextSink) -> TextSink:
+    """Turns the growing JSON reply into the growing answer text (only passed on when it grew)."""
+    shown = ""
+
+    async def sink(raw: str) -> None:
+        nonlocal shown
+        text = answer_so_far(raw)
+        if len(text) > len(shown):
+            shown = text
+            await on_text(text)
+
+    return sink
+
+
+_ANSWER_FIELD = re.compile(r'"answer"\s*:\s*"')
+_JSON_ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+
+
+def answer_so_far(raw: str) -> str:
+    """The `answer` string of a JSON reply still being written (`{"answer": "Bing sho`), decoded as far
+    as it is complete; the whole text when the reply is not JSON (plain-text servers)."""
+    stripped = raw.lstrip()
+    if not stripped.startswith(("{", "```")):
+        return raw
+    match = _ANSWER_FIELD.search(raw)
+    if match is None:
+        return ""
+    out: list[str] = []
+    index = match.end()
+    while index < len(raw):
+        char = raw[index]
+        if char == '"':
+            break
+        if char != "\\":
+            out.append(char)
+            index += 1
+            continue
+        if index + 1 >= len(raw):
+            break  # an escape cut in half: wait for the rest
+        code = raw[index + 1]
+        if code == "u":
+            digits = raw[index + 2 : index + 6]
+            if len(digits) < 4:
+                break
+            try:
+                point = int(digits, 16)
+            except ValueError:
+                break
+            if 0xD800 <= point < 0xDC00:  # a surrogate pair (emoji): wait for and join its second half
+                low = raw[index + 8 : index + 12] if raw[index + 6 : index + 8] == "\\u" else ""
+                if len(low) < 4:
+                    break
+                try:
+                    point = 0x10000 + ((point - 0xD800) << 10) + (int(low, 16) - 0xDC00)
+                except ValueError:
+                    break
+                index += 6
+            out.append(chr(point))
+            index += 6
+            continue
+        out.append(_JSON_ESCAPES.get(code, code))
+        index += 2
+    return "".join(out)

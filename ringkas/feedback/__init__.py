@@ -18,6 +18,8 @@ from ringkas.storage.feedback_tables import FeedbackRow
 log = logging.getLogger("ringkas.feedback")
 
 KINDS = frozenset({"summary", "digest", "answer"})
+#: What was voted on, in words (translated where shown).
+KIND_NAMES: dict[str, str] = {"summary": N_("summary"), "digest": N_("digest"), "answer": N_("answer")}
 #: What a 👎 can say was wrong (code -> words, translated where shown).
 REASONS: dict[str, str] = {
     "inaccurate": N_("Not accurate"),
@@ -99,7 +101,8 @@ class FeedbackStore:
         async with self.db.session() as session:
             result = await session.execute(
                 update(FeedbackRow)
-                .where(FeedbackRow.id == feedback_id, FeedbackRow.user_id == user_id[:32], FeedbackRow.vote == -1)
+                .where(FeedbackRow.id == feedback_id, FeedbackRow.user_id == user_id[:32],
+                       FeedbackRow.vote == -1)
                 .values(reason=reason, updated_at=utcnow())
             )
             return result.rowcount == 1  # type: ignore[attr-defined]
@@ -147,4 +150,5 @@ def format_feedback(report: FeedbackReport) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["KINDS", "REASONS", "FeedbackReport", "FeedbackStore", "RecentVote", "VoteCount", "format_feedback"]
+__all__ = ["KINDS", "KIND_NAMES", "REASONS", "FeedbackReport", "FeedbackStore", "RecentVote", "VoteCount",
+           "format_feedback"]

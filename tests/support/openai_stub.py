@@ -13,6 +13,9 @@ The real `openai` SDK talks to it over HTTP on 127.0.0.1 (set `OPENAI_BASE_URL` 
 - `stub.delay` seconds before answering (benchmarks, timeouts).
 - `stub.raw_next(body, status=200, content_type=..., headers=...)` answers the next request with exactly
   these bytes (HTML error pages from proxies, event streams, broken JSON); queued, one per request.
+- Requests with `"stream": true` are answered as a server-sent event stream of chat.completion.chunk
+  objects, `stub.stream_chunk` characters each, `stub.stream_delay` seconds apart (benchmarks); the
+  last chunk carries usage when `stream_options.include_usage` asks for it.
 - `stub.v1_only = True` serves Chat Completions only under /v1 (404 "page not found" at the root, like
   Ollama and vLLM), for OPENAI_BASE_URL set without its /v1.
 """
@@ -81,6 +84,8 @@ class OpenAIStub:
         self.reject_json_schema = False
         self.reject_json_object = False
         self.v1_only = False
+        self.stream_chunk = 12
+        self.stream_delay = 0.0
         self._failures: list[tuple[int, float | None]] = []
         self._raw: list[tuple[int, bytes, str, dict[str, str]]] = []
         self._runner: web.AppRunner | None = None
@@ -126,7 +131,36 @@ class OpenAIStub:
     async def _models(self, _request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": "stub-model", "object": "model"}]})
 
-    async def _chat(self, request: web.Request) -> web.Response:
+    async def _stream(self, request: web.Request, body: dict[str, Any], answer: str) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                               "Cache-Control": "no-cache"})
+        await response.prepare(request)
+        base = {"id": f"chatcmpl-stub-{len(self.requests)}", "object": "chat.completion.chunk",
+                "created": int(time.time()), "model": body.get("model", "stub-model")}
+
+        async def send(data: dict[str, Any]) -> None:
+            await response.write(f"data: {json.dumps(data)}\n\n".encode())
+
+        await send({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                         "finish_reason": None}]})
+        for start in range(0, len(answer), max(1, self.stream_chunk)):
+            if self.stream_delay and start:
+                await asyncio.sleep(self.stream_delay)
+            piece = answer[start : start + max(1, self.stream_chunk)]
+            await send({**base, "choices": [{"index": 0, "delta": {"content": piece},
+                                             "finish_reason": None}]})
+        await send({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        if (body.get("stream_options") or {}).get("include_usage"):
+            prompt_tokens = max(1, len(request_text(body)) // 4)
+            completion_tokens = max(1, len(answer) // 4)
+            await send({**base, "choices": [], "usage": {"prompt_tokens": prompt_tokens,
+                                                         "completion_tokens": completion_tokens,
+                                                         "total_tokens": prompt_tokens + completion_tokens}})
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
         if self.v1_only and not request.path.startswith("/v1/"):
             return web.Response(status=404, text="404 page not found")
         body = await request.json()
@@ -172,6 +206,8 @@ class OpenAIStub:
             answer = self.responder(body)
             if isinstance(answer, dict):
                 return web.json_response(answer)
+            if body.get("stream"):
+                return await self._stream(request, body, answer)
             prompt_tokens = max(1, len(request_text(body)) // 4)
             return web.json_response(
                 {

@@ -4,6 +4,10 @@ Point `SLACK_API_URL` at `stub.api_url`. It answers the Web API methods the bot 
 every call (`stub.calls`: list of `Call(method, args, headers)`), can answer HTTP 429 with
 Retry-After (`stub.rate_limit_next(method, n, retry_after)`), and receives slash-command
 `response_url` posts at `stub.response_url(name)` (recorded in `stub.responses`).
+Streaming (`chat.startStream` / `appendStream` / `stopStream`): each stream's text is kept in
+`stub.streams[ts]`; appending to a stopped or unknown stream fails like Slack does, a channel stream without
+recipient_team_id/recipient_user_id is refused, and `stub.refuse_streams = "error_code"` refuses every
+`chat.startStream` (a workspace or surface where streaming is not allowed).
 Socket Mode: `apps.connections.open` returns a WebSocket URL served here; the socket sends
 `hello`, and `await stub.socket_send(envelope)` pushes an envelope; acks land in `stub.socket_acks`.
 """
@@ -50,6 +54,9 @@ class SlackStub:
         self.socket_connected = asyncio.Event()
         self.port = 0
         self.replies: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self.streams: dict[str, dict[str, Any]] = {}  # chat.startStream ts -> channel, text, stopped
+        self.refuse_streams: str | None = None  # an error code answered to every chat.startStream
+        self.members: dict[str, list[str]] = {}  # conversations.members per channel (default: U0001 only)
         # conversations.history: channel -> its top-level messages (`remember` a message to make it readable)
         self.history: dict[str, list[dict[str, Any]]] = {}
 
@@ -160,7 +167,40 @@ class SlackStub:
     def _next_ts(self) -> str:
         return f"1700000000.{next(self._ts):06d}"
 
+    @staticmethod
+    def _stream_text(args: dict[str, Any]) -> str:
+        text = str(args.get("markdown_text") or "")
+        for chunk in args.get("chunks") or []:
+            if isinstance(chunk, dict) and chunk.get("type") == "markdown_text":
+                text += str(chunk.get("text") or "")
+        return text
+
+    def _streaming(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
+        if method == "chat.startStream":
+            if self.refuse_streams:
+                return {"ok": False, "error": self.refuse_streams}
+            channel = str(args.get("channel") or "")
+            if not args.get("thread_ts"):
+                return {"ok": False, "error": "invalid_arguments"}
+            recipients = args.get("recipient_team_id") and args.get("recipient_user_id")
+            if channel[:1] in {"C", "G"} and not recipients:
+                return {"ok": False, "error": "missing_recipient_team_id"}
+            ts = self._next_ts()
+            self.streams[ts] = {"channel": channel, "thread_ts": args["thread_ts"],
+                                "text": self._stream_text(args), "stopped": False, "blocks": None}
+            return {"ok": True, "channel": channel, "ts": ts}
+        stream = self.streams.get(str(args.get("ts")))
+        if stream is None or stream["stopped"]:
+            return {"ok": False, "error": "message_not_in_streaming_state"}
+        stream["text"] += self._stream_text(args)
+        if method == "chat.stopStream":
+            stream["stopped"] = True
+            stream["blocks"] = args.get("blocks")
+        return {"ok": True, "channel": stream["channel"], "ts": args.get("ts")}
+
     def _answer(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
+        if method in {"chat.startStream", "chat.appendStream", "chat.stopStream"}:
+            return self._streaming(method, args)
         if method == "auth.test":
             return {
                 "ok": True,
@@ -190,6 +230,9 @@ class SlackStub:
             return {"ok": True, "permalink": f"https://stub.slack.test/archives/{args.get('channel')}/p1"}
         if method == "conversations.info":
             return {"ok": True, "channel": {"id": args.get("channel"), "name": "general", "is_member": True}}
+        if method == "conversations.members":
+            return {"ok": True, "members": self.members.get(str(args.get("channel")), ["U0001"]),
+                    "response_metadata": {"next_cursor": ""}}
         if method == "conversations.history":
             oldest, latest = float(args.get("oldest") or 0), float(args.get("latest") or 9e12)
             found = [m for m in self.history.get(str(args.get("channel")), [])
