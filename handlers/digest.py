@@ -337,9 +337,9 @@ def digest_messages(digest: Digest) -> list[Message]:
             body.append((_theme_block(theme), False))
         body.extend((_story_block(story, _), True) for story in stories)
 
-    footer = [DividerBlock().to_dict(), _footer(digest, _),
-              feedback_block("digest", digest.local_date.isoformat(), _)]
-    room = min(MAX_BLOCKS - len(head) - len(footer) - 1, MAX_BLOCKS)
+    footer = [DividerBlock().to_dict(), _footer(digest, _)]
+    votes = feedback_block("digest", digest.local_date.isoformat(), _)  # 👍/👎 under the stories
+    room = min(MAX_BLOCKS - len(head) - len(footer) - 2, MAX_BLOCKS)
     main_body: list[dict[str, Any]] = []
     count = 0
     index = 0
@@ -359,7 +359,8 @@ def digest_messages(digest: Digest) -> list[Message]:
         more = escape(_("More stories in the thread."))
         footer.insert(1, ContextBlock(elements=[MarkdownTextObject(text=more)]).to_dict())
     fallback = f"{header}: {digest.opening}" if digest.opening else header
-    messages = [Message(text=fit(escape(fallback), FALLBACK_LIMIT), blocks=head + main_body + footer)]
+    main = [*head, *main_body, votes, *footer]
+    messages = [Message(text=fit(escape(fallback), FALLBACK_LIMIT), blocks=main)]
     for start in range(0, len(rest), THREAD_BLOCKS):
         chunk = rest[start : start + THREAD_BLOCKS]
         continued = _("More from today’s digest ({header})", header=header)

@@ -212,8 +212,8 @@ def summary_message(result: SummaryResult, *, shared_url: str | None = None,
         blocks.extend(_point_sections(points, _("Key points"), budget, _("…and {n} more")))
     if why:
         blocks.append(why)
-    blocks.append(_context(" · ".join(footer)))
     blocks.append(feedback_block("summary", article.id, _))
+    blocks.append(_context(" · ".join(footer)))
     assert len(blocks) <= MAX_BLOCKS
     return Message(text=fit(tldr or escape(title), FALLBACK_LIMIT), blocks=blocks)
 

@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from ringkas.storage.tables import QuestionRow
@@ -22,6 +23,13 @@ CHIP_HTML = (FIXTURES / "qa_chip_article.html").read_text(encoding="utf-8")
 SEARCH_TITLE = "Search engines race to add AI answers"
 make_slack_app = slack_fixtures.make_slack_app  # the running-app fixtures, used by the tests below
 slack_app = slack_fixtures.slack_app
+
+
+@pytest.fixture(autouse=True)
+def answers_posted_whole(slack_stub: SlackStub) -> None:
+    """These tests read answers as single posts: Slack refuses streams here (the streamed path, and this
+    fallback itself, are tested in tests/test_slack_streaming.py)."""
+    slack_stub.refuse_streams = "not_allowed_token_type"
 
 
 def model(answers: list[str] | None = None, *, answered: bool = True) -> Callable[[dict[str, Any]], Any]:

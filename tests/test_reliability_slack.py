@@ -74,6 +74,7 @@ async def test_a_thread_answer_slack_refuses_as_blocks_is_posted_as_plain_text(
     openai_stub.responder = model(["Bing shows AI answers for about 40 percent of US searches."])
     thread = await summarize_here(slack_app, web)
     before = len(slack_stub.posted())
+    slack_stub.refuse_streams = "not_allowed_token_type"  # the answer goes out as one post
     slack_stub.overrides["chat.postMessage"] = (
         lambda args: {"ok": False, "error": "invalid_blocks"} if args.get("blocks")
         else slack_stub._answer("chat.postMessage", args)
