@@ -138,13 +138,15 @@ class Ringkas:
         return saved
 
     async def _same_text_elsewhere(self, article: Article) -> Article | None:
-        """A stored article of the same site with exactly this text (and enough of it to be a page, not a
-        stub shared by many pages), when the page named no canonical URL of its own."""
+        """A stored article of the same site with exactly this text and title (and enough text to be a
+        page, not a stub shared by many pages)."""
         if article.word_count < MIN_WORDS_FOR_TEXT_MATCH:
             return None
         twin = await self.store.get_by_content(content_hash(article.text.replace("\x00", "")))
         if twin is None or not same_site(twin.canonical_url, article.canonical_url):
             return None
+        if (twin.title or "").strip() != (article.title or "").strip():
+            return None  # same body under another headline: another page (a template, a series)
         return twin
 
     @staticmethod

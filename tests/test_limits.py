@@ -199,9 +199,13 @@ async def test_meaningless_parameters_do_not_defeat_the_cache(
         made = await service.summarize(web.url("/canon"))
         assert (await service.summarize(web.url("/canon?variant=2"))).article.id == made.article.id
         assert len(openai_stub.requests) == 2
-        # a different page of the same site is still a different article
+        # a different page of the same site is still a different article, even with the same body text
         web.add("/other", page("Other page"))
         assert (await service.summarize(web.url("/other"))).article.id != first.article.id
+        retitled = html.replace("<title>Same page</title>", "<title>Part two</title>").replace(
+            "<h1>Same page</h1>", "<h1>Part two</h1>")
+        web.add("/part-two", retitled)
+        assert (await service.summarize(web.url("/part-two"))).article.id != first.article.id
     finally:
         await fetcher.aclose()
         await llm.aclose()
