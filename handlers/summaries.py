@@ -267,7 +267,8 @@ async def summarize_links(deps: Deps, client: Any, job: LinkJob) -> bool:
 
 
 async def _summarize_one(deps: Deps, job: LinkJob, url: str, language: str) -> SummaryResult:
-    async with deps.slots, asyncio.timeout(link_deadline(deps)):
+    user, channel = (job.team_id, job.user_id or job.channel_id), (job.team_id, job.channel_id)
+    async with deps.slots.slot(user=user, channel=channel), asyncio.timeout(link_deadline(deps)):
         return await deps.ringkas.summarize(
             url,
             language=language,
@@ -301,6 +302,7 @@ _ERROR_WORDS = {
     "model_output_invalid": N_("The language model gave an answer I couldn't use. Please try again."),
     "not_found": N_("I couldn't find that."),
     "config": N_("The configuration is invalid."),
+    "limit": N_("A usage limit was reached. Please try again later."),
     "empty_question": N_("Ask me something about the article, for example: what does it say about pricing?"),
     "prompt_too_small": N_("MAX_INPUT_TOKENS is too small to fit the question with any of the article. "
                            "Ask a shorter question, or raise MAX_INPUT_TOKENS."),

@@ -119,6 +119,8 @@ class LLM:
         # 404 and the same server answers under /v1 (a common slip: http://localhost:11434 for Ollama).
         self._base_url = settings.openai_base_url
         self._v1_settled = False
+        # Asked before every model call with (context, purpose); raises to refuse it (ringkas/limits).
+        self.admit: Callable[[UsageContext | None, str], Awaitable[None]] | None = None
 
     # --- public ----------------------------------------------------------------------------------
 
@@ -158,6 +160,8 @@ class LLM:
         holds (unvalidated: the caller must read it defensively) instead of raising. With `on_text`,
         the reply is streamed and `on_text` sees its text as it grows (the repair request is not)."""
         self._get_client()  # a missing API key is a configuration error before anything is sent
+        if self.admit is not None:
+            await self.admit(context, purpose)
         usage = Usage()
         while True:
             mode = self.json_mode if schema is not None else PLAIN_TEXT
