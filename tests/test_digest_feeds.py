@@ -193,7 +193,7 @@ async def test_reader_skips_broken_slow_huge_and_missing_feeds(web, fetcher) -> 
     assert {u for u, o in outcomes.items() if o.status == "ok"} == set(urls.values())
     for url in (broken, slow, huge, missing):
         assert outcomes[url].status == "failed" and not outcomes[url].items
-    assert outcomes[broken].error.startswith("malformed")
+    assert outcomes[broken].error.startswith("not_a_feed")  # an HTML error page names no feed
     assert outcomes[slow].error.startswith("timed_out")
     assert outcomes[huge].error.startswith("too_large")
     assert outcomes[missing].error.startswith("site_refused")
