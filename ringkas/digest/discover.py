@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from html.parser import HTMLParser
 from urllib.parse import urljoin, urlsplit
@@ -53,11 +54,9 @@ def feed_links(body: bytes, *, base_url: str, charset: str | None = None) -> lis
     except LookupError:
         text = head.decode("utf-8", errors="replace")
     parser = _FeedLinks()
-    try:
+    with contextlib.suppress(Exception):  # broken markup: whatever was found before it still counts
         parser.feed(text)
         parser.close()
-    except Exception:  # broken markup: whatever was found before it still counts
-        pass
     found: list[str] = []
     page = base_url.split("#")[0]
     for _, href in sorted(parser.found, key=lambda pair: pair[0]):

@@ -28,7 +28,7 @@ from ringkas.digest.dates import checked_date, feed_dates_doubtful
 from ringkas.digest.discover import feed_links, looks_like_html
 from ringkas.digest.jsonfeed import looks_like_json, parse_json_feed
 from ringkas.digest.models import FeedItem, FeedOutcome, FeedSource, FeedState
-from ringkas.digest.outlets import item_key, site_label, story_link
+from ringkas.digest.outlets import item_key, site_label
 from ringkas.digest.relevance import RELEVANT, ai_relevance
 from ringkas.documents import FetchResult
 from ringkas.errors import ConfigError, RingkasError
@@ -258,7 +258,7 @@ def _entry_link(candidates: Sequence[Any], base: str, refused: set[str]) -> str 
         parts = urlsplit(url)
         if parts.scheme not in {"http", "https"} or not parts.hostname or len(url) > 2048:
             continue
-        if canonicalize(url) in refused:  # an empty href resolves to the feed (or its home page)
+        if item_key(url, keep_fragment=True) in refused:  # an empty href resolves to the feed or its site
             continue
         return url
     return None
@@ -330,7 +330,7 @@ def parse_feed(
             FeedItem(
                 feed_url=feed_url,
                 source=outlet,
-                url=story_link(link),
+                url=item_key(link, keep_fragment=True),  # no tracking parameters, anchor kept
                 canonical_url=canonical,
                 title=headline,
                 excerpt=excerpt,
@@ -436,7 +436,9 @@ class FeedReader:
             async with asyncio.timeout(self.timeout):
                 result = await self.fetcher.fetch(target, accept="feed")
         except TimeoutError:
-            return self._failed(source, f"an HTML page; its feed {target} gave no answer within {self.timeout:g} s")
+            return self._failed(
+                source, f"an HTML page; its feed {target} gave no answer within {self.timeout:g} s"
+            )
         except RingkasError as exc:
             return self._failed(source, f"an HTML page; its feed {target}: {exc.detail or exc.user_message}",
                                 code=exc.code)
