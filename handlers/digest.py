@@ -266,6 +266,8 @@ def _story_block(story: Story, words: dict[str, str]) -> dict[str, Any]:
     parts = [link(source.url, source.name[:80]) for source in story.sources[:6]]
     if story.team_shared:
         parts.append(f"_{escape(words['shared'])}_")
+    if story.from_feed:
+        parts.append(f"_{escape(words['from_feed'])}_")
     sources = " · ".join(parts)
     lines = [title]
     if story.summary:
@@ -284,9 +286,27 @@ def _footer(digest: Digest, words: dict[str, str]) -> dict[str, Any]:
     if digest.shared_count:
         parts.append(words["team_links"].format(n=digest.shared_count))
     if digest.feeds_failed:
-        parts.append(words["unavailable"].format(n=len(digest.feeds_failed)))
+        count = words["unavailable"].format(n=len(digest.feeds_failed))
+        parts.append(f"{count}: {_failed_feeds(digest, words)}")
     text = escape(" · ".join(parts))
     return ContextBlock(elements=[MarkdownTextObject(text=fit(text, CONTEXT_LIMIT))]).to_dict()
+
+
+FAILED_NAMED = 5  # unavailable feeds named in the footer; the rest are counted
+FAILED_REASON_CHARS = 60
+
+
+def _failed_feeds(digest: Digest, words: dict[str, str]) -> str:
+    """`detik.com (HTTP 404), lab.example (no answer within 20 s), 3 more`: compact, for the footer."""
+    named = []
+    for failure in digest.feeds_failed[:FAILED_NAMED]:
+        reason = failure.reason if len(failure.reason) <= FAILED_REASON_CHARS else (
+            failure.reason[: FAILED_REASON_CHARS - 1].rstrip() + "…")
+        named.append(f"{(failure.name or failure.url)[:60]} ({reason})")
+    rest = len(digest.feeds_failed) - len(named)
+    if rest > 0:
+        named.append(words["more_failed"].format(n=rest))
+    return ", ".join(named)
 
 
 def _theme_block(theme: str) -> dict[str, Any]:

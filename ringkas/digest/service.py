@@ -17,12 +17,14 @@ from ringkas.config import Settings
 from ringkas.digest.feeds import FeedReader, Fetcher, feed_sources
 from ringkas.digest.models import (
     Digest,
+    FeedFailure,
     FeedItem,
     FeedOutcome,
     FeedSource,
     Story,
     Subscription,
 )
+from ringkas.digest.outlets import site_label
 from ringkas.digest.schedule import due_today, local_date
 from ringkas.digest.select import in_window, per_source_cap, select_stories
 from ringkas.digest.store import MAX_ATTEMPTS, DigestStore
@@ -184,7 +186,7 @@ class DigestService:
             items_read=len(in_window(items, window_start, window_end)),
             sources_read=len(answered),
             sources_total=len(self.sources),
-            feeds_failed=tuple(o.url for o in snapshot.outcomes if o.status == "failed"),
+            feeds_failed=self._failures(snapshot.outcomes),
             shared_count=len(shared),
             usage=written.usage,
             model=written.model,
@@ -197,6 +199,16 @@ class DigestService:
                    "model_calls": written.usage.calls, "prompt_tokens": written.usage.prompt_tokens},
         )
         return digest
+
+    def _failures(self, outcomes: Sequence[FeedOutcome]) -> tuple[FeedFailure, ...]:
+        names = {source.url: source.name for source in self.sources}
+        failures = []
+        for outcome in outcomes:
+            if outcome.status == "failed":
+                reason = (outcome.error or "unknown error").split(": ", 1)[-1]
+                name = names.get(outcome.url) or site_label(None, feed_url=outcome.url)
+                failures.append(FeedFailure(url=outcome.url, reason=reason, name=name))
+        return tuple(failures)
 
     async def _reuse_summaries(self, stories: Sequence[Story], language: str) -> None:
         """Stories whose article the link flow already summarized take that TL;DR (no model text needed);
