@@ -19,12 +19,12 @@ from tests.test_digest_support import NOW, digest_responder, digest_service, fee
 # (headline, description): distinct stories, each with its own words
 STORIES = [
     ("Nimbus Labs releases Cirrus-4 reasoning model", "Cirrus-4 solves olympiad geometry and costs less."),
-    ("Helio Chips unveils Photon AI accelerator", "The Photon accelerator targets inference in data centres."),
+    ("Helio Chips unveils Photon AI accelerator", "The Photon accelerator targets inference in data halls."),
     ("EU regulators open AI liability consultation", "Brussels asks companies how chatbot harms are handled."),
     ("Kestrel Robotics demos warehouse humanoid", "The humanoid robot sorts parcels using a vision model."),
     ("Orchid Health deploys clinical LLM scribe", "Hospitals in Jakarta use the scribe for patient notes."),
     ("Marlin Search adds agentic shopping assistant", "The assistant compares prices and books deliveries."),
-    ("Quokka Studio open-sources text-to-video model", "The video generator runs on a single consumer GPU."),
+    ("Quokka Studio open-sources text-to-video model", "The video generator runs on one consumer GPU."),
     ("Tern Bank trains fraud detection transformer", "A transformer flags payment fraud in milliseconds."),
 ]
 
@@ -52,7 +52,8 @@ def serve(web, now: datetime = NOW) -> list[str]:  # type: ignore[no-untyped-def
 async def build(settings, database, urls):  # type: ignore[no-untyped-def]
     from ringkas.digest.models import FeedSource
 
-    async with digest_service(settings, database, sources=[FeedSource(u, topic="ai") for u in urls]) as service:
+    sources = [FeedSource(u, topic="ai") for u in urls]
+    async with digest_service(settings, database, sources=sources) as service:
         return await service.build(window_start=NOW - timedelta(hours=24), window_end=NOW, language="en",
                                    timezone="UTC")
 
@@ -61,7 +62,9 @@ def _by_headline(digest):  # type: ignore[no-untyped-def]
     return {story.feed_title: story for story in digest.stories}
 
 
-async def test_a_model_that_skips_stories_costs_only_their_lines(web, openai_stub, make_settings, database) -> None:
+async def test_a_model_that_skips_stories_costs_only_their_lines(
+    web, openai_stub, make_settings, database
+) -> None:
     openai_stub.responder = skipping(digest_responder)  # every answer leaves out every second story
     digest = await build(make_settings(), database, serve(web))
     assert len(digest.stories) == len(STORIES)  # nothing lost
@@ -105,7 +108,9 @@ def weak_model(body: dict[str, Any]) -> str:
     return json.dumps({"stories": stories})
 
 
-async def test_lines_that_belong_to_another_story_are_not_used(web, openai_stub, make_settings, database) -> None:
+async def test_lines_that_belong_to_another_story_are_not_used(
+    web, openai_stub, make_settings, database
+) -> None:
     openai_stub.responder = weak_model
     digest = await build(make_settings(), database, serve(web))
     assert digest.opening == ""  # "10.1.2.1" is no opening line
@@ -147,7 +152,9 @@ async def test_dry_run_with_a_skipping_model(web, openai_stub, slack_stub, sqlit
         assert headline in out or headline.split()[0] in out
 
 
-async def test_digest_now_in_slack_with_a_skipping_model(make_slack_app, slack_stub, openai_stub, web) -> None:
+async def test_digest_now_in_slack_with_a_skipping_model(
+    make_slack_app, slack_stub, openai_stub, web
+) -> None:
     openai_stub.responder = skipping(digest_responder)
     urls = serve(web, now=datetime.now(UTC))
     app = await make_slack_app(DIGEST_FEEDS=",".join(urls))
