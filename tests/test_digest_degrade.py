@@ -20,7 +20,7 @@ from tests.test_digest_support import NOW, digest_responder, digest_service, fee
 STORIES = [
     ("Nimbus Labs releases Cirrus-4 reasoning model", "Cirrus-4 solves olympiad geometry and costs less."),
     ("Helio Chips unveils Photon AI accelerator", "The Photon accelerator targets inference in data halls."),
-    ("EU regulators open AI liability consultation", "Brussels asks companies how chatbot harms are handled."),
+    ("EU regulators open AI liability consultation", "Brussels asks firms how chatbot harms are handled."),
     ("Kestrel Robotics demos warehouse humanoid", "The humanoid robot sorts parcels using a vision model."),
     ("Orchid Health deploys clinical LLM scribe", "Hospitals in Jakarta use the scribe for patient notes."),
     ("Marlin Search adds agentic shopping assistant", "The assistant compares prices and books deliveries."),
