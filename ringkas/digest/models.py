@@ -156,6 +156,7 @@ class Subscription:
     timezone: str  # IANA name
     created_by: str | None = None
     since: datetime | None = None  # when this schedule was set: a time before that is not "missed"
+    paused: str | None = None  # why Slack refused it for good (not_in_channel, ...); None when active
 
 
 @dataclass(frozen=True)

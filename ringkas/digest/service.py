@@ -43,6 +43,10 @@ FEED_CONCURRENCY = 8
 EXTRA_CANDIDATES = 5  # more than DIGEST_MAX_STORIES go to the model, which folds same-event stories
 
 Poster = Callable[[str, str, Digest], Awaitable[str | None]]
+# A poster may also have these (Slack glue tells people; the service decides when):
+#   async paused(subscription, error_code)  -- Slack refused for good; the subscription is now paused
+#   async gave_up(subscription, error)      -- no digest today after the last attempt (RingkasError)
+CHANNEL_GONE = frozenset({"not_in_channel", "channel_not_found", "is_archived"})
 
 
 class NoSources(RingkasError):
@@ -278,6 +282,10 @@ class DigestService:
             await self.store.mark_failed(run_id, _describe(exc))
             log.warning("digest build failed", exc_info=not isinstance(exc, RingkasError),
                         extra={"team": team_id, "channel": channel_id, "date": day, "error": _describe(exc)})
+            run = await self.store.run(team_id, channel_id, day)
+            if run is not None and run.attempts >= MAX_ATTEMPTS:  # no digest today: say so in the channel
+                error = exc if isinstance(exc, RingkasError) else RingkasError(detail=type(exc).__name__)
+                await _tell(post, "gave_up", subscription, error)
             return RunResult(team_id, channel_id, day, "failed", error=_describe(exc))
         try:
             ts = await post(team_id, channel_id, digest)
@@ -285,6 +293,11 @@ class DigestService:
             await self.store.mark_failed(run_id, _describe(exc))
             log.warning("digest post refused", extra={"team": team_id, "channel": channel_id,
                                                       "error": _describe(exc)})
+            if exc.detail in CHANNEL_GONE:  # fails every day from now on: pause, tell who subscribed
+                await self.store.pause(team_id, channel_id, exc.detail)
+                log.warning("digest subscription paused", extra={"team": team_id, "channel": channel_id,
+                                                                 "reason": exc.detail})
+                await _tell(post, "paused", subscription, exc.detail)
             return RunResult(team_id, channel_id, day, "failed", error=_describe(exc))
         except Exception as exc:
             # Slack may or may not have the message: never retry this one (a gap beats a duplicate)
@@ -300,7 +313,7 @@ class DigestService:
         now = now or self.clock()
         due: list[Subscription] = []
         for subscription in await self.store.subscriptions():
-            if not due_today(subscription, now, grace=grace):
+            if subscription.paused or not due_today(subscription, now, grace=grace):
                 continue
             day = local_date(now, subscription.timezone).isoformat()
             run = await self.store.run(subscription.team_id, subscription.channel_id, day)
@@ -331,6 +344,16 @@ class DigestService:
     async def posted_on(self, subscription: Subscription, day: date) -> bool:
         run = await self.store.run(subscription.team_id, subscription.channel_id, day.isoformat())
         return run is not None and run.state in {"posting", "posted", "uncertain"}
+
+
+async def _tell(post: Any, hook: str, subscription: Subscription, problem: object) -> None:
+    tell = getattr(post, hook, None)
+    if tell is None:
+        return
+    try:
+        await tell(subscription, problem)
+    except Exception:  # telling people is best effort: the run's outcome is already recorded
+        log.exception("digest notice failed", extra={"hook": hook, "channel": subscription.channel_id})
 
 
 def _describe(exc: BaseException) -> str:

@@ -19,7 +19,13 @@ from sqlalchemy.exc import IntegrityError
 from ringkas.digest.models import FeedItem, FeedOutcome, FeedState, RunRecord, SharedLink, Subscription
 from ringkas.storage import Database
 from ringkas.storage.base import utcnow
-from ringkas.storage.digest_tables import DigestRunRow, DigestSubscriptionRow, FeedItemRow, FeedStateRow
+from ringkas.storage.digest_tables import (
+    DigestPauseRow,
+    DigestRunRow,
+    DigestSubscriptionRow,
+    FeedItemRow,
+    FeedStateRow,
+)
 from ringkas.storage.tables import ArticleRow, SummaryRow, ThreadArticleRow
 
 OWNER = f"{socket.gethostname()}:{os.getpid()}"[:128]
@@ -27,8 +33,9 @@ SHARED_EXCERPT_CHARS = 700
 MAX_ATTEMPTS = 3  # tries per channel and day when building or posting fails
 
 
-def _subscription(row: DigestSubscriptionRow) -> Subscription:
-    return Subscription(row.team_id, row.channel_id, row.time, row.timezone, row.created_by, row.updated_at)
+def _subscription(row: DigestSubscriptionRow, paused: str | None = None) -> Subscription:
+    return Subscription(row.team_id, row.channel_id, row.time, row.timezone, row.created_by, row.updated_at,
+                        paused)
 
 
 def _run(row: DigestRunRow) -> RunRecord:
@@ -61,7 +68,27 @@ class DigestStore:
         )
         async with self.db.session() as session:
             await session.execute(statement)
+            await session.execute(delete(DigestPauseRow).where(  # subscribing again resumes a paused one
+                DigestPauseRow.team_id == team_id, DigestPauseRow.channel_id == channel_id))
         return Subscription(team_id, channel_id, time, timezone, created_by, now)
+
+    async def pause(self, team_id: str, channel_id: str, reason: str) -> None:
+        statement = self._insert(DigestPauseRow).values(
+            team_id=team_id, channel_id=channel_id, reason=reason[:64], paused_at=utcnow()
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=["team_id", "channel_id"], set_={"reason": reason[:64], "paused_at": utcnow()}
+        )
+        async with self.db.session() as session:
+            await session.execute(statement)
+
+    async def _pauses(self, session: Any, team_id: str | None = None,
+                      channel_id: str | None = None) -> dict[tuple[str, str], str]:
+        query = select(DigestPauseRow)
+        if team_id is not None and channel_id is not None:
+            query = query.where(DigestPauseRow.team_id == team_id, DigestPauseRow.channel_id == channel_id)
+        rows = await session.scalars(query)
+        return {(row.team_id, row.channel_id): row.reason for row in rows}
 
     async def unsubscribe(self, team_id: str, channel_id: str) -> bool:
         async with self.db.session() as session:
@@ -70,21 +97,25 @@ class DigestStore:
                     DigestSubscriptionRow.team_id == team_id, DigestSubscriptionRow.channel_id == channel_id
                 )
             )
+            await session.execute(delete(DigestPauseRow).where(
+                DigestPauseRow.team_id == team_id, DigestPauseRow.channel_id == channel_id))
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def subscription(self, team_id: str, channel_id: str) -> Subscription | None:
         async with self.db.session() as session:
             row = await session.get(DigestSubscriptionRow, (team_id, channel_id))
-        return _subscription(row) if row else None
+            pauses = await self._pauses(session, team_id, channel_id) if row else {}
+        return _subscription(row, pauses.get((team_id, channel_id))) if row else None
 
     async def subscriptions(self) -> list[Subscription]:
         async with self.db.session() as session:
-            rows = await session.scalars(
+            rows = (await session.scalars(
                 select(DigestSubscriptionRow).order_by(
                     DigestSubscriptionRow.team_id, DigestSubscriptionRow.channel_id
                 )
-            )
-            return [_subscription(row) for row in rows]
+            )).all()
+            pauses = await self._pauses(session)
+            return [_subscription(row, pauses.get((row.team_id, row.channel_id))) for row in rows]
 
     # --- runs: the once-a-day guarantee ---------------------------------------------------------
 
