@@ -58,7 +58,8 @@ def headlines(rng: random.Random, feed: int, items: int) -> list[str]:
         if rng.random() < 0.25:
             out.append(f"{rng.choice(OTHER)} {feed}-{i}")
         else:  # a shared pool of stories, so outlets overlap like on a real news day
-            out.append(f"{rng.choice(COMPANIES)} {rng.choice(ACTIONS)} {rng.choice(THINGS)} {rng.randint(1, 6)}")
+            company, action, thing = rng.choice(COMPANIES), rng.choice(ACTIONS), rng.choice(THINGS)
+            out.append(f"{company} {action} {thing} {rng.randint(1, 6)}")
     return out
 
 
@@ -108,7 +109,8 @@ async def run(servers: Servers, *, feeds: int, items: int, max_stories: int, wea
     description = "A paragraph of feed text about the story, as feeds carry it. " * 5
     for feed in range(feeds):
         entries = [
-            (title, f"https://outlet{feed}.example/{i}?utm_source=rss", now - timedelta(minutes=40 * i + feed))
+            (title, f"https://outlet{feed}.example/{i}?utm_source=rss",
+             now - timedelta(minutes=40 * i + feed))
             for i, title in enumerate(headlines(rng, feed, items))
         ]
         url = web.add(f"/feed{feed}.xml", rss(f"Outlet {feed} - AI news", entries, description=description),
@@ -124,6 +126,7 @@ async def run(servers: Servers, *, feeds: int, items: int, max_stories: int, wea
         await db.create_all()
         fetcher = SafeFetcher(allow_hosts=settings.fetch_allow_hosts)
         llm = LLM(settings, db=db)
+        llm.tokens.count("warm up")  # as the bot does at start (bot.prepare_for_traffic)
         service = DigestService(settings=settings, db=db, fetcher=fetcher, llm=llm, sources=sources)
         stop, worst = asyncio.Event(), [0.0]
         ticker = asyncio.get_running_loop().create_task(stalls(stop, worst))
@@ -152,12 +155,14 @@ async def main() -> None:
     args = parser.parse_args()
     with Servers() as servers:
         for max_stories, weak in ((10, False), (40, False), (40, True)):
-            result = await run(servers, feeds=args.feeds, items=args.items, max_stories=max_stories, weak=weak)
+            result = await run(servers, feeds=args.feeds, items=args.items, max_stories=max_stories,
+                               weak=weak)
             peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             model = "skipping model" if weak else "good model"
             print(
                 f"{args.feeds} feeds x {args.items} items, DIGEST_MAX_STORIES={max_stories:>2}, {model}: "
-                f"{result['feeds_ok']} feeds read, {result['items']} items in window -> {result['stories']} stories"
+                f"{result['feeds_ok']} feeds read, {result['items']} items in window -> "
+                f"{result['stories']} stories"
                 f" ({result['from_feed']} from feed text) | wall {result['wall']:.1f} s (goal < 60)"
                 f" | peak RSS {peak_mb:.0f} MB (goal < 300) | worst loop stall {result['stall_ms']:.0f} ms"
                 f" (goal <= 250) | model calls {result['calls']} (budget {result['budget']})"

@@ -10,6 +10,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import chain
 
 from ringkas.digest.models import FeedItem, SharedLink, SourceLink, Story
 from ringkas.digest.relevance import RELEVANT, ai_relevance
@@ -107,6 +108,12 @@ def same_story(
                                   else 1.0) for t in common)
     if len(common) >= 2 and weight >= 3 and overlap >= 0.4:
         return True
+    # nearly the same wording needs most words in common and texts of about the same length (cheap tests
+    # first: the matcher is the costliest step of clustering a busy day)
+    if 2 * len(common) < 0.5 * (len(a) + len(b)) or 2 * min(len(a_text), len(b_text)) < 0.85 * (
+        len(a_text) + len(b_text)
+    ):
+        return False
     matcher = difflib.SequenceMatcher(None, a_text, b_text, autojunk=False)
     return matcher.quick_ratio() >= 0.85 and matcher.ratio() >= 0.85
 
@@ -189,13 +196,20 @@ def _clusters(candidates: Sequence[_Candidate]) -> list[list[_Candidate]]:
     weights = distinctiveness(tokens)
     groups: list[list[int]] = []
     by_url: dict[str, int] = {}
+    by_words: dict[frozenset[str], int] = {}  # the same words (syndicated headlines): no comparison needed
     postings: dict[str, list[int]] = defaultdict(list)  # word -> groups whose first headline has it
     for i in order:
         group = by_url.get(candidates[i].canonical_url)
+        if group is None and tokens[i]:
+            group = by_words.get(tokens[i])
         if group is None:
-            nearby = sorted({g for token in tokens[i] for g in postings.get(token, ())})
-            for g in nearby:
+            # groups sharing two words or more; one shared word can only decide between very short headlines
+            hits = Counter(chain.from_iterable(postings.get(token, ()) for token in tokens[i]))
+            short = len(tokens[i]) <= 2
+            for g in sorted(hits):
                 lead = groups[g][0]
+                if hits[g] < 2 and not (short or len(tokens[lead]) <= 2):
+                    continue
                 pair_names = names[lead] | names[i]
                 if same_story(tokens[lead], tokens[i], texts[lead], texts[i], pair_names, weights):
                     group = g
@@ -205,6 +219,7 @@ def _clusters(candidates: Sequence[_Candidate]) -> list[list[_Candidate]]:
             groups.append([])
             for token in tokens[i]:
                 postings[token].append(group)
+            by_words.setdefault(tokens[i], group)
         groups[group].append(i)
         by_url.setdefault(candidates[i].canonical_url, group)
     return [[candidates[i] for i in members] for members in groups]

@@ -31,6 +31,7 @@ from ringkas.storage.tables import ArticleRow, SummaryRow, ThreadArticleRow
 OWNER = f"{socket.gethostname()}:{os.getpid()}"[:128]
 SHARED_EXCERPT_CHARS = 700
 MAX_ATTEMPTS = 3  # tries per channel and day when building or posting fails
+ITEM_CHUNK = 500  # feed items per database round trip
 
 
 def _subscription(row: DigestSubscriptionRow, paused: str | None = None) -> Subscription:
@@ -256,20 +257,25 @@ class DigestStore:
                     }
                     for item in outcome.items
                 ]
-                for start in range(0, len(rows), 200):
-                    await session.execute(
-                        self._insert(FeedItemRow)
-                        .values(rows[start : start + 200])
-                        .on_conflict_do_nothing(index_elements=["feed_url", "canonical_url"])
-                    )
+                # one statement executed for many rows (compiled once): 20,000 items stay cheap for the loop
+                statement_items = self._insert(FeedItemRow).on_conflict_do_nothing(
+                    index_elements=["feed_url", "canonical_url"]
+                )
+                for start in range(0, len(rows), ITEM_CHUNK):
+                    await session.execute(statement_items, rows[start : start + ITEM_CHUNK])
 
     async def feed_items_since(self, feed_urls: Iterable[str], since: datetime) -> list[FeedItem]:
         urls = list(dict.fromkeys(feed_urls))
         if not urls:
             return []
+        columns = (FeedItemRow.feed_url, FeedItemRow.source, FeedItemRow.url, FeedItemRow.canonical_url,
+                   FeedItemRow.title, FeedItemRow.excerpt, FeedItemRow.published_at, FeedItemRow.seen_at,
+                   FeedItemRow.age_unknown)
+        items: list[FeedItem] = []
         async with self.db.session() as session:
-            rows = await session.scalars(
-                select(FeedItemRow).where(
+            # plain rows, streamed in parts: thousands of ORM objects at once would hold the event loop
+            result = await session.stream(
+                select(*columns).where(
                     FeedItemRow.feed_url.in_(urls),
                     or_(
                         FeedItemRow.published_at >= since,
@@ -281,14 +287,9 @@ class DigestStore:
                     ),
                 )
             )
-            return [
-                FeedItem(
-                    feed_url=row.feed_url, source=row.source, url=row.url, canonical_url=row.canonical_url,
-                    title=row.title, excerpt=row.excerpt, published_at=row.published_at, seen_at=row.seen_at,
-                    age_unknown=row.age_unknown,
-                )
-                for row in rows
-            ]
+            async for part in result.partitions(ITEM_CHUNK):
+                items.extend(FeedItem(*row) for row in part)
+        return items
 
     async def prune_items(self, older_than: datetime) -> int:
         async with self.db.session() as session:
