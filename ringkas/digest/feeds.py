@@ -38,6 +38,7 @@ from ringkas.urls import canonicalize
 log = logging.getLogger("ringkas.digest.feeds")
 
 MAX_ENTRIES_PER_FEED = 300
+PARSE_THREADS = 2  # feeds parsed at once (bench/bench_digest.py measures the loop's stalls)
 MAX_TITLE_CHARS = 300
 MAX_EXCERPT_CHARS = 700
 _FUTURE_SLACK = timedelta(hours=1)
@@ -351,6 +352,7 @@ class FeedReader:
         self.fetcher = fetcher
         self.concurrency = max(1, concurrency)
         self.timeout = timeout
+        self._parsing: asyncio.Semaphore | None = None
 
     async def read_all(
         self, sources: Sequence[FeedSource], states: Mapping[str, FeedState], *, now: datetime
@@ -411,7 +413,17 @@ class FeedReader:
         self, source: FeedSource, result: FetchResult, *, now: datetime, first_fetch: bool,
         feed_url: str | None = None,
     ) -> tuple[str | None, list[FeedItem], int]:
-        # parsing a few MB of XML takes a while: keep the event loop (and Slack acks) responsive
+        # parsing a few MB of XML takes a while: keep the event loop (and Slack acks) responsive, and
+        # parse on few threads: every extra CPU-bound thread makes the loop wait longer for the GIL
+        if self._parsing is None:
+            self._parsing = asyncio.Semaphore(PARSE_THREADS)
+        async with self._parsing:
+            return await self._parse_now(source, result, now=now, first_fetch=first_fetch, feed_url=feed_url)
+
+    async def _parse_now(
+        self, source: FeedSource, result: FetchResult, *, now: datetime, first_fetch: bool,
+        feed_url: str | None = None,
+    ) -> tuple[str | None, list[FeedItem], int]:
         return await asyncio.to_thread(
             parse_feed,
             result.body,

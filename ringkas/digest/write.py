@@ -180,6 +180,11 @@ class DigestWriter:
                 break
         for _, story in pending:
             fall_back_to_feed(story)
+        # one written headline over several stories (across batches too): each keeps its feed's own
+        written_titles = Counter(story.title.casefold() for _, story in to_write)
+        for _, story in to_write:
+            if written_titles[story.title.casefold()] > 1 and story.feed_title:
+                story.title = story.feed_title
         if pending:
             log.warning("digest stories shown with their feed text", extra={"stories": len(pending)})
         return Written(opening=opening, stories=list(kept.values()), usage=usage, model=model, calls=calls)
