@@ -35,6 +35,7 @@ from ringkas.digest.service import PostFailed
 from ringkas.digest.store import MAX_ATTEMPTS
 from ringkas.errors import RingkasError
 from ringkas.language import language_name
+from ringkas.urls import without_credentials
 
 log = logging.getLogger("ringkas.slack.digest")
 
@@ -387,7 +388,7 @@ def _failed_feeds(digest: Digest, words: dict[str, str]) -> str:
     for failure in digest.feeds_failed[:FAILED_NAMED]:
         reason = failure.reason if len(failure.reason) <= FAILED_REASON_CHARS else (
             failure.reason[: FAILED_REASON_CHARS - 1].rstrip() + "…")
-        named.append(f"{(failure.name or failure.url)[:60]} ({reason})")
+        named.append(f"{(failure.name or without_credentials(failure.url))[:60]} ({reason})")
     rest = len(digest.feeds_failed) - len(named)
     if rest > 0:
         named.append(words["more_failed"].format(n=rest))

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from ringkas.documents import Article, SummaryResult
 from ringkas.language import language_name
+from ringkas.urls import without_credentials
 
 if TYPE_CHECKING:
     from ringkas.digest.models import Digest
@@ -109,7 +110,9 @@ def format_digest(digest: Digest) -> str:
             indent = " " * (len(str(number)) + 2)
             if story.summary:
                 out.append(_wrap(story.summary, indent=indent))
-            links = ", ".join(f"{_line(source.name)} <{_line(source.url)}>" for source in story.sources)
+            links = ", ".join(
+                f"{_line(source.name)} <{_line(without_credentials(source.url))}>" for source in story.sources
+            )
             marker = f" [{words['shared']}]" if story.team_shared else ""
             if story.from_feed:
                 marker += f" [{words['from_feed']}]"
@@ -132,7 +135,7 @@ def format_digest(digest: Digest) -> str:
                   f"in {usage.calls} model call{'s' if usage.calls != 1 else ''}")
     out += ["", _wrap("— " + " · ".join(footer))]
     for failure in digest.feeds_failed:
-        out.append(f"  unavailable: {_line(failure.url)} — {_line(failure.reason)}")
+        out.append(f"  unavailable: {_line(without_credentials(failure.url))} — {_line(failure.reason)}")
     return "\n".join(out)
 
 

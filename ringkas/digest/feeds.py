@@ -33,7 +33,7 @@ from ringkas.digest.relevance import RELEVANT, ai_relevance
 from ringkas.documents import FetchResult
 from ringkas.errors import ConfigError, RingkasError
 from ringkas.fetch import tame_attribute_floods
-from ringkas.urls import canonicalize
+from ringkas.urls import canonicalize, without_credentials
 
 log = logging.getLogger("ringkas.digest.feeds")
 
@@ -444,22 +444,23 @@ class FeedReader:
         if not links:
             return self._failed(source, "an HTML page, not a feed, and it names no feed", code="not_a_feed")
         target = links[0]
+        shown = without_credentials(target)
         try:
             async with asyncio.timeout(self.timeout):
                 result = await self.fetcher.fetch(target, accept="feed")
         except TimeoutError:
             return self._failed(
-                source, f"an HTML page; its feed {target} gave no answer within {self.timeout:g} s"
+                source, f"an HTML page; its feed {shown} gave no answer within {self.timeout:g} s"
             )
         except RingkasError as exc:
-            return self._failed(source, f"an HTML page; its feed {target}: {exc.detail or exc.user_message}",
+            return self._failed(source, f"an HTML page; its feed {shown}: {exc.detail or exc.user_message}",
                                 code=exc.code)
         if result.status >= 400:
-            return self._failed(source, f"an HTML page; its feed {target} answered HTTP {result.status}")
+            return self._failed(source, f"an HTML page; its feed {shown} answered HTTP {result.status}")
         try:
             parsed = await self._parse(source, result, now=now, first_fetch=first_fetch)
         except ValueError as exc:
-            return self._failed(source, f"an HTML page; its feed {target} is {exc}", code="malformed")
+            return self._failed(source, f"an HTML page; its feed {shown} is {exc}", code="malformed")
         log.info("feed found on an HTML page", extra={"feed": source.url, "found": target})
         return parsed
 
