@@ -151,12 +151,15 @@ def test_future_dates_are_clamped_and_bad_links_dropped() -> None:
         "Odd",
         [
             ("From the future", "https://o.example/future", NOW + timedelta(days=30)),
+            ("A mislabelled zone", "https://o.example/zone", NOW + timedelta(hours=3)),
             ("Script link", "javascript:alert(1)", NOW),
             ("", "https://o.example/untitled", NOW),
         ],
     )
     _, items, _ = parse_feed(body.encode(), feed_url="https://o.example/rss", now=NOW)
-    assert [(i.title, i.published_at) for i in items] == [("From the future", NOW)]
+    # a month ahead is no date to believe (never today's news); hours ahead is clamped to now
+    assert [(i.title, i.published_at, i.age_unknown) for i in items] == [
+        ("From the future", None, True), ("A mislabelled zone", NOW, False)]
 
 
 def test_not_a_feed_raises() -> None:

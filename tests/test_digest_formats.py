@@ -139,7 +139,8 @@ def test_implausible_dates_are_not_todays_news() -> None:
     old = by_title["AI chip startup raises funds (ten days old)"]
     assert old.published_at is not None and old.published_at.date().isoformat() == "2026-02-28"
     assert today(items) == {"OpenAI model news from this morning", "An AI story with a proper RFC 822 date"}
-    for title in ("An AI story with a year-only date", "An AI story with an unparseable date"):
+    for title in ("An AI story with a year-only date", "An AI story with an unparseable date",
+                  "An AI story dated next year"):
         assert by_title[title].age_unknown and by_title[title].published_at is None
 
 

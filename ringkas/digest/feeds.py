@@ -41,7 +41,7 @@ MAX_ENTRIES_PER_FEED = 300
 PARSE_THREADS = 2  # feeds parsed at once (bench/bench_digest.py measures the loop's stalls)
 MAX_TITLE_CHARS = 300
 MAX_EXCERPT_CHARS = 700
-_FUTURE_SLACK = timedelta(hours=1)
+FUTURE_DOUBT = timedelta(hours=26)  # ahead of now by more than any time-zone mistake
 _WEIGHT = re.compile(r"\bweight\s*=\s*([0-9]+(?:\.[0-9]+)?)")
 _TOPIC = re.compile(r"\btopic\s*=\s*(ai|general)\b", re.IGNORECASE)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b-\u200f\u2028\u2029\ufeff]")
@@ -323,8 +323,10 @@ def parse_feed(
             excerpt = ""
         if doubtful_feed:
             published, trusted = None, False
-        if published is not None:  # a date in the future is a feed bug: it must not stay "new" forever
-            published = min(published, now) if published <= now + _FUTURE_SLACK else now
+        if published is not None and published > now + FUTURE_DOUBT:  # days ahead: a guess or a bug
+            published, trusted = None, False
+        elif published is not None:  # hours ahead (a mislabelled zone): it must not stay "new" forever
+            published = min(published, now)
         if ai_relevance(headline, excerpt) >= RELEVANT:
             relevant += 1
         items.append(
