@@ -291,7 +291,8 @@ class DigestWriter:
             summary = _clean(entry.get("summary"), 420)
             if summary:
                 answers[entry["id"]] = (_clean(entry.get("headline"), 160), summary)
-        accept_lines(answers, {index: ids[index] for index in wanted}, language)
+        # the checks detect languages (py3langid, a model load on first use): off the event loop
+        await asyncio.to_thread(accept_lines, answers, {index: ids[index] for index in wanted}, language)
         return completion.usage, completion.model, max(1, completion.usage.calls)
 
     async def _overview(
