@@ -38,12 +38,14 @@ from handlers.render import (
     link,
 )
 from handlers.render import user_mention as mention
-from handlers.summaries import failure_reason, post_message, quick_channel_words
-from ringkas.digest.models import Digest, Story
+from handlers.summaries import channel_words, failure_reason, post_message, quick_channel_words
+from ringkas.digest.models import Digest, Story, Subscription
 from ringkas.digest.schedule import parse_time, parse_timezone
 from ringkas.digest.service import PostFailed
+from ringkas.digest.store import MAX_ATTEMPTS
 from ringkas.errors import RingkasError
 from ringkas.i18n import N_, Translator, translator
+from ringkas.urls import without_credentials
 
 log = logging.getLogger("ringkas.slack.digest")
 
@@ -72,7 +74,8 @@ def register(app: Any, deps: Deps) -> None:
     @app.command(COMMAND)
     async def on_digest(ack: Any, command: dict[str, Any], respond: Any, client: Any, context: Any) -> None:
         await handle_digest(deps, ack=ack, command=command, respond=respond, client=client,
-                            team_id=str(context.get("team_id") or command.get("team_id") or ""))
+                            team_id=str(context.get("team_id") or command.get("team_id") or ""),
+                            bot_user_id=context.get("bot_user_id"))
 
 
 def parse_subscribe(
@@ -104,7 +107,8 @@ def parse_subscribe(
 
 
 async def handle_digest(
-    deps: Deps, *, ack: Any, command: dict[str, Any], respond: Any, client: Any, team_id: str
+    deps: Deps, *, ack: Any, command: dict[str, Any], respond: Any, client: Any, team_id: str,
+    bot_user_id: str | None = None,
 ) -> None:
     words = (command.get("text") or "").split()
     action = words[0].lower() if words else "help"
@@ -130,7 +134,8 @@ async def handle_digest(
             await ack(text=usage(str(exc), _))
             return
         await ack()
-        deps.tasks.spawn(_subscribe(deps, respond, team_id, channel_id, user_id, time, zone, _),
+        deps.tasks.spawn(_subscribe(deps, respond, client, team_id, channel_id, user_id, time, zone, _,
+                                    bot_user_id=bot_user_id),
                          name=f"digest:subscribe:{channel_id}")
     elif len(words) > 1:
         await ack(text=usage(_("`/digest {action}` takes no arguments.", action=action), _))
@@ -155,10 +160,62 @@ async def handle_digest(
 _building: set[tuple[str, str]] = set()  # /digest now in progress, per channel (double clicks)
 
 
+# Words for people added with the channel-membership checks (kept together for the message catalogs).
+_TEXT = {
+    "not_member": N_("I'm not a member of this channel, so I couldn't post a daily digest here. Invite me "
+                     "first with `/invite {bot}`, then run `/digest subscribe` again."),
+    "archived": N_("This channel is archived, so I can't post a daily digest here."),
+    "paused_status": N_("The daily digest here is *paused* since {since}: Slack refused it ({why}). {fix}"),
+    "paused_dm": N_("I couldn't post the daily AI-news digest in {channel}: {why} I've paused that "
+                    "subscription. {fix}"),
+    "resume": N_("Invite me to the channel (`/invite {bot}`) and run `/digest subscribe` there to resume "
+                 "it."),
+    "gave_up": N_("No AI-news digest today: {why}"),
+    "gave_up_no_sources": N_("none of the news sources could be read, even after {tries} tries."),
+    "gave_up_other": N_("it could not be put together ({why})."),
+}
+_WHY = {
+    "not_in_channel": N_("I'm not a member of the channel."),
+    "channel_not_found": N_("the channel no longer exists or I can't see it."),
+    "is_archived": N_("the channel is archived."),
+}
+
+
+def _bot(bot_user_id: str | None) -> str:
+    return f"<@{bot_user_id}>" if bot_user_id else "@Ringkas"
+
+
+async def _membership_problem(
+    client: Any, channel_id: str, bot_user_id: str | None, _: Translator
+) -> str | None:
+    """Why the bot could not post in the channel, or None when it can (or Slack does not say)."""
+    try:
+        response = await client.conversations_info(channel=channel_id)
+    except SlackApiError as exc:
+        error = str(exc.response.get("error") or "") if exc.response is not None else ""
+        if error == "channel_not_found":  # a private channel the bot is not in looks like this
+            return _(_TEXT["not_member"], bot=_bot(bot_user_id))
+        log.warning("digest membership check failed", extra={"channel": channel_id, "error": error})
+        return None  # missing scope, rate limit: a refusal later still pauses and tells the subscriber
+    except Exception:
+        log.exception("digest membership check crashed", extra={"channel": channel_id})
+        return None
+    channel = response.get("channel") or {}
+    if channel.get("is_archived"):
+        return _(_TEXT["archived"])
+    if channel.get("is_im") or channel.get("is_mpim") or channel.get("is_member", True):
+        return None
+    return _(_TEXT["not_member"], bot=_bot(bot_user_id))
+
+
 async def _subscribe(
-    deps: Deps, respond: Any, team_id: str, channel_id: str, user_id: str | None, time: str, zone: str,
-    _: Translator,
+    deps: Deps, respond: Any, client: Any, team_id: str, channel_id: str, user_id: str | None, time: str,
+    zone: str, _: Translator, *, bot_user_id: str | None = None,
 ) -> None:
+    problem = await _membership_problem(client, channel_id, bot_user_id, _)
+    if problem:
+        await respond(text=problem, response_type="ephemeral", replace_original=False)
+        return
     try:
         status = await deps.scheduler.subscribe(
             team_id, channel_id, time=time, timezone=zone, user_id=user_id
@@ -211,6 +268,12 @@ async def _status(deps: Deps, respond: Any, team_id: str, channel_id: str, _: Tr
             "Use `/digest subscribe [HH:MM] [Area/City]` to start it."))
         return
     subscription = status.subscription
+    if subscription.paused:
+        since = _.moment(subscription.since, subscription.timezone) if subscription.since else "?"
+        await respond(response_type="ephemeral", text=_(
+            _TEXT["paused_status"], since=since, why=escape(subscription.paused),
+            fix=_(_TEXT["resume"], bot="@Ringkas")))
+        return
     values = {"time": subscription.time, "zone": subscription.timezone,
               "language": escape(language_label(status.language, _)),
               "next": _.moment(status.next_run, subscription.timezone)}
@@ -242,14 +305,29 @@ async def _now(deps: Deps, respond: Any, client: Any, team_id: str, channel_id: 
 # --- posting -------------------------------------------------------------------------------------
 
 
-def make_poster(client: Any, deps: Deps | None) -> Any:
+def make_poster(client: Any, deps: Deps | None) -> DigestPoster:
     """The callable the scheduler (and `/digest now`, `bot.py digest`) uses: post, return the message ts.
 
     Raises `PostFailed` when Slack refused the message (nothing was posted, so a retry is safe); other
-    errors propagate as they are (Slack may or may not have it).
+    errors propagate as they are (Slack may or may not have it). Its `paused` and `gave_up` tell people
+    when a scheduled digest cannot go out.
     """
+    return DigestPoster(client, deps)
 
-    async def post(team_id: str, channel_id: str, digest: Digest) -> str | None:
+
+class DigestPoster:
+    def __init__(self, client: Any, deps: Deps | None = None) -> None:
+        self.client = client
+        self.deps = deps
+
+    async def _words(self, subscription: Subscription) -> Translator:
+        """The words of the subscribed channel (its language, else SUMMARY_LANGUAGE, else English)."""
+        if self.deps is None:
+            return translator(None)
+        return await channel_words(self.deps, subscription.team_id, subscription.channel_id)
+
+    async def __call__(self, team_id: str, channel_id: str, digest: Digest) -> str | None:
+        client = self.client
         main, *rest = digest_messages(digest)
         try:
             response = await post_message(client, main, channel=channel_id, unfurl_links=False,
@@ -268,7 +346,26 @@ def make_poster(client: Any, deps: Deps | None) -> Any:
                                                                  "error": exc.response.get("error")})
         return ts
 
-    return post
+    async def paused(self, subscription: Subscription, error: str) -> None:
+        """Slack refused the scheduled digest for good: tell the person who subscribed, in a DM."""
+        if not subscription.created_by:
+            log.warning("paused digest has nobody to tell", extra={"channel": subscription.channel_id})
+            return
+        _ = await self._words(subscription)
+        why = _(_WHY[error]) if error in _WHY else _("Slack said `{error}`.", error=escape(error))
+        channel = f"<#{subscription.channel_id}>"
+        text = _(_TEXT["paused_dm"], channel=channel, why=why, fix=_(_TEXT["resume"], bot="@Ringkas"))
+        await self.client.chat_postMessage(channel=subscription.created_by, text=text)  # the app's DM
+
+    async def gave_up(self, subscription: Subscription, error: RingkasError) -> None:
+        """No digest today after the last attempt: one line in the channel instead of silence."""
+        _ = await self._words(subscription)
+        if error.code == "no_sources":
+            why = _(_TEXT["gave_up_no_sources"], tries=MAX_ATTEMPTS)
+        else:
+            why = _(_TEXT["gave_up_other"], why=escape(failure_reason(error, _).rstrip(".")))
+        text = _(_TEXT["gave_up"], why=why)
+        await self.client.chat_postMessage(channel=subscription.channel_id, text=text)
 
 
 _REFUSALS = {
@@ -286,6 +383,9 @@ def _story_block(story: Story, _: Translator) -> dict[str, Any]:
     if story.team_shared:
         shared = escape(_("shared by the team"))
         parts.append(f"_{shared}_")
+    if story.from_feed:
+        from_feed = escape(_("feed text, not summarized"))
+        parts.append(f"_{from_feed}_")
     sources = " · ".join(parts)
     lines = [title]
     if story.summary:
@@ -304,9 +404,27 @@ def _footer(digest: Digest, _: Translator) -> dict[str, Any]:
     if digest.shared_count:
         parts.append(_.n("{n} link shared by the team", "{n} links shared by the team", digest.shared_count))
     if digest.feeds_failed:
-        parts.append(_.n("{n} source unavailable", "{n} sources unavailable", len(digest.feeds_failed)))
+        count = _.n("{n} source unavailable", "{n} sources unavailable", len(digest.feeds_failed))
+        parts.append(f"{count}: {_failed_feeds(digest, _)}")
     text = escape(" · ".join(parts))
     return ContextBlock(elements=[MarkdownTextObject(text=fit(text, CONTEXT_LIMIT))]).to_dict()
+
+
+FAILED_NAMED = 5  # unavailable feeds named in the footer; the rest are counted
+FAILED_REASON_CHARS = 60
+
+
+def _failed_feeds(digest: Digest, _: Translator) -> str:
+    """`detik.com (HTTP 404), lab.example (no answer within 20 s), 3 more`: compact, for the footer."""
+    named = []
+    for failure in digest.feeds_failed[:FAILED_NAMED]:
+        reason = failure.reason if len(failure.reason) <= FAILED_REASON_CHARS else (
+            failure.reason[: FAILED_REASON_CHARS - 1].rstrip() + "…")
+        named.append(f"{(failure.name or without_credentials(failure.url))[:60]} ({reason})")
+    rest = len(digest.feeds_failed) - len(named)
+    if rest > 0:
+        named.append(_("{n} more", n=rest))
+    return ", ".join(named)
 
 
 def _theme_block(theme: str) -> dict[str, Any]:
