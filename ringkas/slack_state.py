@@ -8,10 +8,12 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
+from ringkas.jobs.queue import JobQueue
 from ringkas.storage import Database
 from ringkas.storage.base import utcnow
 from ringkas.storage.tables import ChannelSettingsRow, SlackRequestRow, ThreadArticleRow
@@ -50,18 +52,8 @@ class SlackState:
         pending after that long (its process died mid-way) may be taken over once by a redelivery.
         """
         key = request_key(team_id, channel_id, message_ts, link)
-        # The key holds the full values; the columns keep what fits (PostgreSQL refuses longer strings, and a
-        # slash command's trigger id, used as its message ts, is longer than any message ts).
-        row = SlackRequestRow(
-            key=key,
-            kind=kind[:16],
-            team_id=team_id[:32],
-            channel_id=channel_id[:32],
-            message_ts=message_ts[:32],
-            link=link[:2048],
-            user_id=user_id[:32] if user_id else user_id,
-            state="pending",
-        )
+        row = self._request_row(key, kind=kind, team_id=team_id, channel_id=channel_id, message_ts=message_ts,
+                                link=link, user_id=user_id)
         try:
             async with self.db.session() as session:
                 session.add(row)
@@ -71,6 +63,43 @@ class SlackState:
             if reclaim_after is None:
                 return None
         return await self._reclaim(key, reclaim_after)
+
+    async def accept(
+        self, *, kind: str, team_id: str, channel_id: str, message_ts: str, link: str, user_id: str | None,
+        queue: JobQueue, job_kind: str, payload: dict[str, Any],
+    ) -> int | None:
+        """Claim a request and add its job in ONE transaction: the request id, or None if claimed before.
+
+        Called before Slack is acknowledged: once Slack has its ack, the work is in the database and any
+        process (this one after a crash included) will do it. The job's key is the request's key.
+        """
+        key = request_key(team_id, channel_id, message_ts, link)
+        row = self._request_row(key, kind=kind, team_id=team_id, channel_id=channel_id, message_ts=message_ts,
+                                link=link, user_id=user_id)
+        try:
+            async with self.db.session() as session:
+                session.add(row)
+                await session.flush()
+                await queue.add(session, kind=job_kind, key=key, payload={**payload, "request_id": row.id})
+                return row.id
+        except IntegrityError:
+            return None
+
+    @staticmethod
+    def _request_row(key: str, *, kind: str, team_id: str, channel_id: str, message_ts: str, link: str,
+                     user_id: str | None) -> SlackRequestRow:
+        # The key holds the full values; the columns keep what fits (PostgreSQL refuses longer strings, and a
+        # slash command's trigger id, used as its message ts, is longer than any message ts).
+        return SlackRequestRow(
+            key=key,
+            kind=kind[:16],
+            team_id=team_id[:32],
+            channel_id=channel_id[:32],
+            message_ts=message_ts[:32],
+            link=link[:2048],
+            user_id=user_id[:32] if user_id else user_id,
+            state="pending",
+        )
 
     async def _reclaim(self, key: str, after: float) -> int | None:
         cutoff = utcnow() - timedelta(seconds=after)
