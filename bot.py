@@ -56,12 +56,37 @@ async def build_core(settings: Settings, *, create_tables: bool = True) -> Core:
         timeout=settings.fetch_timeout,
         max_bytes=settings.fetch_max_bytes,
     )
-    llm = LLM(settings, db=db)
+    llm = LLM(settings, db=db, max_concurrency=settings.model_concurrency)
     ringkas = Ringkas(settings=settings, db=db, fetcher=fetcher, llm=llm)
     return Core(settings=settings, db=db, fetcher=fetcher, llm=llm, ringkas=ringkas)
 
 
 # --- Slack app ---------------------------------------------------------------------------------
+
+
+@dataclass
+class JobsRuntime:
+    """Durable work of this process: the queue in the database, the Slack outbox, and the worker."""
+
+    queue: object  # ringkas.jobs.JobQueue
+    outbox: object  # ringkas.jobs.Outbox
+    worker: object  # ringkas.jobs.Worker
+
+
+def build_jobs(settings: Settings, db: Database, client: object, deps: object) -> JobsRuntime:
+    from functools import partial
+
+    from handlers.link_jobs import LINK_JOB, give_up_link_job, run_link_job
+    from ringkas.jobs import JobKind, JobQueue, Outbox, Worker
+
+    queue = JobQueue(db, lease_seconds=settings.job_lease, deadline_seconds=settings.retry_deadline)
+    kinds = {
+        LINK_JOB: JobKind(run=partial(run_link_job, deps, client),
+                          give_up=partial(give_up_link_job, deps, client)),
+    }
+    worker = Worker(queue, kinds, concurrency=settings.job_concurrency,
+                    poll_interval=min(1.0, settings.job_lease / 4))
+    return JobsRuntime(queue=queue, outbox=Outbox(db), worker=worker)
 
 
 @dataclass
@@ -72,9 +97,12 @@ class SlackRuntime:
     scheduler: object | None
 
     async def aclose(self, grace: float = 30.0) -> None:
-        """Stop the scheduler, let summaries in progress finish (up to `grace` s), then close the core."""
+        """Stop the scheduler, let jobs and summaries in progress finish (up to `grace` s; unfinished jobs
+        are given back to the queue for the next start or another process), then close the core."""
         if self.scheduler is not None:
             await self.scheduler.shutdown()  # type: ignore[attr-defined]
+        self.deps.tasks.closing = True  # type: ignore[attr-defined]
+        await self.deps.jobs.worker.stop(grace)  # type: ignore[attr-defined]
         await self.deps.tasks.drain(grace)  # type: ignore[attr-defined]
         await self.core.aclose()
 
@@ -157,7 +185,9 @@ async def build_slack_app(settings: Settings, *, start_scheduler: bool = True) -
     app = AsyncApp(
         client=client,
         signing_secret=settings.slack_signing_secret or "socket-mode-does-not-sign",
-        process_before_response=False,
+        # Listeners return fast (slow work goes to jobs and background tasks); waiting for them before
+        # the ack is what lets a link be recorded as a job before Slack considers it delivered.
+        process_before_response=True,
     )
     if identity is not None:
         _share_identity(app, identity)
@@ -171,9 +201,11 @@ async def build_slack_app(settings: Settings, *, start_scheduler: bool = True) -
         questions=QuestionService(settings=settings, db=core.db, llm=core.llm, ringkas=core.ringkas),
         digests=digests,
     )
+    deps.jobs = build_jobs(settings, core.db, client, deps)
     scheduler = DigestScheduler(digests, post=handlers.digest_poster(client, deps))
     deps.scheduler = scheduler
     handlers.register(app, deps)
+    await deps.jobs.worker.start()
     if start_scheduler:
         await scheduler.start()
     return SlackRuntime(core=core, app=app, deps=deps, scheduler=scheduler)

@@ -74,5 +74,6 @@ class Deps:
     digests: DigestService | None = None  # daily digests (issue 5)
     scheduler: Any = None  # ringkas.digest.scheduler.DigestScheduler when running as an app
     tasks: BackgroundTasks = field(default_factory=BackgroundTasks)  # slow work after the ack
+    jobs: Any = None  # bot.JobsRuntime: durable jobs (queue, outbox, worker)
     # At most this many links are fetched and summarized at once; the rest wait with their progress shown.
     slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(MAX_CONCURRENT_LINKS))

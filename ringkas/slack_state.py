@@ -65,25 +65,41 @@ class SlackState:
         return await self._reclaim(key, reclaim_after)
 
     async def accept(
-        self, *, kind: str, team_id: str, channel_id: str, message_ts: str, link: str, user_id: str | None,
-        queue: JobQueue, job_kind: str, payload: dict[str, Any],
-    ) -> int | None:
-        """Claim a request and add its job in ONE transaction: the request id, or None if claimed before.
+        self, *, kind: str, team_id: str, channel_id: str, message_ts: str, links: list[str],
+        user_id: str | None, queue: JobQueue, job_kind: str, payload: dict[str, Any],
+    ) -> list[tuple[str, int]]:
+        """Claim the links of one Slack message and add ONE job for those not claimed before, in one
+        transaction: the (link, request id) pairs claimed now (empty: all were claimed before).
 
         Called before Slack is acknowledged: once Slack has its ack, the work is in the database and any
-        process (this one after a crash included) will do it. The job's key is the request's key.
+        process (this one after a crash included) will do it. The job's payload gets `links`: the claimed
+        links with their request ids; its key is the first claimed link's request key.
         """
-        key = request_key(team_id, channel_id, message_ts, link)
-        row = self._request_row(key, kind=kind, team_id=team_id, channel_id=channel_id, message_ts=message_ts,
-                                link=link, user_id=user_id)
-        try:
-            async with self.db.session() as session:
-                session.add(row)
-                await session.flush()
-                await queue.add(session, kind=job_kind, key=key, payload={**payload, "request_id": row.id})
-                return row.id
-        except IntegrityError:
-            return None
+        keys = {link: request_key(team_id, channel_id, message_ts, link) for link in links}
+        for _attempt in range(3):
+            try:
+                async with self.db.session() as session:
+                    taken = set(await session.scalars(
+                        select(SlackRequestRow.key).where(SlackRequestRow.key.in_(list(keys.values())))
+                    ))
+                    rows = [
+                        (link, self._request_row(key, kind=kind, team_id=team_id, channel_id=channel_id,
+                                                 message_ts=message_ts, link=link, user_id=user_id))
+                        for link, key in keys.items() if key not in taken
+                    ]
+                    if not rows:
+                        return []
+                    session.add_all([row for _link, row in rows])
+                    await session.flush()
+                    claimed = [(link, row.id) for link, row in rows]
+                    links_payload = [{"link": link, "request_id": request_id} for link, request_id in claimed]
+                    first = keys[claimed[0][0]]
+                    job_payload = {**payload, "links": links_payload, "first_claimed": claimed[0][0]}
+                    await queue.add(session, kind=job_kind, key=first, payload=job_payload)
+                    return claimed
+            except IntegrityError:
+                continue  # another delivery of the same message claimed some links meanwhile: look again
+        return []
 
     @staticmethod
     def _request_row(key: str, *, kind: str, team_id: str, channel_id: str, message_ts: str, link: str,

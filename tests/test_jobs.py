@@ -75,24 +75,24 @@ async def test_concurrent_takers_never_share_a_job(database: Database) -> None:
     assert len(seen) == 60 and len(set(seen)) == 60
 
 
-async def test_accept_claims_the_request_and_adds_its_job_together(database: Database) -> None:
+async def test_accept_claims_the_links_and_adds_one_job_together(database: Database) -> None:
     state = SlackState(database)
     queue = JobQueue(database)
-    where = {"kind": "mention", "team_id": "T1", "channel_id": "C1", "message_ts": "1.1", "link": "https://a.test/"}
-    first = await state.accept(**where, user_id="U1", queue=queue, job_kind="link", payload={"x": 1})
-    second = await state.accept(**where, user_id="U1", queue=queue, job_kind="link", payload={"x": 1})
-    assert first is not None and second is None
+    where = {"kind": "mention", "team_id": "T1", "channel_id": "C1", "message_ts": "1.1", "user_id": "U1",
+             "queue": queue, "job_kind": "links", "payload": {"x": 1}}
+    first = await state.accept(**where, links=["https://a.test/", "https://b.test/"])
+    again = await state.accept(**where, links=["https://a.test/", "https://b.test/"])
+    assert [link for link, _id in first] == ["https://a.test/", "https://b.test/"] and again == []
     [job] = await queue.take(5)
     assert job.key == request_key("T1", "C1", "1.1", "https://a.test/")
-    assert job.payload == {"x": 1, "request_id": first}
-    # A job that cannot be added takes its claim with it (one transaction).
-    await queue.enqueue(kind="link", key=request_key("T1", "C1", "2.2", "https://a.test/"), payload={})
-    lone = await state.accept(**{**where, "message_ts": "2.2"}, user_id="U1", queue=queue, job_kind="link",
-                              payload={})
-    assert lone is None
+    assert job.payload["x"] == 1
+    assert job.payload["links"] == [{"link": link, "request_id": rid} for link, rid in first]
+    # A job that cannot be added takes its claims with it (one transaction).
+    await queue.enqueue(kind="links", key=request_key("T1", "C1", "2.2", "https://c.test/"), payload={})
+    assert await state.accept(**{**where, "message_ts": "2.2"}, links=["https://c.test/"]) == []
     async with database.session() as session:
         ts = list(await session.scalars(select(SlackRequestRow.message_ts)))
-    assert ts == ["1.1"]
+    assert ts == ["1.1", "1.1"]
 
 
 async def test_worker_waits_out_an_outage_then_finishes(database: Database) -> None:
