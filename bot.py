@@ -5,6 +5,7 @@
     python bot.py extract URL|FILE        print the text the model would read
     python bot.py digest [--dry-run]      run due digests now (or print one, touching nothing)
     python bot.py usage [--days N]        token usage by feature, channel and model
+    python bot.py jobs [--all] [--retry ID]  pending and failed jobs; queue a failed one again
 """
 
 from __future__ import annotations
@@ -57,8 +58,27 @@ async def build_core(settings: Settings, *, create_tables: bool = True) -> Core:
         max_bytes=settings.fetch_max_bytes,
     )
     llm = LLM(settings, db=db, max_concurrency=settings.model_concurrency)
+    _time_calls(fetcher, llm)
     ringkas = Ringkas(settings=settings, db=db, fetcher=fetcher, llm=llm)
     return Core(settings=settings, db=db, fetcher=fetcher, llm=llm, ringkas=ringkas)
+
+
+def _time_calls(fetcher: SafeFetcher, llm: LLM) -> None:
+    """Fetch and model latencies for /metrics, measured where the services are wired."""
+    from ringkas.metrics import FETCH_SECONDS, MODEL_SECONDS, timed
+
+    fetch, complete = fetcher.fetch, llm.complete
+
+    async def timed_fetch(*args, **kwargs):  # type: ignore[no-untyped-def]
+        async with timed(FETCH_SECONDS):
+            return await fetch(*args, **kwargs)
+
+    async def timed_complete(*args, **kwargs):  # type: ignore[no-untyped-def]
+        async with timed(MODEL_SECONDS):
+            return await complete(*args, **kwargs)
+
+    fetcher.fetch = timed_fetch  # type: ignore[method-assign]
+    llm.complete = timed_complete  # type: ignore[method-assign]
 
 
 # --- Slack app ---------------------------------------------------------------------------------
@@ -86,7 +106,16 @@ def build_jobs(settings: Settings, db: Database, client: object, deps: object) -
     }
     worker = Worker(queue, kinds, concurrency=settings.job_concurrency,
                     poll_interval=min(1.0, settings.job_lease / 4))
+    worker.observe = _observe_job
     return JobsRuntime(queue=queue, outbox=Outbox(db), worker=worker)
+
+
+def _observe_job(outcome: str, job: object, seconds: float) -> None:
+    from ringkas.metrics import JOB_RUNS, JOB_SECONDS
+
+    kind = str(getattr(job, "kind", "?"))
+    JOB_RUNS.labels(kind=kind, outcome=outcome).inc()
+    JOB_SECONDS.labels(kind=kind).observe(seconds)
 
 
 @dataclass
@@ -116,7 +145,14 @@ def slack_client(settings: Settings):  # type: ignore[no-untyped-def]
     )
     from slack_sdk.web.async_client import AsyncWebClient
 
-    return AsyncWebClient(
+    from ringkas.metrics import SLACK_SECONDS, timed
+
+    class TimedWebClient(AsyncWebClient):
+        async def api_call(self, api_method: str, *args, **kwargs):  # type: ignore[no-untyped-def, override]
+            async with timed(SLACK_SECONDS, method=api_method):
+                return await super().api_call(api_method, *args, **kwargs)
+
+    return TimedWebClient(
         token=settings.slack_bot_token,
         base_url=settings.slack_api_url,
         timeout=30,
@@ -217,12 +253,30 @@ async def serve_http(runtime: SlackRuntime, port: int, host: str = "0.0.0.0") ->
 
     web_app = runtime.app.web_app(path="/slack/events", port=port)  # type: ignore[attr-defined]
 
+    jobs = runtime.deps.jobs  # type: ignore[attr-defined]
+
     async def healthz(_request: web.Request) -> web.Response:
-        if await runtime.core.db.ping():
-            return web.json_response({"ok": True})
-        return web.json_response({"ok": False, "error": "database unreachable"}, status=503)
+        running = len(jobs.worker.running)
+        try:
+            depth = await jobs.queue.depth()
+        except Exception:
+            return web.json_response({"ok": False, "error": "database unreachable", "jobs_running": running},
+                                     status=503)
+        return web.json_response({"ok": True, "queue_depth": depth, "jobs_running": running,
+                                  "job_concurrency": jobs.worker.concurrency})
+
+    async def metrics(_request: web.Request) -> web.Response:
+        from ringkas.metrics import JOBS_RUNNING_HERE, exposition
+
+        JOBS_RUNNING_HERE.set(len(jobs.worker.running))
+        try:
+            body, content_type = await exposition(runtime.core.db)
+        except Exception:
+            return web.Response(status=503, text="database unreachable\n")
+        return web.Response(body=body, headers={"Content-Type": content_type})
 
     web_app.router.add_get("/healthz", healthz)
+    web_app.router.add_get("/metrics", metrics)
     runner = web.AppRunner(web_app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
@@ -356,6 +410,33 @@ async def cmd_usage(settings: Settings, days: int) -> int:
         await db.dispose()
 
 
+async def cmd_jobs(settings: Settings, show_all: bool, retry: int | None) -> int:
+    from ringkas.jobs import JobQueue
+    from ringkas.jobs.report import format_jobs
+
+    db = Database(settings.database_url)
+    try:
+        await db.create_all()
+        queue = JobQueue(db, lease_seconds=settings.job_lease, deadline_seconds=settings.retry_deadline)
+        if retry is not None:
+            if not await queue.retry(retry):
+                print(f"error: no unfinished job with id {retry}", file=sys.stderr)
+                return 1
+            print(f"job {retry} queued again; a running bot takes it within seconds")
+            return 0
+        states = ("queued", "running", "failed", "done") if show_all else ("queued", "running", "failed")
+        print(format_jobs(await queue.list_jobs(states, limit=500), await queue.counts()))
+        return 0
+    finally:
+        await db.dispose()
+
+
+def _job_id(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"must be a job id (a whole number), not {text!r}")
+    return int(text)
+
+
 def _days(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= 3660:
         raise argparse.ArgumentTypeError(f"must be a whole number of days from 1 to 3660, not {text!r}")
@@ -375,6 +456,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p_dig.add_argument("--dry-run", action="store_true", help="build a digest of the last 24 h and print it")
     p_use = sub.add_parser("usage", help="token usage by feature, channel and model")
     p_use.add_argument("--days", type=_days, default=30, metavar="N", help="how many days back (default 30)")
+    p_jobs = sub.add_parser("jobs", help="pending and failed jobs; --retry ID queues one again")
+    p_jobs.add_argument("--all", action="store_true", help="list finished (done) jobs too")
+    p_jobs.add_argument("--retry", type=_job_id, metavar="ID", help="queue this failed (or stuck) job again")
     return parser.parse_args(argv)
 
 
@@ -382,7 +466,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         settings = Settings.from_env()
-        configure_logging(settings, quiet=args.command in {"summarize", "extract", "digest", "usage"})
+        configure_logging(settings, quiet=args.command in {"summarize", "extract", "digest", "usage", "jobs"})
         if args.command == "summarize":
             from ringkas.config import validate_language
 
@@ -394,6 +478,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(cmd_digest(settings, args.dry_run))
         if args.command == "usage":
             return asyncio.run(cmd_usage(settings, args.days))
+        if args.command == "jobs":
+            return asyncio.run(cmd_jobs(settings, args.all, args.retry))
         asyncio.run(run_app(settings))
         return 0
     except RingkasError as exc:

@@ -103,6 +103,13 @@ async def _accept_when_possible(deps: Deps, client: Any, job: LinkJob) -> None:
 # --- the job ---------------------------------------------------------------------------------------
 
 
+def model_outage(exc: ModelUnavailable) -> bool:
+    """The model was out (5xx, 429, timeouts, unreadable bodies, after the client's own retries), as opposed
+    to refusing the request for good (a wrong key or model name, no quota): only an outage is waited out.
+    ringkas.llm says so in the detail of the errors it raised after retrying ("… after N attempts")."""
+    return " attempts" in (exc.detail or "")
+
+
 def _key(job: Job, index: int, what: str) -> str:
     return f"{job.key}:{index}:{what}"
 
@@ -201,8 +208,11 @@ async def _summarize(deps: Deps, job: Job, url: str, language: str) -> tuple[Mes
                                      user_id=p.get("user_id")),
             )
     except ModelUnavailable as exc:
-        # An outage, not an answer: the job waits and runs again (up to RETRY_DEADLINE).
-        raise RetryLater(f"model unavailable: {exc.detail or exc.code}") from exc
+        if model_outage(exc):
+            # An outage, not an answer: the job waits and runs again (up to RETRY_DEADLINE).
+            raise RetryLater(f"model unavailable: {exc.detail or exc.code}") from exc
+        log.info("link not summarized", extra={**extra, "error": exc.code, "detail": exc.detail})
+        return failure_message(url, exc.user_message, requested_by=requested_by), None, exc.code
     except RingkasError as exc:
         log.info("link not summarized", extra={**extra, "error": exc.code, "detail": exc.detail})
         return failure_message(url, exc.user_message, requested_by=requested_by), None, exc.code

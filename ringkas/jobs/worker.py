@@ -41,13 +41,15 @@ def retry_delay(attempt: int, base: float = 2.0, cap: float = 60.0) -> float:
 
 class Worker:
     def __init__(self, queue: JobQueue, kinds: Mapping[str, JobKind], *, concurrency: int = 32,
-                 poll_interval: float = 1.0, retry_base: float = 2.0, retry_cap: float = 60.0) -> None:
+                 poll_interval: float = 1.0, retry_base: float = 2.0, retry_cap: float = 60.0,
+                 report_every: float = 30.0) -> None:
         self.queue = queue
         self.kinds = dict(kinds)
         self.concurrency = concurrency
         self.poll_interval = poll_interval
         self.retry_base = retry_base
         self.retry_cap = retry_cap
+        self.report_every = report_every
         self.running: dict[int, Job] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
@@ -61,7 +63,8 @@ class Worker:
 
     async def start(self) -> None:
         self._loops = [asyncio.create_task(self._take_loop(), name="jobs:take"),
-                       asyncio.create_task(self._lease_loop(), name="jobs:lease")]
+                       asyncio.create_task(self._lease_loop(), name="jobs:lease"),
+                       asyncio.create_task(self._report_loop(), name="jobs:report")]
 
     async def stop(self, grace: float = 30.0) -> None:
         """Stop taking jobs, let running ones finish for up to `grace` s, and give the rest back."""
@@ -120,6 +123,18 @@ class Worker:
                 continue
             if kept < len(jobs):
                 log.warning("some job leases were lost", extra={"jobs": len(jobs), "kept": kept})
+
+    async def _report_loop(self) -> None:
+        """Queue depth in the logs while there is work (quiet when idle)."""
+        while not self._stopping:
+            await asyncio.sleep(self.report_every)
+            try:
+                depth = await self.queue.depth()
+            except OUTAGE_ERRORS:
+                continue
+            if depth or self.running:
+                log.info("job queue", extra={"queue_depth": depth, "jobs_running": len(self.running),
+                                             "job_concurrency": self.concurrency})
 
     # --- one job -------------------------------------------------------------------------------
 

@@ -47,6 +47,10 @@ class Database:
 
     async def create_all(self) -> None:
         async with self.engine.begin() as conn:
+            if not self.is_sqlite:
+                # N processes starting together on one PostgreSQL: one creates the tables, the others wait
+                # and find them (CREATE TABLE races fail on PostgreSQL's catalog otherwise).
+                await conn.execute(text("SELECT pg_advisory_xact_lock(7423515)"))
             await conn.run_sync(Base.metadata.create_all)
 
     async def ping(self) -> bool:
