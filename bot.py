@@ -59,6 +59,10 @@ async def build_core(settings: Settings, *, create_tables: bool = True) -> Core:
         max_bytes=settings.fetch_max_bytes,
     )
     llm = LLM(settings, db=db, max_concurrency=settings.model_concurrency)
+    # The guard around each model request: MODEL_CONCURRENCY at most, fewer for a while after 429s.
+    from ringkas.limits import AdaptiveLimit
+
+    llm._limit = AdaptiveLimit(settings.model_concurrency)  # type: ignore[assignment]
     _time_calls(fetcher, llm)
     ringkas = Ringkas(settings=settings, db=db, fetcher=fetcher, llm=llm)
     return Core(settings=settings, db=db, fetcher=fetcher, llm=llm, ringkas=ringkas)

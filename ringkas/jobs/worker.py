@@ -168,6 +168,7 @@ class Worker:
             await self._settle(self.queue.complete(job))
         finally:
             self.running.pop(job.id, None)
+            self._wake.set()  # a slot is free: take the next due job now
             if self.observe is not None:
                 self.observe(outcome, job, time.perf_counter() - started)
 
