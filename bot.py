@@ -115,6 +115,14 @@ def build_jobs(settings: Settings, db: Database, client: object, deps: object) -
     return JobsRuntime(queue=queue, outbox=Outbox(db), worker=worker)
 
 
+def keyed_digest_poster(client: object, deps: object) -> object:
+    """The digest poster with keyed posts: a run resumed after a crash never posts its digest twice."""
+    import handlers
+    from handlers.delivery import KeyedPoster, KeyedPosts
+
+    return KeyedPoster(handlers.digest_poster(KeyedPosts(client), deps))  # type: ignore[arg-type]
+
+
 def _observe_job(outcome: str, job: object, seconds: float) -> None:
     from ringkas.metrics import JOB_RUNS, JOB_SECONDS
 
@@ -265,7 +273,7 @@ async def build_slack_app(settings: Settings, *, start_scheduler: bool = True) -
         digests=digests,
     )
     deps.jobs = build_jobs(settings, core.db, client, deps)
-    scheduler = DigestScheduler(digests, post=handlers.digest_poster(client, deps))
+    scheduler = DigestScheduler(digests, post=keyed_digest_poster(client, deps))
     deps.scheduler = scheduler
     handlers.register(app, deps)
     await deps.jobs.worker.start()
@@ -405,12 +413,11 @@ async def cmd_digest(settings: Settings, dry_run: bool) -> int:
         digests = DigestService(
             settings=settings, db=core.db, fetcher=core.fetcher, llm=core.llm, ringkas=core.ringkas
         )
-        import handlers
 
         if not settings.slack_bot_token:
             raise ConfigError("SLACK_BOT_TOKEN is required to post digests (use --dry-run to print one)")
         client = slack_client(settings)
-        posted = await digests.run_due(post=handlers.digest_poster(client, None))
+        posted = await digests.run_due(post=keyed_digest_poster(client, None))
         print(f"posted {posted} digest(s)")
         return 0
     finally:

@@ -10,6 +10,8 @@ up: it is the one write that could, after a crash at the wrong instant, arrive t
 from __future__ import annotations
 
 import logging
+import time
+from contextvars import ContextVar
 from typing import Any
 
 import aiohttp
@@ -184,23 +186,80 @@ class SlackSender:
 
     async def find(self, entry: OutboxEntry) -> str | None:
         """The ts of a message that carries this entry's key, if an earlier attempt posted it."""
+        return await find_keyed(self.client, entry.channel_id, entry.thread_ts, entry.key,
+                                since=entry.created_at.timestamp() - 60)
+
+
+async def find_keyed(
+    client: Any, channel_id: str, thread_ts: str | None, key: str, *, since: float
+) -> str | None:
+    """The ts of a bot message carrying `key` in its metadata: in the thread, or top level since `since`."""
+    try:
+        if thread_ts:
+            response = await client.conversations_replies(
+                channel=channel_id, ts=thread_ts, include_all_metadata=True, limit=200)
+        else:
+            response = await client.conversations_history(
+                channel=channel_id, oldest=f"{since:.6f}", include_all_metadata=True, limit=200)
+    except SlackApiError as exc:
+        if _error(exc) in {"missing_scope", "not_in_channel", "channel_not_found"}:
+            log.warning("cannot look for an earlier post; sending it", extra={"error": _error(exc)})
+            return None
+        raise
+    for message in response.get("messages") or []:
+        metadata = message.get("metadata") or {}
+        if (metadata.get("event_payload") or {}).get("key") == key:
+            return str(message["ts"])
+    return None
+
+
+_POST_KEYS: ContextVar[tuple[str, list[int]] | None] = ContextVar("ringkas_post_keys", default=None)
+LOOK_BACK = 18 * 3600  # s: how far back a keyed post is looked for (well within one digest day)
+
+
+class KeyedPosts:
+    """A Slack client whose chat.postMessage calls made inside a `KeyedPoster` run carry metadata keys
+    (`<run key>:0`, `:1`, … in call order) and are looked up before they are made: a message an earlier,
+    interrupted attempt of the same run posted is returned as it is instead of being posted again."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    async def chat_postMessage(self, **kwargs: Any) -> Any:
+        keys = _POST_KEYS.get()
+        if keys is None:
+            return await self._client.chat_postMessage(**kwargs)
+        base, counter = keys
+        key = f"{base}:{counter[0]}"
+        counter[0] += 1
+        channel, thread_ts = str(kwargs["channel"]), kwargs.get("thread_ts")
+        found = await find_keyed(self._client, channel, thread_ts, key, since=time.time() - LOOK_BACK)
+        if found is not None:
+            log.info("an earlier attempt had posted it", extra={"channel": channel, "key": key})
+            return {"ok": True, "channel": channel, "ts": found}
+        kwargs["metadata"] = {"event_type": METADATA_EVENT, "event_payload": {"key": key}}
+        return await self._client.chat_postMessage(**kwargs)
+
+
+class KeyedPoster:
+    """Wraps the digest poster: each run's posts are keyed by (team, channel, local date), so a run taken
+    over after a crash mid-post finds what was already posted. Other attributes pass through."""
+
+    def __init__(self, post: Any) -> None:
+        self._post = post
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._post, name)
+
+    async def __call__(self, team_id: str, channel_id: str, digest: Any) -> Any:
+        day = getattr(digest, "local_date", None)
+        token = _POST_KEYS.set((f"digest:{team_id}:{channel_id}:{day}", [0]))
         try:
-            if entry.thread_ts:
-                response = await self.client.conversations_replies(
-                    channel=entry.channel_id, ts=entry.thread_ts, include_all_metadata=True, limit=200)
-            else:
-                oldest = f"{entry.created_at.timestamp() - 60:.6f}"
-                response = await self.client.conversations_history(
-                    channel=entry.channel_id, oldest=oldest, include_all_metadata=True, limit=200)
-        except SlackApiError as exc:
-            if _error(exc) in {"missing_scope", "not_in_channel", "channel_not_found"}:
-                log.warning("cannot look for an earlier post; sending it", extra={"error": _error(exc)})
-                return None
-            raise
-        for message in response.get("messages") or []:
-            metadata = message.get("metadata") or {}
-            if (metadata.get("event_payload") or {}).get("key") == entry.key:
-                return str(message["ts"])
-        return None
+            return await self._post(team_id, channel_id, digest)
+        finally:
+            _POST_KEYS.reset(token)
 
 
