@@ -146,3 +146,85 @@ async def wait_until(predicate: Any, timeout: float) -> bool:
             return True
         await asyncio.sleep(0.1)
     return bool(predicate())
+
+
+# --- digests ---------------------------------------------------------------------------------------
+
+
+async def subscribe_due_now(database_url: str, team_id: str, channels: list[str]) -> None:
+    """Subscribe `channels` to a digest due a minute ago (UTC), subscribed since yesterday."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from ringkas.digest.store import DigestStore
+    from ringkas.storage import Database
+    from ringkas.storage.base import utcnow
+    from ringkas.storage.digest_tables import DigestSubscriptionRow
+
+    db = Database(database_url)
+    await db.create_all()
+    try:
+        store = DigestStore(db)
+        at = (utcnow() - timedelta(minutes=1)).strftime("%H:%M")
+        for channel in channels:
+            await store.subscribe(team_id, channel, time=at, timezone="UTC", created_by=None)
+        async with db.session() as session:
+            yesterday = utcnow() - timedelta(days=1)
+            await session.execute(
+                update(DigestSubscriptionRow).values(created_at=yesterday, updated_at=yesterday)
+            )
+    finally:
+        await db.dispose()
+
+
+def ai_feed(web: Any, name: str, count: int = 6) -> str:
+    """An RSS feed of fresh AI stories on the web stand-in; returns its URL."""
+    from datetime import UTC, datetime, timedelta
+
+    from tests.test_digest_support import rss
+
+    now = datetime.now(UTC)
+    entries = [(f"{name} lab releases open model number {i} with new AI benchmark results",
+                web.url(f"/{name}/story-{i}"), now - timedelta(hours=i + 1)) for i in range(count)]
+    return str(web.add(f"/{name}.xml", rss(f"{name} AI news", entries, description="A new AI model."),
+                       content_type="application/rss+xml"))
+
+
+def digests_posted(stub: SlackStub, channel: str) -> int:
+    """Top-level digest messages in a channel (each day's digest is one top-level post)."""
+    return sum(1 for m in stub.messages.get(channel, []) if "thread_ts" not in m)
+
+
+async def digest_crash_scenario(stub: SlackStub, model: Any, web: Any, home: Path, database_url: str,
+                                signing_secret: str, openai_base_url: str) -> dict[str, int]:
+    """Two channels' digests: the process is killed while building, restarted, killed again while Slack
+    is receiving the digest post, restarted. Returns channel -> digests posted."""
+    from tests.test_digest_support import digest_responder
+
+    channels = ["CDIGESTA", "CDIGESTB"]
+    await subscribe_due_now(database_url, "T0001", channels)
+    feeds = ",".join(ai_feed(web, name) for name in ("alpha", "beta"))
+    model.responder = digest_responder
+    env = bot_env(home=home, database_url=database_url, slack_api_url=stub.api_url,
+                  openai_base_url=openai_base_url, signing_secret=signing_secret, DIGEST_FEEDS=feeds)
+    model.delay = 2.0
+    first = await Bot(env, signing_secret).start()
+    await wait_until(lambda: len(model.requests) > 0, 60)  # building
+    first.kill9()
+    await first.stop()
+    stub.delays["chat.postMessage"] = 3.0  # Slack takes its time: the next process dies mid-post
+    posts_before = len(stub.calls_to("chat.postMessage"))
+    second = await Bot(env, signing_secret).start()
+    await wait_until(lambda: len(stub.calls_to("chat.postMessage")) > posts_before, 120)
+    second.kill9()
+    await second.stop()
+    stub.delays.clear()
+    model.delay = 0.0
+    third = await Bot(env, signing_secret).start()
+    try:
+        await wait_until(lambda: all(digests_posted(stub, c) >= 1 for c in channels), 120)
+        await asyncio.sleep(2)
+    finally:
+        await third.stop()
+    return {channel: digests_posted(stub, channel) for channel in channels}

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from ringkas.storage import Base
 from ringkas.storage.db import async_url
-from tests.chaos import Bot, bot_env, outcome, wait_until
+from tests.chaos import Bot, bot_env, digest_crash_scenario, outcome, wait_until
 from tests.conftest import SIGNING_SECRET
 from tests.slack_app import BOT_USER_ID, mention
 from tests.support.openai_stub import OpenAIStub
@@ -99,3 +99,13 @@ async def test_two_processes_on_postgresql_one_killed_mid_run(
         await doomed.stop()
     result = outcome(slack_stub, CHANNEL, threads)
     assert (result.lost, result.twice, result.stuck) == (0, 0, 0), result
+
+
+async def test_digests_killed_while_building_then_while_posting_go_out_once(
+    tmp_path: Path, slack_stub: SlackStub, openai_stub: OpenAIStub, web: WebStub
+) -> None:
+    posted = await digest_crash_scenario(
+        slack_stub, openai_stub, web, tmp_path, f"sqlite:///{tmp_path / 'bot.db'}", SIGNING_SECRET,
+        openai_stub.base_url,
+    )
+    assert posted == {"CDIGESTA": 1, "CDIGESTB": 1}

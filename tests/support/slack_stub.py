@@ -56,6 +56,7 @@ class SlackStub:
         self.replies: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self.messages: dict[str, list[dict[str, Any]]] = {}  # channel -> messages posted, oldest first
         self.fail_status: int | None = None  # every Web API call answers this HTTP status while set
+        self.delays: dict[str, float] = {}  # method -> seconds to wait before answering (slow Slack)
         self._site: web.TCPSite | None = None
 
     @property
@@ -158,6 +159,8 @@ class SlackStub:
         self.calls.append(call)
         if self.fail_status is not None:
             return web.json_response({"ok": False, "error": "internal_error"}, status=self.fail_status)
+        if self.delays.get(method):
+            await asyncio.sleep(self.delays[method])
         limits = self._rate_limits.get(method)
         if limits:
             retry_after = limits.pop(0)
