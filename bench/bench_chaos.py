@@ -34,7 +34,7 @@ import psycopg  # noqa: E402
 from psycopg import sql  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from tests.chaos import Bot, Outcome, bot_env, outcome, wait_until  # noqa: E402
+from tests.chaos import Bot, Outcome, bot_env, digest_crash_scenario, outcome, wait_until  # noqa: E402
 from tests.support.openai_stub import OpenAIStub  # noqa: E402
 from tests.support.slack_stub import SlackStub  # noqa: E402
 from tests.support.web_stub import WebStub  # noqa: E402
@@ -63,6 +63,7 @@ class World:
     events: list[dict[str, Any]]
     threads: dict[str, str]
     counter: int = 0
+    digests: dict[str, int] | None = None  # the digest row: channel -> digests posted
 
     def env(self, **extra: str) -> dict[str, str]:
         return bot_env(home=self.home, database_url=self.database_url, slack_api_url=self.slack.api_url,
@@ -214,6 +215,14 @@ async def two_processes_one_killed(world: World, args: argparse.Namespace) -> No
         await doomed.stop()
 
 
+async def digests_killed(world: World, args: argparse.Namespace) -> None:
+    """Two channels' digests; the process is killed while building, then while posting; restarted."""
+    posted = await digest_crash_scenario(world.slack, world.model, world.web, world.home, world.database_url,
+                                         SECRET, world.model.base_url)
+    # The table's columns for digests: one "request" per channel; answered once = exactly one digest.
+    world.digests = posted
+
+
 async def slack_500(world: World, args: argparse.Namespace) -> None:
     bot = await Bot(world.env(), SECRET).start()
     try:
@@ -293,6 +302,8 @@ SCENARIOS: list[tuple[str, str, Scenario, bool]] = [
     ("redeliver", "same, and Slack redelivers all after the restart", kill_and_redeliver, False),
     ("two-pg", "2 processes on PostgreSQL, one `kill -9`'d mid-run, retries to the survivor",
      two_processes_one_killed, True),
+    ("digest", "digest: `kill -9` while building, then while posting; restart (2 channels)", digests_killed,
+     False),
     ("slack500", "Slack answers 500 to every method for {o} s", slack_500, False),
     ("slackdown", "Slack refuses connections for {o} s while answers are ready", slack_refuses, False),
     ("slack429", "Slack 429 on `chat.update` for {o} s", slack_429_on_update, False),
@@ -324,7 +335,12 @@ async def run(args: argparse.Namespace) -> None:
                 except Exception as exc:  # a scenario that broke is a row too
                     note = f"error: {type(exc).__name__}: {exc}"[:120]
                 wall = time.perf_counter() - started
-                rows.append((title, outcome(world.slack, CHANNEL, world.threads), wall, note))
+                result = outcome(world.slack, CHANNEL, world.threads)
+                if world.digests is not None:
+                    counts = list(world.digests.values())
+                    result = Outcome(sent=len(counts), answered_once=counts.count(1), lost=counts.count(0),
+                                     twice=sum(1 for n in counts if n > 1), stuck=0)
+                rows.append((title, result, wall, note))
                 await close_world(world)
         print(f"done: {title}", file=sys.stderr, flush=True)
     print("| scenario | sent | answered once | lost | twice | stuck | wall s |")
