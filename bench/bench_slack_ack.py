@@ -135,7 +135,7 @@ async def main(args: argparse.Namespace) -> None:
         "DATABASE_URL": f"sqlite:///{tmp.name}/bench.db", "FETCH_ALLOW_HOSTS": "127.0.0.1",
         "SLACK_BOT_TOKEN": "xoxb-bench", "SLACK_SIGNING_SECRET": SECRET, "SLACK_API_URL": slack_stub.api_url,
         "LOG_LEVEL": "WARNING", "LOG_FORMAT": "text", "MODEL_CONCURRENCY": str(args.model_concurrency),
-        "JOB_CONCURRENCY": str(max(32, args.model_concurrency * 2)),
+        "JOB_CONCURRENCY": str(args.job_concurrency),
     })
     import logging
 
@@ -208,5 +208,6 @@ if __name__ == "__main__":
     parser.add_argument("--model-delay", type=float, default=3.0)
     parser.add_argument("--sequential", type=int, default=20)
     parser.add_argument("--model-concurrency", type=int, default=16, help="MODEL_CONCURRENCY for the run")
+    parser.add_argument("--job-concurrency", type=int, default=32, help="JOB_CONCURRENCY for the run")
     parser.add_argument("--verbose", action="store_true", help="also print each batch's ack latency")
     asyncio.run(main(parser.parse_args()))

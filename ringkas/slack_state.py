@@ -76,12 +76,14 @@ class SlackState:
         links with their request ids; its key is the first claimed link's request key.
         """
         keys = {link: request_key(team_id, channel_id, message_ts, link) for link in links}
-        for _attempt in range(3):
+        for attempt in range(4):
             try:
-                async with self.db.session() as session:
-                    taken = set(await session.scalars(
-                        select(SlackRequestRow.key).where(SlackRequestRow.key.in_(list(keys.values())))
-                    ))
+                async with self.db.write_session() as session:
+                    taken: set[str] = set()
+                    if attempt:  # the first try assumes a new message (the usual case): one round trip less
+                        taken = set(await session.scalars(
+                            select(SlackRequestRow.key).where(SlackRequestRow.key.in_(list(keys.values())))
+                        ))
                     rows = [
                         (link, self._request_row(key, kind=kind, team_id=team_id, channel_id=channel_id,
                                                  message_ts=message_ts, link=link, user_id=user_id))
@@ -160,7 +162,7 @@ class SlackState:
             values["article_id"] = article_id
         if reply_ts is not None:
             values["reply_ts"] = reply_ts
-        async with self.db.session() as session:
+        async with self.db.write_session() as session:
             statement = update(SlackRequestRow).where(SlackRequestRow.id == request_id).values(**values)
             await session.execute(statement)
 

@@ -97,7 +97,7 @@ class Outbox:
         if existing is not None:
             return existing
         try:
-            async with self.db.engine.begin() as conn:
+            async with self.db.write() as conn:
                 await conn.execute(insert(OutboxRow).values(
                     key=key, job_id=job_id, action=action, channel_id=channel_id, thread_ts=thread_ts,
                     target_ts=target_ts, payload=payload, state="pending", attempts=0, created_at=utcnow(),
@@ -110,7 +110,7 @@ class Outbox:
 
     async def start_attempt(self, entry: OutboxEntry) -> OutboxEntry:
         """Count a send before making it: after a crash, attempts > 0 says "look before sending again"."""
-        async with self.db.engine.begin() as conn:
+        async with self.db.write() as conn:
             await conn.execute(
                 update(OutboxRow).where(OutboxRow.id == entry.id).values(attempts=OutboxRow.attempts + 1)
             )
@@ -119,17 +119,17 @@ class Outbox:
         return stored
 
     async def mark_sent(self, entry: OutboxEntry, message_ts: str | None) -> None:
-        async with self.db.engine.begin() as conn:
+        async with self.db.write() as conn:
             await conn.execute(update(OutboxRow).where(OutboxRow.id == entry.id).values(
                 state="sent", message_ts=message_ts, sent_at=utcnow(), last_error=None))
 
     async def mark_failed(self, entry: OutboxEntry, error: str) -> None:
-        async with self.db.engine.begin() as conn:
+        async with self.db.write() as conn:
             await conn.execute(update(OutboxRow).where(OutboxRow.id == entry.id).values(
                 state="failed", last_error=error[:2000]))
 
     async def note_error(self, entry: OutboxEntry, error: str) -> None:
-        async with self.db.engine.begin() as conn:
+        async with self.db.write() as conn:
             await conn.execute(
                 update(OutboxRow).where(OutboxRow.id == entry.id).values(last_error=error[:2000])
             )

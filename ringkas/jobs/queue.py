@@ -87,7 +87,7 @@ class JobQueue:
     async def enqueue(self, *, kind: str, key: str, payload: dict[str, Any]) -> bool:
         """Add a job in its own transaction: False when a job with this key exists already."""
         try:
-            async with self.db.session() as session:
+            async with self.db.write_session() as session:
                 await self.add(session, kind=kind, key=key, payload=payload)
         except IntegrityError:
             return False
@@ -118,7 +118,7 @@ class JobQueue:
                     attempts=JobRow.attempts + 1, updated_at=now)
             .returning(*_COLUMNS)
         )
-        async with self.db.engine.begin() as conn:
+        async with self.db.write() as conn:
             rows = (await conn.execute(statement)).all()
         jobs = sorted((_job(row) for row in rows), key=lambda job: job.id)
         for job in jobs:
@@ -137,7 +137,7 @@ class JobQueue:
             return 0
         now = utcnow()
         ours = or_(*(self._mine(job) for job in jobs))
-        async with self.db.engine.begin() as conn:
+        async with self.db.write() as conn:
             result = await conn.execute(
                 update(JobRow).where(ours).values(lease_until=now + self.lease, updated_at=now)
             )
@@ -145,7 +145,7 @@ class JobQueue:
 
     async def _finish(self, job: Job, **values: Any) -> bool:
         now = utcnow()
-        async with self.db.engine.begin() as conn:
+        async with self.db.write() as conn:
             statement = update(JobRow).where(self._mine(job)).values(updated_at=now, **values)
             result = await conn.execute(statement)
         if result.rowcount != 1:  # type: ignore[attr-defined]
@@ -174,7 +174,7 @@ class JobQueue:
     async def retry(self, job_id: int) -> bool:
         """Queue a failed (or stuck) job again now, with a fresh deadline. False if no such unfinished job."""
         now = utcnow()
-        async with self.db.engine.begin() as conn:
+        async with self.db.write() as conn:
             result = await conn.execute(
                 update(JobRow)
                 .where(JobRow.id == job_id, JobRow.state.in_(("failed", "queued", "running")))
