@@ -96,6 +96,7 @@ class JobsRuntime:
     queue: object  # ringkas.jobs.JobQueue
     outbox: object  # ringkas.jobs.Outbox
     worker: object  # ringkas.jobs.Worker
+    intake: object  # ringkas.jobs.intake.Intake: claims + jobs written before the acks, batched
 
 
 def build_jobs(settings: Settings, db: Database, client: object, deps: object) -> JobsRuntime:
@@ -112,7 +113,10 @@ def build_jobs(settings: Settings, db: Database, client: object, deps: object) -
     worker = Worker(queue, kinds, concurrency=settings.job_concurrency,
                     poll_interval=min(1.0, settings.job_lease / 4))
     worker.observe = _observe_job
-    return JobsRuntime(queue=queue, outbox=Outbox(db), worker=worker)
+    from ringkas.jobs.intake import Intake
+
+    intake = Intake(deps.state, queue)  # type: ignore[attr-defined]
+    return JobsRuntime(queue=queue, outbox=Outbox(db), worker=worker, intake=intake)
 
 
 def keyed_digest_poster(client: object, deps: object) -> object:

@@ -32,6 +32,7 @@ from ringkas.documents import SummaryResult, UsageContext
 from ringkas.errors import ModelUnavailable, RingkasError
 from ringkas.jobs import DeliveryFailed, Job, OutboxEntry, RetryLater
 from ringkas.jobs.worker import OUTAGE_ERRORS
+from ringkas.slack_state import AcceptSpec
 from ringkas.storage.base import utcnow
 
 log = logging.getLogger("ringkas.slack.links")
@@ -71,10 +72,10 @@ async def _accept(deps: Deps, job: LinkJob) -> int:
         "response_url": job.response_url, "skipped": job.skipped, "cap": deps.settings.max_links_per_message,
         "first_link": job.links[0] if job.links else None,
     }
-    claimed = await deps.state.accept(
+    claimed = await deps.jobs.intake.accept(AcceptSpec(
         kind=job.kind, team_id=job.team_id, channel_id=job.channel_id, message_ts=job.message_ts,
-        links=job.links, user_id=job.user_id, queue=deps.jobs.queue, job_kind=LINK_JOB, payload=payload,
-    )
+        links=tuple(job.links), user_id=job.user_id, job_kind=LINK_JOB, payload=payload,
+    ))
     return len(claimed)
 
 

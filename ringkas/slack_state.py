@@ -24,6 +24,20 @@ REQUEST_STATES = frozenset({"pending", "done", "failed"})
 
 
 @dataclass(frozen=True)
+class AcceptSpec:
+    """One Slack message's links to claim, and the job that will summarize them."""
+
+    kind: str
+    team_id: str
+    channel_id: str
+    message_ts: str
+    links: tuple[str, ...]
+    user_id: str | None
+    job_kind: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class ChannelSettings:
     passive_summaries: bool = True
     language: str | None = None  # None = use SUMMARY_LANGUAGE
@@ -75,33 +89,46 @@ class SlackState:
         process (this one after a crash included) will do it. The job's payload gets `links`: the claimed
         links with their request ids; its key is the first claimed link's request key.
         """
-        keys = {link: request_key(team_id, channel_id, message_ts, link) for link in links}
+        spec = AcceptSpec(kind=kind, team_id=team_id, channel_id=channel_id, message_ts=message_ts,
+                          links=tuple(links), user_id=user_id, job_kind=job_kind, payload=payload)
         for attempt in range(4):
             try:
                 async with self.db.write_session() as session:
-                    taken: set[str] = set()
-                    if attempt:  # the first try assumes a new message (the usual case): one round trip less
-                        taken = set(await session.scalars(
-                            select(SlackRequestRow.key).where(SlackRequestRow.key.in_(list(keys.values())))
-                        ))
-                    rows = [
-                        (link, self._request_row(key, kind=kind, team_id=team_id, channel_id=channel_id,
-                                                 message_ts=message_ts, link=link, user_id=user_id))
-                        for link, key in keys.items() if key not in taken
-                    ]
-                    if not rows:
-                        return []
-                    session.add_all([row for _link, row in rows])
-                    await session.flush()
-                    claimed = [(link, row.id) for link, row in rows]
-                    links_payload = [{"link": link, "request_id": request_id} for link, request_id in claimed]
-                    first = keys[claimed[0][0]]
-                    job_payload = {**payload, "links": links_payload, "first_claimed": claimed[0][0]}
-                    await queue.add(session, kind=job_kind, key=first, payload=job_payload)
-                    return claimed
+                    # The first try assumes a new message (the usual case): one round trip less.
+                    return await self._claim(session, spec, queue, look_first=attempt > 0)
             except IntegrityError:
                 continue  # another delivery of the same message claimed some links meanwhile: look again
         return []
+
+    async def accept_many(self, specs: list[AcceptSpec], queue: JobQueue) -> list[list[tuple[str, int]]]:
+        """`accept` for several messages in ONE transaction (acks arriving together share one commit).
+        Raises IntegrityError when any of them was claimed before: then accept them one by one."""
+        async with self.db.write_session() as session:
+            return [await self._claim(session, spec, queue, look_first=False) for spec in specs]
+
+    async def _claim(self, session: Any, spec: AcceptSpec, queue: JobQueue, *,
+                     look_first: bool) -> list[tuple[str, int]]:
+        keys = {link: request_key(spec.team_id, spec.channel_id, spec.message_ts, link)
+                for link in spec.links}
+        taken: set[str] = set()
+        if look_first:
+            taken = set(await session.scalars(
+                select(SlackRequestRow.key).where(SlackRequestRow.key.in_(list(keys.values())))
+            ))
+        rows = [
+            (link, self._request_row(key, kind=spec.kind, team_id=spec.team_id, channel_id=spec.channel_id,
+                                     message_ts=spec.message_ts, link=link, user_id=spec.user_id))
+            for link, key in keys.items() if key not in taken
+        ]
+        if not rows:
+            return []
+        session.add_all([row for _link, row in rows])
+        await session.flush()
+        claimed = [(link, row.id) for link, row in rows]
+        links_payload = [{"link": link, "request_id": request_id} for link, request_id in claimed]
+        job_payload = {**spec.payload, "links": links_payload, "first_claimed": claimed[0][0]}
+        await queue.add(session, kind=spec.job_kind, key=keys[claimed[0][0]], payload=job_payload)
+        return claimed
 
     @staticmethod
     def _request_row(key: str, *, kind: str, team_id: str, channel_id: str, message_ts: str, link: str,

@@ -216,3 +216,30 @@ async def test_outbox_gives_up_at_the_deadline_and_on_refusal(database: Database
     except DeliveryFailed:
         pass
     assert (await outbox.get("b")).state == "failed"  # type: ignore[union-attr]
+
+
+async def test_acks_arriving_together_share_a_commit_and_redeliveries_are_still_refused(
+    database: Database,
+) -> None:
+    from sqlalchemy import event
+
+    from ringkas.jobs.intake import Intake
+    from ringkas.slack_state import AcceptSpec
+
+    state, queue = SlackState(database), JobQueue(database)
+    intake = Intake(state, queue)
+
+    def spec(ts: str) -> AcceptSpec:
+        return AcceptSpec(kind="message", team_id="T1", channel_id="C1", message_ts=ts,
+                          links=(f"https://a.test/{ts}",), user_id="U1", job_kind="links", payload={})
+
+    commits: list[int] = []
+    event.listen(database.engine.sync_engine, "commit", lambda conn: commits.append(1))
+    first = await asyncio.gather(*(intake.accept(spec(f"{n}.0")) for n in range(20)))
+    assert all(len(claimed) == 1 for claimed in first)
+    assert len(commits) < 20  # grouped
+    # A batch holding a redelivery falls back to one by one: the new ones are claimed, the old one is not.
+    again = await asyncio.gather(intake.accept(spec("3.0")),
+                                 *(intake.accept(spec(f"{n}.0")) for n in range(20, 25)))
+    assert again[0] == [] and all(len(claimed) == 1 for claimed in again[1:])
+    assert await queue.depth() == 25
