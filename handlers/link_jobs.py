@@ -201,8 +201,10 @@ async def _summarize(deps: Deps, job: Job, url: str, language: str) -> tuple[Mes
     p = job.payload
     requested_by = p.get("requested_by")
     extra = {"channel": p["channel_id"], "message_ts": p["message_ts"], "link": url, "job": job.id}
+    user, channel = (p["team_id"], p.get("user_id") or p["channel_id"]), (p["team_id"], p["channel_id"])
     try:
-        async with asyncio.timeout(link_deadline(deps)):
+        # Work slots handed out fairly by user and channel (ringkas.limits.FairSlots).
+        async with deps.slots.slot(user=user, channel=channel), asyncio.timeout(link_deadline(deps)):
             result: SummaryResult = await deps.ringkas.summarize(
                 url, language=language,
                 context=UsageContext(team_id=p["team_id"], channel_id=p["channel_id"],
