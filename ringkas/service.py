@@ -29,7 +29,7 @@ from ringkas.limits import LimitGuard
 from ringkas.llm import LLM
 from ringkas.storage import Database
 from ringkas.summarize import Summarizer
-from ringkas.urls import canonicalize, is_http_url, same_site
+from ringkas.urls import canonicalize, is_http_url, same_path, same_site
 
 log = logging.getLogger("ringkas.service")
 
@@ -138,13 +138,13 @@ class Ringkas:
         return saved
 
     async def _same_text_elsewhere(self, article: Article) -> Article | None:
-        """A stored article of the same site with exactly this text and title (and enough text to be a
-        page, not a stub shared by many pages)."""
+        """A stored article at the same path (only the query differs) with exactly this text and title,
+        and enough text to be a page rather than a stub."""
         if article.word_count < MIN_WORDS_FOR_TEXT_MATCH:
             return None
         twin = await self.store.get_by_content(content_hash(article.text.replace("\x00", "")))
-        if twin is None or not same_site(twin.canonical_url, article.canonical_url):
-            return None
+        if twin is None or not same_path(twin.canonical_url, article.canonical_url):
+            return None  # another path may belong to another author (shared hosts): never merged
         if (twin.title or "").strip() != (article.title or "").strip():
             return None  # same body under another headline: another page (a template, a series)
         return twin

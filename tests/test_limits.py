@@ -206,6 +206,10 @@ async def test_meaningless_parameters_do_not_defeat_the_cache(
             "<h1>Same page</h1>", "<h1>Part two</h1>")
         web.add("/part-two", retitled)
         assert (await service.summarize(web.url("/part-two"))).article.id != first.article.id
+        # a copy at another path (on a shared host: maybe another author) never answers for the original
+        web.add("/copy", html)
+        copy = await service.summarize(web.url("/copy"))
+        assert copy.article.id != first.article.id and copy.article.canonical_url.endswith("/copy")
     finally:
         await fetcher.aclose()
         await llm.aclose()
