@@ -37,6 +37,7 @@ def _all_answered(stub: SlackStub, threads: dict[str, str]) -> bool:
     return outcome(stub, CHANNEL, threads).answered_once == len(threads)
 
 
+@pytest.mark.timeout(240)  # two bot.py starts; slow on a loaded machine
 async def test_kill_9_after_the_acks_then_restart_and_redelivery(
     tmp_path: Path, slack_stub: SlackStub, openai_stub: OpenAIStub, web: WebStub
 ) -> None:
@@ -67,6 +68,7 @@ async def test_kill_9_after_the_acks_then_restart_and_redelivery(
     assert len(slack_stub.calls_to("chat.postMessage")) == len(events)  # the progress posts were not redone
 
 
+@pytest.mark.timeout(240)
 async def test_two_processes_on_postgresql_one_killed_mid_run(
     tmp_path: Path, slack_stub: SlackStub, openai_stub: OpenAIStub, web: WebStub, postgres_url: str | None
 ) -> None:
@@ -101,6 +103,7 @@ async def test_two_processes_on_postgresql_one_killed_mid_run(
     assert (result.lost, result.twice, result.stuck) == (0, 0, 0), result
 
 
+@pytest.mark.timeout(300)  # three bot.py starts; slow on a loaded machine
 async def test_digests_killed_while_building_then_while_posting_go_out_once(
     tmp_path: Path, slack_stub: SlackStub, openai_stub: OpenAIStub, web: WebStub
 ) -> None:
