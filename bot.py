@@ -293,6 +293,7 @@ async def serve_http(runtime: SlackRuntime, port: int, host: str = "0.0.0.0") ->
     from aiohttp import web
 
     from handlers.http_server import bolt_dispatch, serve
+    from ringkas.limits import ReplayStore
 
     jobs = runtime.deps.jobs  # type: ignore[attr-defined]
 
@@ -319,6 +320,7 @@ async def serve_http(runtime: SlackRuntime, port: int, host: str = "0.0.0.0") ->
         signing_secret=runtime.core.settings.slack_signing_secret or "",
         dispatch=bolt_dispatch(runtime.app),
         health=runtime.core.db.ping,
+        first_sight=ReplayStore(runtime.core.db).first_sight,
         port=port,
         host=host,
         health_detail=queue_detail,

@@ -8,10 +8,12 @@ model's concurrency, which follows what the account says about its capacity.
   per-channel caps, so one person's twenty slow links cannot hold every slot.
 - `AdaptiveLimit`: MODEL_CONCURRENCY requests at once, halved on a 429 (held for its Retry-After), grown
   back after successes.
+- `ReplayStore` remembers signed requests already run, so a replayed `/ask` or `/digest now` runs once.
 """
 
 from ringkas.limits.adaptive import AdaptiveLimit
 from ringkas.limits.fairness import FairSlots
 from ringkas.limits.guard import LimitGuard, Limits, LimitStatus
+from ringkas.limits.replays import ReplayStore
 
-__all__ = ["AdaptiveLimit", "FairSlots", "LimitGuard", "LimitStatus", "Limits"]
+__all__ = ["AdaptiveLimit", "FairSlots", "LimitGuard", "LimitStatus", "Limits", "ReplayStore"]
