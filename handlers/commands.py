@@ -15,9 +15,10 @@ import time
 from typing import Any
 
 from handlers.deps import Deps
+from handlers.link_jobs import accept_links
 from handlers.links import command_links, slack_unescape
 from handlers.render import command_help_text, escape, language_label, usage_text, user_mention
-from handlers.summaries import LinkJob, quick_channel_words, split_links, summarize_links, words_for
+from handlers.summaries import LinkJob, quick_channel_words, split_links, words_for
 from ringkas.config import validate_language
 from ringkas.errors import ConfigError
 from ringkas.i18n import N_, Translator
@@ -90,7 +91,6 @@ async def handle_summarize(
         await ack(text=usage_text(_("I couldn't find a web link in “{text}”.", text=text[:200]), _))
         return
     accepted, skipped = split_links(links, deps.settings.max_links_per_message)
-    await ack()
     job = LinkJob(
         kind="command",
         team_id=team_id,
@@ -104,7 +104,9 @@ async def handle_summarize(
         requested_by=user_id,
         response_url=command.get("response_url"),
     )
-    deps.tasks.spawn(summarize_links(deps, client, job), name=f"command:summarize:{channel_id}")
+    # The links become jobs before the ack goes out (process_before_response): acked means recorded.
+    await accept_links(deps, client, job)
+    await ack()
 
 
 def resolve_language(word: str, _: Translator | None = None) -> str:

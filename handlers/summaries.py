@@ -1,13 +1,6 @@
-"""Links -> summaries in Slack: claim each link once, show progress the way Slack shows it (a thread
-status or a reaction, never a placeholder), summarize, then post the summary as a NEW message, so the
-notification and the channel preview show its TL;DR (Slack does not notify edits).
-
-A message with several links gets one reply per link, each posted as soon as it is ready: a cached
-summary is not held back by a slow page, each notification previews its own TL;DR, each reply carries
-its own feedback buttons and its own follow-up thread context, and one reply per link stays far inside
-Slack's 50-block limit (three full summaries in one message would not).
-
-Runs after Slack has been acknowledged, inside `deps.tasks`. One link failing never affects the others.
+"""What the link flow (handlers/link_jobs.py) shares with the other Slack surfaces: the job of one
+message's links, the language and words of a channel, failures in the reader's language, and posting
+with a plain-text fallback when Slack refuses blocks.
 """
 
 from __future__ import annotations
@@ -22,17 +15,10 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from handlers.deps import Deps
-from handlers.progress import Progress
 from handlers.render import (
     Message,
-    failure_message,
-    failure_text,
     fit,
-    skipped_links_message,
-    status_text,
-    summary_message,
 )
-from ringkas.documents import SummaryResult, UsageContext
 from ringkas.errors import RingkasError
 from ringkas.i18n import N_, Translator, translator
 
@@ -171,111 +157,6 @@ def link_deadline(deps: Deps) -> float:
     return min(budget, 1800.0)
 
 
-async def _respond(response_url: str, message: Message, *, visible: bool) -> None:
-    webhook = AsyncWebhookClient(response_url, timeout=30)
-    response = await webhook.send(
-        response_type="in_channel" if visible else "ephemeral",
-        replace_original=False,
-        unfurl_links=False,
-        unfurl_media=False,
-        **message.as_kwargs(),
-    )
-    if response.status_code != 200:
-        raise ResponseUrlFailed(response.status_code, response.body or "")
-
-
-async def post_summary(client: Any, job: LinkJob, message: Message) -> str | None:
-    """THE one place a summary reply (or a link's failure, or a note about the links) is posted: a new
-    message in the job's thread; returns its ts. When the bot may not post in the channel and the request
-    came with a response_url (slash command, shortcut), it goes there (visible to the channel) instead and
-    None is returned. When Slack refuses the blocks (or the size), the same words go out as plain text."""
-    try:
-        return await _post_once(client, job, message)
-    except (SlackApiError, ResponseUrlFailed) as exc:
-        if slack_error(exc) not in CONTENT_REFUSED:
-            raise
-        log.warning("Slack refused the message; sending it as plain text",
-                    extra={"channel": job.channel_id, "error": slack_error(exc)})
-        return await _post_once(client, job, plain_version(message))
-
-
-async def _post_once(client: Any, job: LinkJob, message: Message) -> str | None:
-    kwargs: dict[str, Any] = {"channel": job.channel_id, "unfurl_links": False, "unfurl_media": False}
-    if job.thread_ts:
-        kwargs["thread_ts"] = job.thread_ts
-    try:
-        response = await client.chat_postMessage(**kwargs, **message.as_kwargs())
-    except SlackApiError as exc:
-        if slack_error(exc) in CANNOT_POST and job.response_url:
-            await _respond(job.response_url, message, visible=True)
-            return None
-        raise
-    return str(response["ts"])
-
-
-async def summarize_links(deps: Deps, client: Any, job: LinkJob) -> bool:
-    """Summarize every link of `job` that no earlier delivery of the same message already took (however
-    the link arrived: passive, mention, reaction, shortcut — one message's link gets one summary).
-    Returns False when every link was already taken (nothing new started)."""
-    claimed: list[tuple[str, int]] = []
-    try:
-        for url in job.links:
-            request_id = await deps.state.claim(
-                kind=job.kind, team_id=job.team_id, channel_id=job.channel_id, message_ts=job.message_ts,
-                link=url, user_id=job.user_id, reclaim_after=link_deadline(deps) + 300,
-            )
-            if request_id is not None:
-                claimed.append((url, request_id))
-    except Exception:
-        # The database is down or locked for too long: nothing can be recorded, so nothing is started.
-        log.exception("could not record the request", extra={"channel": job.channel_id, "kind": job.kind})
-        if job.kind != "message":  # someone asked explicitly: say so rather than stay silent
-            await apologise(client, job, translator(None))
-        return True
-    if not claimed:
-        log.info("links already handled", extra={"channel": job.channel_id, "message_ts": job.message_ts})
-        return False
-    language = await summary_language(deps, job.team_id, job.channel_id)
-    _ = words_for(deps, language)
-
-    work = [
-        asyncio.get_running_loop().create_task(_summarize_one(deps, job, url, language))
-        for url, _request_id in claimed
-    ]
-    _done, pending = await asyncio.wait(work, timeout=QUICK)
-    progress = Progress(
-        client, channel_id=job.channel_id, message_ts=job.message_ts if job.has_message else None,
-        thread_ts=job.thread_ts, status=status_text(claimed[0][0], _), try_status=job.kind == "mention",
-        response_url=job.response_url,
-    )
-    if pending:
-        await progress.start()
-    # Only the delivery that won the message's first link tells about skipped ones (said once).
-    if job.skipped and claimed[0][0] == job.links[0]:
-        try:
-            await post_summary(client, job, skipped_links_message(job.skipped,
-                                                                  deps.settings.max_links_per_message, _))
-        except Exception:
-            log.exception("could not post the skipped-links note", extra={"channel": job.channel_id})
-
-    outcomes = await asyncio.gather(
-        *(_deliver(deps, client, job, url, request_id, task, _)
-          for (url, request_id), task in zip(claimed, work, strict=True))
-    )
-    await progress.finish(all(outcomes))
-    return True
-
-
-async def _summarize_one(deps: Deps, job: LinkJob, url: str, language: str) -> SummaryResult:
-    user, channel = (job.team_id, job.user_id or job.channel_id), (job.team_id, job.channel_id)
-    async with deps.slots.slot(user=user, channel=channel), asyncio.timeout(link_deadline(deps)):
-        return await deps.ringkas.summarize(
-            url,
-            language=language,
-            context=UsageContext(team_id=job.team_id, channel_id=job.channel_id, user_id=job.user_id),
-        )
-
-
 def failure_reason(exc: RingkasError, _: Translator) -> str:
     """A RingkasError in the reader's language: English keeps the pipeline's detailed words; other
     catalogs say what went wrong by the error's kind (and the HTTP status a site answered)."""
@@ -312,80 +193,77 @@ _ERROR_WORDS = {
 }
 
 
-async def apologise(client: Any, job: LinkJob, _: Translator, reason: str = APOLOGY) -> None:
-    """Tell the person, where the answer would have gone, that their request failed on our side."""
-    try:
-        await post_summary(client, job, failure_text(_(reason)))
-    except Exception:
-        log.exception("could not apologise either", extra={"channel": job.channel_id, "kind": job.kind})
+class Reply:
+    """Where one link's messages go: a progress message later edited into the result.
 
+    Posts as the bot with chat.postMessage; when the bot may not post in the channel and a response_url
+    exists (slash commands), falls back to response_url (progress ephemeral, result in_channel).
+    """
 
-async def _deliver(
-    deps: Deps, client: Any, job: LinkJob, url: str, request_id: int, task: asyncio.Task[SummaryResult],
-    _: Translator,
-) -> bool:
-    """Wait for one link's summary and post it (or its failure); True when it was summarized."""
-    extra = {"channel": job.channel_id, "message_ts": job.message_ts, "link": url, "kind": job.kind}
-    result: SummaryResult | None = None
-    error_code: str | None = None
-    try:
-        result = await task
-        message = summary_message(result, shared_url=url, requested_by=job.requested_by)
-    except RingkasError as exc:
-        error_code = exc.code
-        log.info("link not summarized", extra={**extra, "error": exc.code, "detail": exc.detail})
-        message = failure_message(url, failure_reason(exc, _), requested_by=job.requested_by, _=_)
-    except TimeoutError:
-        error_code = "deadline"
-        log.warning("link took too long", extra=extra)
-        message = failure_message(url, _(TOO_SLOW), requested_by=job.requested_by, _=_)
-    except Exception:
-        error_code = "internal"
-        log.exception("summarizing a link failed unexpectedly", extra=extra)
-        message = failure_message(url, _(APOLOGY), requested_by=job.requested_by, _=_)
-    except asyncio.CancelledError:
-        # Shutdown ran out of grace: say so, so nobody waits for a summary that will not come.
-        log.warning("link interrupted by shutdown", extra=extra)
-        task.cancel()
-        await _interrupted(deps, client, job, url, request_id, _)
-        raise
+    def __init__(self, client: Any, job: LinkJob) -> None:
+        self.client = client
+        self.job = job
+        self.ts: str | None = None
+        self.via_response_url = False
 
-    reply_ts: str | None = None
-    try:
-        reply_ts = await post_summary(client, job, message)
-    except Exception:
-        log.exception("could not deliver the result to Slack", extra=extra)
-        error_code = error_code or "slack_error"
+    async def _post(self, message: Message) -> str:
+        kwargs: dict[str, Any] = {"channel": self.job.channel_id, "unfurl_links": False}
+        kwargs["unfurl_media"] = False
+        if self.job.thread_ts:
+            kwargs["thread_ts"] = self.job.thread_ts
+        response = await self.client.chat_postMessage(**kwargs, **message.as_kwargs())
+        return str(response["ts"])
 
-    article_id = result.article.id if result is not None else None
-    try:
-        thread_ts = job.thread_ts or reply_ts
-        if article_id is not None and thread_ts:
-            await deps.state.link_thread(
-                team_id=job.team_id, channel_id=job.channel_id, thread_ts=thread_ts, article_id=article_id,
-                message_ts=job.message_ts, shared_by=job.user_id,
-            )
-        await deps.state.finish(
-            request_id,
-            state="failed" if error_code else "done",
-            error_code=error_code,
-            article_id=article_id,
-            reply_ts=reply_ts,
+    async def _respond(self, message: Message, *, visible: bool) -> None:
+        assert self.job.response_url
+        webhook = AsyncWebhookClient(self.job.response_url, timeout=30)
+        response = await webhook.send(
+            response_type="in_channel" if visible else "ephemeral",
+            replace_original=False,
+            unfurl_links=False,
+            unfurl_media=False,
+            **message.as_kwargs(),
         )
-    except Exception:
-        log.exception("could not record the outcome", extra=extra)
-    log.info("link handled", extra={**extra, "state": "failed" if error_code else "done",
-                                    "cached": bool(result and result.cached)})
-    return error_code is None
+        if response.status_code != 200:
+            raise ResponseUrlFailed(response.status_code, response.body or "")
 
+    async def start(self, message: Message) -> None:
+        try:
+            self.ts = await self._post(message)
+        except SlackApiError as exc:
+            error = exc.response.get("error") if exc.response is not None else None
+            if error in CANNOT_POST and self.job.response_url:
+                self.via_response_url = True
+                await self._respond(message, visible=False)
+                return
+            raise
 
-async def _interrupted(
-    deps: Deps, client: Any, job: LinkJob, url: str, request_id: int, _: Translator
-) -> None:
-    try:
-        async with asyncio.timeout(5):
-            reply_ts = await post_summary(client, job, failure_message(url, _(INTERRUPTED),
-                                                                       requested_by=job.requested_by, _=_))
-            await deps.state.finish(request_id, state="failed", error_code="interrupted", reply_ts=reply_ts)
-    except Exception:
-        log.exception("could not tell about the interrupted link", extra={"channel": job.channel_id})
+    async def finish(self, message: Message) -> str | None:
+        """Replace the progress message with `message`; returns the ts of the message holding it.
+        When Slack refuses the message's blocks (or size), the same content goes out as plain text."""
+        try:
+            return await self._finish(message)
+        except (SlackApiError, ResponseUrlFailed) as exc:
+            error = slack_error(exc)
+            if error not in CONTENT_REFUSED:
+                raise
+            log.warning("Slack refused the message; sending it as plain text",
+                        extra={"channel": self.job.channel_id, "error": error})
+            return await self._finish(plain_version(message))
+
+    async def _finish(self, message: Message) -> str | None:
+        if self.via_response_url:
+            await self._respond(message, visible=True)
+            return None
+        if self.ts is not None:
+            try:
+                # blocks=[] (a plain-text version) clears the progress message's blocks
+                await self.client.chat_update(channel=self.job.channel_id, ts=self.ts, **message.as_kwargs())
+                return self.ts
+            except SlackApiError as exc:
+                if slack_error(exc) in CONTENT_REFUSED:
+                    raise  # posting anew would be refused alike
+                # The progress message was deleted or cannot be edited: post the result as a new message.
+                log.warning("chat.update failed, posting anew", extra={"error": slack_error(exc)})
+        self.ts = await self._post(message)
+        return self.ts

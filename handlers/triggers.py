@@ -1,7 +1,8 @@
 """More ways in, one pipeline: a reaction with SUMMARIZE_REACTION (`:memo:` by default) on a message, and
 the message shortcut "Summarize link", summarize that message's links in its thread.
 
-Both end in `summarize_links` with the message's own channel and ts, so `SlackState.claim` makes one
+Both end in `accept_links` (the durable link job) with the message's own channel and ts, so
+`SlackState.claim` makes one
 message's link get one summary however it arrives (shared passively, mentioned, reacted to, shortcut):
 asking again for a message already summarized only tells the person, privately, where the summary is.
 """
@@ -14,8 +15,9 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 
 from handlers.deps import Deps
+from handlers.link_jobs import accept_links
 from handlers.links import extract_links
-from handlers.summaries import LinkJob, channel_words, split_links, summarize_links
+from handlers.summaries import LinkJob, channel_words, split_links
 from ringkas.i18n import Translator
 
 log = logging.getLogger("ringkas.slack.triggers")
@@ -104,8 +106,14 @@ async def _summarize_message(
         thread_ts=str(found.get("thread_ts") or ts), user_id=user_id, links=accepted, skipped=skipped,
         requested_by=user_id, response_url=response_url,
     )
-    started = await summarize_links(deps, client, job)
-    if not started:
+    if await accept_links(deps, client, job):
+        return
+    try:  # nothing new: already summarized (rather than a database hiccup, retried in the background)
+        done = await deps.state.is_claimed(team_id=team_id, channel_id=channel_id, message_ts=ts,
+                                           link=accepted[0])
+    except Exception:
+        done = False
+    if done:
         await _already(client, channel_id, ts, user_id, _)
 
 
