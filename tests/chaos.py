@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -119,12 +120,17 @@ class Outcome:
         return f"{self.sent} | {self.answered_once} | {self.lost} | {self.twice} | {self.stuck}"
 
 
+def _shown(message: dict[str, Any]) -> str:
+    """A message's text and blocks (a summary's `text` is its TL;DR; the title is in the blocks)."""
+    return str(message.get("text", "")) + json.dumps(message.get("blocks") or [], ensure_ascii=False)
+
+
 def outcome(stub: SlackStub, channel: str, threads: dict[str, str]) -> Outcome:
     """`threads`: thread ts -> a title only the answer for that thread contains."""
     messages = stub.messages.get(channel, [])
     once = lost = twice = 0
     for thread_ts, title in threads.items():
-        answers = [m for m in messages if m.get("thread_ts") == thread_ts and title in m.get("text", "")]
+        answers = [m for m in messages if m.get("thread_ts") == thread_ts and title in _shown(m)]
         if not answers:
             lost += 1
         elif len(answers) == 1:
@@ -132,7 +138,7 @@ def outcome(stub: SlackStub, channel: str, threads: dict[str, str]) -> Outcome:
         else:
             twice += 1
     bot_posts = [m for m in messages if m.get("thread_ts") in threads]
-    extra = len(bot_posts) - len(threads)  # one message per request (the progress edited into the answer)
+    extra = len(bot_posts) - len(threads)  # one message per request: the answer (progress is no message)
     stuck = sum(1 for m in messages if any(word in m.get("text", "") for word in PROGRESS_WORDS))
     return Outcome(sent=len(threads), answered_once=once, lost=lost, twice=twice + max(0, extra - twice),
                    stuck=stuck)

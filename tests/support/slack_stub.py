@@ -248,7 +248,10 @@ class SlackStub:
                 metadata = json.loads(metadata)
             if metadata:
                 message["metadata"] = metadata
-            self.messages.setdefault(str(args.get("channel")), []).append(dict(message))
+            stored = dict(message)
+            if args.get("blocks"):
+                stored["blocks"] = args["blocks"]  # what people read beside `text` (the notification)
+            self.messages.setdefault(str(args.get("channel")), []).append(stored)
             return {"ok": True, "channel": args.get("channel"), "ts": ts, "message": message}
         if method == "chat.update":
             for stored in self.messages.get(str(args.get("channel")), []):
