@@ -77,3 +77,11 @@ class ModelOutputInvalid(RingkasError):
 class NotFound(RingkasError):
     code = "not_found"
     default_message = "I couldn't find that."
+
+
+class TooComplex(RingkasError):
+    code = "too_complex"
+    default_message = (
+        "That page is too complex for me to read safely (it is built from far more elements or "
+        "attributes than a real article has, or reading it took too long), so I stopped."
+    )
