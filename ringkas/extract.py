@@ -57,7 +57,7 @@ from ringkas.fetch import (
 )
 from ringkas.language import close_languages, detect_language_with_confidence, normalize_language
 from ringkas.pdf_text import read_pdf
-from ringkas.reading.budget import check_markup_budget
+from ringkas.reading.budget import check_element_budget, check_markup_budget
 from ringkas.reading.markdown import strip_emphasis, unescape_markdown
 from ringkas.urls import canonicalize, same_document, same_site
 
@@ -560,7 +560,8 @@ def _choose_language(declared: str | None, text: str) -> str | None:
 def _html_article(result: FetchResult) -> Article:
     html, _codec_used = decode_body(result.body, result.charset)
     html = re.sub(r"^\s*<\?xml[^>]*\?>", "", html, count=1)  # lxml refuses str input with a declaration
-    html = tame_attribute_floods(html)
+    check_element_budget(html)
+    html = tame_attribute_floods(html)  # a tag of 200,000 attributes keeps its text, loses its attributes
     check_markup_budget(html)
     base = result.final_url if result.final_url.startswith(("http://", "https://")) else None
     tree = load_html(html)
@@ -715,12 +716,17 @@ def _site_of(url: str) -> str | None:
 # --- public API ------------------------------------------------------------------------------------
 
 
+def is_pdf(result: FetchResult) -> bool:
+    kind = result.content_type
+    return kind in PDF_TYPES or (kind not in HTML_TYPES and looks_like_pdf(result.body))
+
+
 def extract_article(result: FetchResult) -> Article:
     """Main text and metadata of a fetched document (HTML, PDF or plain text)."""
     if not result.body or not result.body.strip():
         raise NotAnArticle("That link returned an empty document.")
     kind = result.content_type
-    if kind in PDF_TYPES or (kind not in HTML_TYPES and looks_like_pdf(result.body)):
+    if is_pdf(result):
         return _pdf_article(result)
     if kind in HTML_TYPES or kind.endswith("+xml") or kind in {"application/xml", "text/xml"}:
         return _html_article(result)

@@ -21,6 +21,15 @@ _START_TAG = re.compile(r"<[a-zA-Z]")
 _TAG_BODY = re.compile(r"<[a-zA-Z][^>]*+")
 
 
+def check_element_budget(html: str) -> None:
+    """The element half of the budget alone: cheap enough to run before anything else reads the markup."""
+    if html.count("<") <= MAX_ELEMENTS:
+        return
+    for elements, _ in enumerate(_START_TAG.finditer(html), start=1):
+        if elements > MAX_ELEMENTS:
+            raise TooComplex(detail=f"markup over budget: >{MAX_ELEMENTS} elements")
+
+
 def check_markup_budget(html: str) -> None:
     """Raise TooComplex when the markup has more elements or attributes than the budget allows.
 
