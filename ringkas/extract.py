@@ -293,7 +293,8 @@ def extract_text_with(tree: HtmlElement, url: str | None, **options: Any) -> str
 def tidy_markdown(text: str) -> str:
     """trafilatura's Markdown as readable text: no emphasis asterisks or backslash escapes, no
     boilerplate lines; headings, lists, tables and blank lines between paragraphs stay."""
-    text = unescape_markdown(strip_emphasis(text))
+    text = text.replace("\\*", "\ue000")  # an escaped asterisk is text, not emphasis
+    text = unescape_markdown(strip_emphasis(text)).replace("\ue000", "*")
     return "\n".join(line.rstrip() for line in text.split("\n") if not is_boilerplate_line(line.strip()))
 
 

@@ -16,7 +16,8 @@ from ringkas.errors import TooComplex
 MAX_ELEMENTS = 200_000
 MAX_ATTRIBUTES = 400_000
 
-_START_TAG = re.compile(r"<[a-zA-Z]")
+#: A start tag with its quoted attribute values (so `title='<x>'` is not a tag), read possessively.
+_START_TAG = re.compile(r"<[a-zA-Z](?:[^>\"']++|\"[^\"]*+\"|'[^']*+')*+")
 #: A start tag up to its end, read possessively so each character is looked at once.
 _TAG_BODY = re.compile(r"<[a-zA-Z][^>]*+")
 

@@ -42,6 +42,7 @@ log = logging.getLogger("ringkas.reading")
 READ_WORKERS = 2  # the documents read at once; more wait their turn (the machine has 2 cores)
 READ_CPU_SECONDS = 10.0  # CPU time one document may take (a real page takes well under a second)
 READ_MEMORY_LIMIT = 1536 * 1024 * 1024  # address space of a worker
+_START_TIMEOUT = 60.0  # seconds for a new worker to import its libraries (slow on a busy machine)
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
 
@@ -132,7 +133,14 @@ class ReadingPool:
         replies = Connection(os.dup(process.stdout.fileno()), writable=False)
         process.stdin.close()
         process.stdout.close()
-        return _Worker(process, requests, replies)
+        worker = _Worker(process, requests, replies)
+        try:
+            if not replies.poll(_START_TIMEOUT) or b"ready" not in replies.recv_bytes():
+                raise OSError("no ready message")
+        except (EOFError, OSError) as exc:
+            worker.kill()
+            raise RingkasError("I couldn't start the document reader.", detail=str(exc)) from exc
+        return worker
 
     async def _ask(self, worker: _Worker, result: FetchResult) -> tuple[Any, ...]:
         loop = asyncio.get_running_loop()

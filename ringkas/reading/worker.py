@@ -51,6 +51,7 @@ def serve(requests: Connection, replies: Connection) -> int:
     from ringkas.language import detect_language
 
     detect_language("warm up the language model before the first document is timed")
+    replies.send_bytes(b'{"ready": true}')  # the parent starts timing documents from here
     jobs = 0
     while True:
         try:
