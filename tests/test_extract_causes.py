@@ -30,15 +30,16 @@ def test_markdown_escapes_and_emphasis_do_not_reach_the_text() -> None:
 
 
 def test_a_page_lost_by_the_decoded_parse_is_read_from_the_raw_bytes() -> None:
-    # Cause: a wrong charset label turns the page into mojibake that lxml's str parser gives up on;
-    # trafilatura alone parses the bytes itself. The bytes path is now the fallback, never a failure.
+    # Guard for the decode -> tame -> parse path: when it yields no text, the raw bytes are parsed the
+    # way trafilatura alone does (NULs before the markup and a false UTF-16 label, here).
     paragraphs = "".join(
         f"<p>Paragraph {i}: the committee approved the budget for the new library after a long debate "
         f"about opening hours, staff and the cost of heating the old building.</p>" for i in range(4)
     )
     html = f"<html><head><title>Library</title></head><body><article>{paragraphs}</article></body></html>"
     body = b"\x00" * 3 + html.encode("utf-8")  # NULs before the markup: the str parse yields no tree
-    result = FetchResult("https://news.example/lib", "https://news.example/lib", 200, "text/html", "utf-16", body)
+    url = "https://news.example/lib"
+    result = FetchResult(url, url, 200, "text/html", "utf-16", body)
     article = extract_article(result)
     assert "the committee approved the budget" in article.text
 
