@@ -90,8 +90,12 @@ def clean_text(text: str, *, limit: int = MAX_TEXT_CHARS) -> str:
     return text
 
 
+_NOT_LETTERS = re.compile(r"[\W_]+")
+
+
 def _letters(text: str) -> int:
-    return sum(1 for ch in text if ch.isalnum())
+    """Letters and digits in the text (any script)."""
+    return len(_NOT_LETTERS.sub("", text))
 
 
 # --- character encodings -----------------------------------------------------------------------------
@@ -277,15 +281,20 @@ class HtmlMeta:
     article_body: str | None = None  # JSON-LD articleBody, a candidate when trafilatura finds little
 
 
-def extract_text_with(tree: HtmlElement, url: str | None, **options: Any) -> str:
-    """One trafilatura pass on a private copy of the tree, with a per-document de-duplication cache.
+def extract_text_with(tree: HtmlElement, url: str | None, *, consume: bool = False, **options: Any) -> str:
+    """One trafilatura pass with a per-document de-duplication cache, on a private copy of the tree
+    (on the tree itself with `consume=True`: trafilatura modifies the tree it reads).
 
     trafilatura's `deduplicate=True` uses a process-wide cache, so a page fetched twice would lose
     its paragraphs the second time; a fresh cache per document only removes repeats within the page.
     """
     merged = {**_EXTRACT_OPTIONS, **options}
     text = trafilatura.extract(
-        deepcopy(tree), url=url, deduplicate=LRUCache(maxsize=4096), with_metadata=False, **merged
+        tree if consume else deepcopy(tree),
+        url=url,
+        deduplicate=LRUCache(maxsize=4096),
+        with_metadata=False,
+        **merged,
     )
     return tidy_markdown(text or "")
 
@@ -338,17 +347,30 @@ def choose_main_text(
     return best
 
 
-def _other_candidates(tree: HtmlElement, url: str | None) -> Iterator[str]:
+def _other_candidates(fresh_tree: Callable[[], HtmlElement | None], url: str | None) -> Iterator[str]:
+    tree = fresh_tree()
+    if tree is None:
+        return
+    drop_lead_in_blocks(tree)
     yield extract_text_with(tree, url, favor_recall=True)
-    _, baseline_text, _ = trafilatura.baseline(deepcopy(tree))
+    _, baseline_text, _ = trafilatura.baseline(tree)
     yield baseline_text
 
 
-def main_text(tree: HtmlElement, url: str | None, article_body: str | None = None) -> str:
-    """Main text of a parsed page (the tree loses its "read also" boxes; metadata is read before)."""
+def main_text(
+    tree: HtmlElement,
+    url: str | None,
+    article_body: str | None = None,
+    fresh_tree: Callable[[], HtmlElement | None] | None = None,
+) -> str:
+    """Main text of a parsed page; `tree` is used up (read metadata first). `fresh_tree` gives another
+    parse of the same page for the rare fallback passes (a copy of `tree` by default)."""
+    if fresh_tree is None:
+        pristine = deepcopy(tree)
+        fresh_tree = lambda: pristine  # noqa: E731
     drop_lead_in_blocks(tree)
     return choose_main_text(
-        extract_text_with(tree, url), lambda: _other_candidates(tree, url), article_body
+        extract_text_with(tree, url, consume=True), lambda: _other_candidates(fresh_tree, url), article_body
     )
 
 
@@ -567,7 +589,9 @@ def _html_article(result: FetchResult) -> Article:
     base = result.final_url if result.final_url.startswith(("http://", "https://")) else None
     tree = load_html(html)
     meta = html_metadata(tree, base) if tree is not None else None
-    text = main_text(tree, base, meta.article_body) if tree is not None and meta is not None else ""
+    text = ""
+    if tree is not None and meta is not None:
+        text = main_text(tree, base, meta.article_body, fresh_tree=lambda: load_html(html))
     if _letters(text) < MIN_ARTICLE_LETTERS:
         # Never lose a page trafilatura reads from the same bytes with its own decoding and parsing.
         own = load_html(tame_attribute_floods(result.body))
