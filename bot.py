@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import gc
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,6 +136,27 @@ def _share_identity(app: object, identity: object) -> None:
             middleware.auth_test_result = identity  # type: ignore[assignment]
 
 
+class _DropTokenSkippedWarning(logging.Filter):
+    """Bolt reads SLACK_BOT_TOKEN from the environment even when handed a client built with that very
+    token, and warns that the token "will be unused": noise on every start, so it is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
+
+        return record.getMessage() != warning_client_prioritized_and_token_skipped()
+
+
+@contextlib.contextmanager
+def _token_from_client_only() -> Iterator[None]:
+    bolt_logger = logging.getLogger("slack_bolt.AsyncApp")
+    quiet = _DropTokenSkippedWarning()
+    bolt_logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        bolt_logger.removeFilter(quiet)
+
+
 async def build_slack_app(settings: Settings, *, start_scheduler: bool = True) -> SlackRuntime:
     from slack_bolt.async_app import AsyncApp
 
@@ -155,11 +177,12 @@ async def build_slack_app(settings: Settings, *, start_scheduler: bool = True) -
     client = slack_client(settings)
     identity = await check_bot_token(client)
     core = await build_core(settings)
-    app = AsyncApp(
-        client=client,
-        signing_secret=settings.slack_signing_secret or "socket-mode-does-not-sign",
-        process_before_response=False,
-    )
+    with _token_from_client_only():
+        app = AsyncApp(
+            client=client,
+            signing_secret=settings.slack_signing_secret or "socket-mode-does-not-sign",
+            process_before_response=False,
+        )
     if identity is not None:
         _share_identity(app, identity)
     digests = DigestService(
@@ -217,6 +240,8 @@ async def start_socket_mode(runtime: SlackRuntime, app_token: str) -> object:
 
 
 async def run_app(settings: Settings) -> None:
+    from ringkas.startup import started_message
+
     runtime = await build_slack_app(settings)
     prepare_for_traffic(runtime)
     stop = asyncio.Event()
@@ -226,12 +251,13 @@ async def run_app(settings: Settings) -> None:
     try:
         if settings.socket_mode:
             handler = await start_socket_mode(runtime, settings.slack_app_token or "")
-            log.info("ringkas started", extra={"mode": "socket"})
+            log.info(started_message(settings, "", 0), extra={"mode": "socket"})
             await stop.wait()
             await handler.close_async()  # type: ignore[attr-defined]
         else:
             runner = await serve_http(runtime, settings.port)
-            log.info("ringkas started", extra={"mode": "http", "port": settings.port})
+            log.info(started_message(settings, "0.0.0.0", settings.port),  # noqa: S104
+                     extra={"mode": "http", "port": settings.port})
             await stop.wait()
             await runner.cleanup()  # type: ignore[attr-defined]
     finally:
@@ -332,9 +358,15 @@ def _days(text: str) -> int:
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="bot.py", description="Ringkas: AI-news summaries for Slack.")
+    parser = argparse.ArgumentParser(
+        prog="bot.py",
+        description="Ringkas: AI-news summaries for Slack. With no command it runs the Slack app "
+        "(Socket Mode when SLACK_APP_TOKEN is set, else HTTP on PORT).",
+        epilog="Without Slack: 'bot.py extract URL|FILE' (no model needed), 'bot.py summarize URL|FILE "
+        "-l id'. Settings come from the environment and .env (see .env.example).",
+    )
     sub = parser.add_subparsers(dest="command")
-    sub.add_parser("run", help="run the Slack app (default)")
+    sub.add_parser("run", help="run the Slack app (the same as no command)")
     p_sum = sub.add_parser("summarize", help="summarize a URL or a local HTML/PDF/text file")
     p_sum.add_argument("source", metavar="URL|FILE")
     p_sum.add_argument("--language", "-l", help="language code such as en or id (default: SUMMARY_LANGUAGE)")
@@ -363,6 +395,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(cmd_digest(settings, args.dry_run))
         if args.command == "usage":
             return asyncio.run(cmd_usage(settings, args.days))
+        from ringkas.startup import missing_for_slack, setup_guide
+
+        missing = missing_for_slack(settings)
+        if missing:
+            print(setup_guide(missing), file=sys.stderr)
+            return 2
         asyncio.run(run_app(settings))
         return 0
     except RingkasError as exc:
