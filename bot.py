@@ -204,21 +204,16 @@ async def build_slack_app(settings: Settings, *, start_scheduler: bool = True) -
 
 
 async def serve_http(runtime: SlackRuntime, port: int, host: str = "0.0.0.0") -> object:  # noqa: S104
-    """Serve Bolt's POST /slack/events and GET /healthz; returns the aiohttp AppRunner."""
-    from aiohttp import web
+    """Serve POST /slack/events (checked before Bolt sees it) and GET /healthz; returns the server."""
+    from handlers.http_server import bolt_dispatch, serve
 
-    web_app = runtime.app.web_app(path="/slack/events", port=port)  # type: ignore[attr-defined]
-
-    async def healthz(_request: web.Request) -> web.Response:
-        if await runtime.core.db.ping():
-            return web.json_response({"ok": True})
-        return web.json_response({"ok": False, "error": "database unreachable"}, status=503)
-
-    web_app.router.add_get("/healthz", healthz)
-    runner = web.AppRunner(web_app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    return runner
+    return await serve(
+        signing_secret=runtime.core.settings.slack_signing_secret or "",
+        dispatch=bolt_dispatch(runtime.app),
+        health=runtime.core.db.ping,
+        port=port,
+        host=host,
+    )
 
 
 def prepare_for_traffic(runtime: SlackRuntime) -> None:
@@ -381,9 +376,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    settings: Settings | None = None
     try:
         settings = Settings.from_env()
         configure_logging(settings, quiet=args.command in {"summarize", "extract", "digest", "usage"})
+        for insecure in settings.insecure_api_urls():
+            log.warning("ALLOW_INSECURE_API_URLS: credentials will travel in CLEAR TEXT to %s", insecure)
         if args.command == "summarize":
             from ringkas.config import validate_language
 
@@ -409,7 +407,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # unclassified (a database outage, a bug): still one line, no secrets
         from ringkas.logs import scrub
 
-        reason = " ".join(scrub(str(exc)).split())[:300]
+        secrets = settings.secret_values() if settings is not None else ()
+        reason = " ".join(scrub(str(exc), secrets).split())[:300]
         print(f"error: unexpected {type(exc).__name__}: {reason}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
