@@ -33,6 +33,7 @@ from urllib.parse import urljoin, urlsplit
 import trafilatura
 from htmldate import find_date
 from lxml.html import HtmlElement
+from trafilatura.deduplication import LRUCache
 from trafilatura.metadata import (
     examine_meta,
     extract_author,
@@ -282,16 +283,19 @@ class HtmlMeta:
 
 
 def extract_text_with(tree: HtmlElement, url: str | None, *, consume: bool = False, **options: Any) -> str:
-    """One trafilatura pass, on a private copy of the tree (on the tree itself with `consume=True`:
-    trafilatura modifies the tree it reads).
+    """One trafilatura pass with a per-document de-duplication cache, on a private copy of the tree
+    (on the tree itself with `consume=True`: trafilatura modifies the tree it reads).
 
-    No de-duplication: trafilatura's `deduplicate=True` uses a process-wide cache, so a page read twice
-    would lose its paragraphs the second time; a per-page cache made no difference on the development
-    set (F1 0.932 either way) and costs time.
+    trafilatura's `deduplicate=True` uses a process-wide cache, so a page fetched twice would lose
+    its paragraphs the second time; a fresh cache per document only removes repeats within the page.
     """
     merged = {**_EXTRACT_OPTIONS, **options}
     text = trafilatura.extract(
-        tree if consume else deepcopy(tree), url=url, deduplicate=False, with_metadata=False, **merged
+        tree if consume else deepcopy(tree),
+        url=url,
+        deduplicate=LRUCache(maxsize=4096),
+        with_metadata=False,
+        **merged,
     )
     return tidy_markdown(text or "")
 
