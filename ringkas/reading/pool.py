@@ -146,8 +146,7 @@ class ReadingPool:
         loop = asyncio.get_running_loop()
         started = time.monotonic()
         try:
-            message = pickle.dumps((result, self.cpu_seconds), protocol=pickle.HIGHEST_PROTOCOL)
-            await asyncio.to_thread(worker.requests.send_bytes, message)
+            await asyncio.to_thread(_send, worker.requests, (result, self.cpu_seconds))
         except (OSError, ValueError) as exc:
             raise TooComplex(detail=f"reader worker gone before the document was sent: {exc}") from exc
         ready = asyncio.Event()
@@ -191,6 +190,11 @@ def _stop_all(idle: list[_Worker], busy: list[_Worker]) -> None:
         with contextlib.suppress(subprocess.TimeoutExpired):
             worker.process.wait(timeout=max(0.0, deadline - time.monotonic()))
         worker.kill()
+
+
+def _send(conn: Connection, request: tuple[FetchResult, float]) -> None:
+    """Pickle and send off the event loop: a 10 MB page is a 10 MB copy."""
+    conn.send_bytes(pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 def _worker_environment() -> dict[str, str]:
