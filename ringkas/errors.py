@@ -85,3 +85,10 @@ class TooComplex(RingkasError):
         "That page is too complex for me to read safely (it is built from far more elements or "
         "attributes than a real article has, or reading it took too long), so I stopped."
     )
+
+
+class LimitReached(RingkasError):
+    """A cost or fairness limit (links per user per hour, model tokens per channel or workspace per day)."""
+
+    code = "limit"
+    default_message = "A usage limit was reached. Please try again later."

@@ -20,6 +20,7 @@ import json
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
@@ -110,6 +111,8 @@ class LLM:
         # 404 and the same server answers under /v1 (a common slip: http://localhost:11434 for Ollama).
         self._base_url = settings.openai_base_url
         self._v1_settled = False
+        # Asked before every model call with (context, purpose); raises to refuse it (ringkas/limits).
+        self.admit: Callable[[UsageContext | None, str], Awaitable[None]] | None = None
 
     # --- public ----------------------------------------------------------------------------------
 
@@ -147,6 +150,8 @@ class LLM:
         `salvage`, a reply still invalid after the repair request is returned as the JSON object it
         holds (unvalidated: the caller must read it defensively) instead of raising."""
         self._get_client()  # a missing API key is a configuration error before anything is sent
+        if self.admit is not None:
+            await self.admit(context, purpose)
         usage = Usage()
         while True:
             mode = self.json_mode if schema is not None else PLAIN_TEXT
