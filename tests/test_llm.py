@@ -178,7 +178,9 @@ async def test_json_object_rejected_falls_back_to_plain_text(openai_stub, make_s
     await llm.aclose()
     assert completion.data == {"answer": "hi", "points": [], "score": 2}
     kinds = [(r.get("response_format") or {}).get("type") for r in openai_stub.requests]
-    assert kinds == ["json_schema", "json_object", None]
+    # json_schema, then llama-cpp-python's json_object+schema, then plain json_object, then the prompt alone
+    assert kinds == ["json_schema", "json_object", "json_object", None]
+    assert "schema" in openai_stub.requests[1]["response_format"]
     assert "Reply with one JSON object" in request_text(openai_stub.requests[-1])
 
 

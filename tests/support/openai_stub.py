@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -64,13 +65,109 @@ def request_text(body: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+_SOURCE_BLOCK = re.compile(r"<(source-[0-9a-f]+)>(.*?)</\1>", re.S)
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+
+
+def source_sentences(body: dict[str, Any]) -> tuple[str, list[str]]:
+    """The title and sentences of the source material a summary request carries (empty: none)."""
+    match = None
+    for message in body.get("messages", []):
+        content = message.get("content")
+        if isinstance(content, str):
+            match = _SOURCE_BLOCK.search(content) or match
+    if match is None:
+        return "", []
+    title = ""
+    sentences: list[str] = []
+    for line in match.group(2).splitlines():
+        line = line.strip().lstrip("-• ").strip()
+        if line.startswith("Title: "):
+            title = line[len("Title: ") :]
+            continue
+        if re.match(r"^(Site|Author|Published): ", line):
+            continue
+        sentences.extend(s.strip() for s in _SENTENCE.split(line) if len(s.split()) >= 4)
+    return title, sentences
+
+
+def summary_from_source(body: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any] | None:
+    """What a competent model writes for a summary schema: the source's own sentences (language kept)."""
+    if "tldr" not in (schema.get("properties") or {}):
+        return None
+    title, sentences = source_sentences(body)
+    if not sentences:
+        return None
+    points = sentences[1:4] or sentences[:1]
+    data = {"title": title or sentences[0][:100], "tldr": sentences[0], "key_points": points}
+    if "why_it_matters" in schema["properties"]:
+        data["why_it_matters"] = sentences[min(4, len(sentences) - 1)]
+    return data
+
+
 def default_responder(body: dict[str, Any]) -> str | dict[str, Any]:
     fmt = body.get("response_format") or {}
-    if fmt.get("type") == "json_schema":
-        return json.dumps(fake_for_schema(fmt["json_schema"]["schema"]))
-    if fmt.get("type") == "json_object":
+    schema = (fmt.get("json_schema") or {}).get("schema") or fmt.get("schema")
+    if isinstance(schema, dict):
+        return json.dumps(summary_from_source(body, schema) or fake_for_schema(schema))
+    if fmt.get("type") == "json_object" or '"tldr"' in request_text(body):
+        summary = summary_from_source(body, {"properties": {"tldr": {}, "why_it_matters": {}}})
+        if summary is not None:
+            return json.dumps(summary)
         return json.dumps({"result": "stub text"})
+    _title, sentences = source_sentences(body)
+    if sentences:  # notes on a part of a long text
+        return "\n".join(f"- {s}" for s in sentences[:6])
     return "stub answer"
+
+
+def completion_chunks(
+    payload: dict[str, Any], *, include_usage: bool, pieces: int = 4
+) -> list[dict[str, Any]]:
+    """A chat.completion as the chat.completion.chunk objects a streaming server sends for it."""
+    base = {
+        "id": payload.get("id", "chatcmpl-stub"),
+        "object": "chat.completion.chunk",
+        "created": payload.get("created", int(time.time())),
+        "model": payload.get("model", "stub-model"),
+    }
+    chunks: list[dict[str, Any]] = []
+    for choice in payload.get("choices", []):
+        message = choice.get("message") or {}
+        content = message.get("content") or ""
+        index = choice.get("index", 0)
+        chunks.append(
+            {**base, "choices": [{"index": index, "delta": {"role": "assistant"}, "finish_reason": None}]}
+        )
+        step = max(1, -(-len(content) // max(1, pieces)))
+        for start in range(0, len(content), step):
+            delta = {"content": content[start : start + step]}
+            chunks.append({**base, "choices": [{"index": index, "delta": delta, "finish_reason": None}]})
+        chunks.append(
+            {**base, "choices": [{"index": index, "delta": {}, "finish_reason": choice.get("finish_reason")}]}
+        )
+    if include_usage and payload.get("usage"):
+        chunks.append({**base, "choices": [], "usage": payload["usage"]})
+    return chunks
+
+
+async def stream_completion(
+    request: web.Request,
+    payload: dict[str, Any],
+    *,
+    include_usage: bool,
+    pieces: int = 4,
+    chunk_delay: float = 0.0,
+) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    await response.prepare(request)
+    for chunk in completion_chunks(payload, include_usage=include_usage, pieces=pieces):
+        await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        if chunk_delay:
+            await asyncio.sleep(chunk_delay)
+    await response.write(b"data: [DONE]\n\n")
+    await response.write_eof()
+    return response
 
 
 class OpenAIStub:
@@ -81,6 +178,7 @@ class OpenAIStub:
         self.reject_json_schema = False
         self.reject_json_object = False
         self.v1_only = False
+        self.stream_pieces = 4  # content chunks per streamed answer
         self._failures: list[tuple[int, float | None]] = []
         self._raw: list[tuple[int, bytes, str, dict[str, str]]] = []
         self._runner: web.AppRunner | None = None
@@ -171,9 +269,11 @@ class OpenAIStub:
                 )
             answer = self.responder(body)
             if isinstance(answer, dict):
-                return web.json_response(answer)
+                return await self._reply(request, body, answer)
             prompt_tokens = max(1, len(request_text(body)) // 4)
-            return web.json_response(
+            return await self._reply(
+                request,
+                body,
                 {
                     "id": f"chatcmpl-stub-{len(self.requests)}",
                     "object": "chat.completion",
@@ -191,7 +291,18 @@ class OpenAIStub:
                         "completion_tokens": max(1, len(answer) // 4),
                         "total_tokens": prompt_tokens + max(1, len(answer) // 4),
                     },
-                }
+                },
             )
         finally:
             self.in_flight -= 1
+
+    async def _reply(
+        self, request: web.Request, body: dict[str, Any], payload: dict[str, Any]
+    ) -> web.StreamResponse:
+        """The completion as JSON, or as a server-sent event stream when the request asked to stream."""
+        if not body.get("stream") or not isinstance(payload.get("choices"), list):
+            return web.json_response(payload)
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        return await stream_completion(
+            request, payload, include_usage=include_usage, pieces=self.stream_pieces
+        )
