@@ -53,6 +53,7 @@ from ringkas.model_server.json_output import (
     response_format,
     without_bounds,
 )
+from ringkas.model_server.names import short_model_name
 from ringkas.model_server.profile import (
     JSON_OBJECT,
     JSON_OBJECT_SCHEMA,
@@ -859,24 +860,6 @@ class _Deadline(Exception):
     def __init__(self, seconds: float) -> None:
         super().__init__(f"no complete answer within {seconds} s")
         self.seconds = seconds
-
-
-def short_model_name(model: str) -> str:
-    """A model id fit for a footer: a file path (llama.cpp serves "/models/x.Q4_K_M.gguf") becomes
-    its file name without the extension."""
-    name = model.strip()
-    if "/" in name or "\\" in name:
-        last = name.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
-        if (
-            name.startswith(("/", "./", "~", "\\"))
-            or ":" in name[:3]
-            or last.lower().endswith((".gguf", ".bin", ".safetensors"))
-        ):
-            name = last
-    for suffix in (".gguf", ".bin", ".safetensors"):
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-    return name[:60] or model[:60]
 
 
 def _from_json_text(text: str) -> Any:

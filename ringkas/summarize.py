@@ -9,6 +9,7 @@ with a random name, and the system prompt says that nothing inside it is an inst
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import re
 import secrets
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from ringkas.documents import Article, Summary, Usage, UsageContext
 from ringkas.errors import ConfigError, ModelOutputInvalid, NotAnArticle
 from ringkas.language import language_name
-from ringkas.llm import LLM, ContextOverflow
+from ringkas.llm import LLM, ContextOverflow, short_model_name
 from ringkas.prompts import load_prompt, prompt_set_version
 from ringkas.quality.answer import note_weak_model
 from ringkas.quality.summary import SummaryText, Verdict, check_summary, instruction_texts
@@ -116,7 +117,8 @@ class _Job:
 class Summarizer:
     def __init__(self, llm: LLM) -> None:
         self.llm = llm
-        self.prompt_version = prompt_set_version(*PROMPTS)
+        # The cache key: every template, and the model (another OPENAI_MODEL writes other summaries).
+        self.prompt_version = f"{prompt_set_version(*PROMPTS)}+model={model_key(llm.model)}"
         self._map_limit = asyncio.Semaphore(MAP_CONCURRENCY)
 
     async def summarize(
@@ -443,12 +445,18 @@ class Summarizer:
             key_points=tuple(points),
             why_it_matters=why,
             language=job.language,
-            model=job.model or self.llm.model,
+            model=short_model_name(job.model or self.llm.model),
             prompt_version=self.prompt_version,
             title=title,
             usage=job.usage,
             created_at=utcnow(),
         )
+
+
+def model_key(model: str) -> str:
+    """The model part of a summary cache key: readable, and unique for long ids (file paths)."""
+    digest = hashlib.sha256(model.encode("utf-8")).hexdigest()[:8]
+    return f"{short_model_name(model)[:40]}#{digest}"
 
 
 def _plain(verdict: Verdict) -> str:

@@ -174,7 +174,7 @@ async def test_follow_up_carries_the_thread_history(make_qa: Callable[..., QA]) 
 async def test_history_is_budgeted_newest_first(make_qa: Callable[..., QA]) -> None:
     qa = make_qa(MAX_INPUT_TOKENS="3000")
     article_id = await qa.article(SHORT, title="GPT-5 Turbo pricing", url="https://news.example/gpt5")
-    filler = "This is a long earlier answer that goes on about many details. " * 12
+    filler = "The model will be available in the API first in the United States, later in Europe. " * 12
     for turn in range(8):
         qa.stub.responder = answering(f"Answer number {turn}. {filler}")
         await qa.ask(f"Question number {turn}?", [article_id])

@@ -48,7 +48,7 @@ async def test_a_summary_slack_refuses_as_blocks_arrives_as_plain_text(
     args = delivered[0].args
     assert args["ts"] == progress.response["ts"]  # type: ignore[index]
     assert args["blocks"] == []  # the progress message's blocks are cleared, not left showing "Reading…"
-    assert "Open-weight model tops coding benchmark" in args["text"] and "stub text" in args["text"]
+    assert "Open-weight model tops coding benchmark" in args["text"] and "TL;DR" in args["text"]
     assert len(slack_stub.calls_to("chat.postMessage")) == 1  # no second, also-refused post
 
 

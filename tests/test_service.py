@@ -20,7 +20,7 @@ from ringkas.service import Ringkas, SingleFlight
 from ringkas.storage import Database
 from ringkas.storage.tables import ArticleRow, ModelCallRow, SummaryRow
 from tests.conftest import FIXTURES
-from tests.support.openai_stub import request_text
+from tests.support.openai_stub import request_text, summary_from_source
 
 PAGES = FIXTURES / "summaries"
 ID_PAGE = (PAGES / "berita-ai-id.html").read_text(encoding="utf-8")
@@ -199,9 +199,9 @@ async def test_two_processes_racing_store_one_summary(openai_stub, web, database
 
     def distinct(body: dict) -> str:
         n = next(counter)
-        return json.dumps(
-            {"title": "T", "tldr": f"take {n}", "key_points": ["a", "b", "c"], "why_it_matters": "w"}
-        )
+        data = summary_from_source(body, {"properties": {"tldr": {}, "why_it_matters": {}}}) or {}
+        data["tldr"] = f"{data.get('tldr')} Take {n}."  # each model run writes a different summary
+        return json.dumps(data)
 
     openai_stub.responder = distinct
     openai_stub.delay = 0.1

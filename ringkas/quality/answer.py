@@ -43,11 +43,13 @@ def check_answer(answer: str, *, answered: bool, sources: Sequence[str]) -> Verd
     if not answered or any(phrase in lowered for phrase in _NOT_IN_SOURCE):
         return Verdict(())
     vocabulary = Vocabulary("\n".join(sources))
-    specifics = set(content_words(text)) | set(names_and_numbers(text))
+    names = set(names_and_numbers(text))
+    specifics = set(content_words(text)) | names
     if len(specifics) < 3:
         return Verdict(())  # "Yes." / "Rp 50 juta.": too short to judge
     shared, total = vocabulary.share(specifics)
-    if shared >= MIN_SHARED or shared / total >= MIN_SHARE:
+    # An answer in another language than the article shares only its names and numbers.
+    if shared >= MIN_SHARED or shared / total >= MIN_SHARE or vocabulary.share(names)[0] >= 1:
         return Verdict(())
     return Verdict((f"the answer shares {shared} of {total} words with the article",))
 

@@ -91,8 +91,45 @@ def source_sentences(body: dict[str, Any]) -> tuple[str, list[str]]:
     return title, sentences
 
 
+_WANTED_LANGUAGE = re.compile(r"write every field in ([A-Z][a-z]+)|for a busy reader, in ([A-Z][a-z]+) only")
+_TEMPLATES = {
+    "en": (
+        "News about {a} and {b}",
+        "The article reports new developments involving {a}, {b} and {c}.",
+        [
+            "According to the article, {a} plays a central role in the story.",
+            "The report also describes what {b} is doing and why it is relevant.",
+            "It further mentions {c} as part of the same development.",
+        ],
+        "It shows how {a} and {b} may change the market for people who follow AI.",
+    ),
+    "id": (
+        "Kabar tentang {a} dan {b}",
+        "Artikel ini melaporkan perkembangan terbaru yang melibatkan {a}, {b} dan {c}.",
+        [
+            "Menurut artikel tersebut, {a} memegang peran penting dalam cerita ini.",
+            "Laporan itu juga menjelaskan apa yang sedang dilakukan oleh {b} saat ini.",
+            "Artikel tersebut juga menyebut {c} sebagai bagian dari perkembangan yang sama.",
+        ],
+        "Hal ini menunjukkan bagaimana {a} dan {b} bisa mengubah pasar bagi para pengamat AI.",
+    ),
+}
+
+
+def _source_names(sentences: list[str]) -> list[str]:
+    names: list[str] = []
+    for sentence in sentences:
+        for word in sentence.split()[1:]:
+            word = word.strip(".,;:!?()\"'“”‘’")
+            specific = word[:1].isupper() or any(ch.isdigit() for ch in word)
+            if len(word) > 2 and specific and word not in names:
+                names.append(word)
+    return [*names, "the company", "the model", "the team"][:3]
+
+
 def summary_from_source(body: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any] | None:
-    """What a competent model writes for a summary schema: the source's own sentences (language kept)."""
+    """What a competent model writes for a summary schema: the source's own sentences, or (when another
+    language is asked for) sentences in that language naming the source's people, firms and numbers."""
     if "tldr" not in (schema.get("properties") or {}):
         return None
     title, sentences = source_sentences(body)
@@ -100,8 +137,39 @@ def summary_from_source(body: dict[str, Any], schema: dict[str, Any]) -> dict[st
         return None
     points = sentences[1:4] or sentences[:1]
     data = {"title": title or sentences[0][:100], "tldr": sentences[0], "key_points": points}
+    why = sentences[min(4, len(sentences) - 1)]
+    wanted = _WANTED_LANGUAGE.search(request_text(body))
+    if wanted:
+        from ringkas.language import LANGUAGE_NAMES, detect_language
+
+        code = {name: c for c, name in LANGUAGE_NAMES.items()}.get(wanted.group(1) or wanted.group(2))
+        if code in _TEMPLATES and detect_language(" ".join(sentences)) not in (code, None):
+            a, b, c = _source_names(sentences)
+            head, tldr, lines, why_line = _TEMPLATES[code]
+            data = {
+                "title": head.format(a=a, b=b),
+                "tldr": tldr.format(a=a, b=b, c=c),
+                "key_points": [line.format(a=a, b=b, c=c) for line in lines],
+            }
+            why = why_line.format(a=a, b=b)
     if "why_it_matters" in schema["properties"]:
-        data["why_it_matters"] = sentences[min(4, len(sentences) - 1)]
+        data["why_it_matters"] = why
+    return data
+
+
+def summary_with(body: dict[str, Any], schema: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """A plausible summary of the request's source with `fields` added to it (hostile or huge model
+    text that still reads as a summary of the article, so it passes the answer checks and is shown)."""
+    data = summary_from_source(body, schema) or fake_for_schema(schema)
+    for name, value in fields.items():
+        base = data.get(name)
+        if isinstance(value, list):
+            sources = source_sentences(body)[1][1:] or (base if isinstance(base, list) and base else [""])
+            data[name] = [f"{sources[i % len(sources)]} {item}".strip() for i, item in enumerate(value)]
+        elif isinstance(base, str) and name != "title":
+            data[name] = f"{base} {value}"
+        else:
+            data[name] = value
     return data
 
 
