@@ -84,9 +84,12 @@ REPETITION_PENALTY = 1.05  # vLLM's
 OFF_LOOP_CHARS = 100_000
 # Room the repair request adds on top of the original messages (its message plus framing).
 _REPAIR_PROBLEM_CHARS = 300
-CONTEXT_MARGIN = 0.08  # of the server's window: chat template tokens and estimate error
-RATIO_MARGIN = 1.1  # on a learned server/tiktoken ratio
-OUTPUT_RESERVE = 1_024  # server tokens kept for answers when a small window sets the input cap
+CONTEXT_MARGIN = 0.05  # of the server's window: chat template tokens and estimate error
+RATIO_MARGIN = 1.1  # on a server/tiktoken ratio learned from usage or refusals
+MEASURED_RATIO_MARGIN = 1.05  # on one measured with the server's tokenize endpoint
+# Server tokens kept for answers when a small window sets the input cap (callers reserve their own
+# answer room inside the cap too; this keeps callers that do not from filling the whole window).
+OUTPUT_RESERVE = 1_024
 MIN_INPUT_CAP = 300
 MIN_OUTPUT_TOKENS = 48
 _CALIBRATION_CHARS = 6_000
@@ -205,7 +208,7 @@ class LLM:
         window = self.profile.context_tokens
         if window:
             ratio = self.token_ratio
-            reserve = min(OUTPUT_RESERVE, window // 4)
+            reserve = min(OUTPUT_RESERVE, window // 8)
             usable = int((window * (1 - CONTEXT_MARGIN) - reserve) / ratio)
             cap = min(cap, max(MIN_INPUT_CAP, usable))
         return cap
@@ -215,7 +218,8 @@ class LLM:
         """Server tokens per tiktoken token, with the safety margin (1.0 for OpenAI and Azure)."""
         if self._cloud:
             return 1.0
-        return self.profile.ratio(exact_tokenizer=False) * RATIO_MARGIN
+        margin = MEASURED_RATIO_MARGIN if self.profile.ratio_source == "tokenize" else RATIO_MARGIN
+        return self.profile.ratio(exact_tokenizer=False) * margin
 
     @property
     def streaming(self) -> bool:
@@ -298,18 +302,18 @@ class LLM:
     def format_reserve(self, schema: dict | None) -> int:
         if schema is None:
             return 0
-        instructions = load_prompt("llm_json").render(schema=_schema_text(schema))
         repair = load_prompt("llm_repair").render(problem="x" * _REPAIR_PROBLEM_CHARS)
+        reserve = self.tokens.count_messages([{"role": "user", "content": repair}]) - 3
+        if self.json_mode == JSON_SCHEMA:
+            return reserve  # the schema travels in response_format; if refused, callers budget again
+        instructions = load_prompt("llm_json").render(schema=_schema_text(schema))
         # +2: the blank line joining the instructions to the system message, and a margin for merges.
-        return (
-            self.tokens.count(instructions)
-            + 2
-            + self.tokens.count_messages([{"role": "user", "content": repair}])
-            - 3
-        )
+        return reserve + self.tokens.count(instructions) + 2
 
     def output_tokens(self, schema: dict, ceiling: int) -> int:
-        """max_tokens for a reply within `schema`'s bounds, in the server's tokens (at most `ceiling`)."""
+        """max_tokens for a reply within `schema`'s bounds, in the server's tokens (`ceiling`, counted
+        in tiktoken tokens, is scaled to the server's tokenizer)."""
+        ceiling = int(ceiling * min(self.token_ratio, 3.0))
         needed = output_tokens_for(schema, self.token_ratio)
         return ceiling if needed is None else min(ceiling, needed)
 

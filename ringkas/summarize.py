@@ -197,10 +197,17 @@ class Summarizer:
         fixed = self.llm.tokens.count_messages(self._part_messages(job, "", 999, 999, words=999))
         budget = self._cap - fixed - notes_tokens - _SAFETY
         if budget < 2 * MIN_NOTES_OUTPUT_TOKENS:
-            raise ConfigError(
-                f"MAX_INPUT_TOKENS={self._cap} is too small to summarize long articles; use at least 2000"
-            )
+            raise self._too_small("to summarize long articles")
         return budget
+
+    def _too_small(self, what: str) -> ConfigError:
+        window = self.llm.profile.context_tokens
+        if self._cap < self.llm.settings.max_input_tokens and window:
+            return ConfigError(
+                f"The model server's context window ({window} of its tokens) is too small {what}. "
+                "Start the server with a larger context (llama.cpp -c, Ollama num_ctx, vLLM --max-model-len)."
+            )
+        return ConfigError(f"MAX_INPUT_TOKENS={self._cap} is too small {what}; use at least 2000")
 
     # --- map ---------------------------------------------------------------------------------------
 
@@ -251,7 +258,7 @@ class Summarizer:
                     continue
                 # A very small MAX_INPUT_TOKENS: give up the room kept for the answer rather than fail.
                 if room < MIN_NOTES_OUTPUT_TOKENS:
-                    raise ConfigError(f"MAX_INPUT_TOKENS={self._cap} is too small to summarize long articles")
+                    raise self._too_small("to summarize long articles")
                 note = self.llm.tokens.truncate(notes[0], room)
                 messages = self._reduce_messages(job, [note], total_parts)
                 job.final_messages = messages
@@ -265,9 +272,7 @@ class Summarizer:
         budget = self._cap - fixed - notes_tokens - _SAFETY
         groups = _group(notes, [self.llm.tokens.count(n) + 2 for n in notes], budget)
         if len(groups) >= len(notes):
-            raise ConfigError(
-                f"MAX_INPUT_TOKENS={self._cap} is too small to combine notes; use at least 2000"
-            )
+            raise self._too_small("to combine notes")
         log.info("combining notes", extra={"notes": len(notes), "groups": len(groups)})
 
         async def one(start: int, group: list[str]) -> str:

@@ -177,11 +177,11 @@ def default_responder(body: dict[str, Any]) -> str | dict[str, Any]:
     fmt = body.get("response_format") or {}
     schema = (fmt.get("json_schema") or {}).get("schema") or fmt.get("schema")
     if isinstance(schema, dict):
-        return json.dumps(summary_from_source(body, schema) or fake_for_schema(schema))
+        return json.dumps(summary_from_source(body, schema) or fake_for_schema(schema), ensure_ascii=False)
     if fmt.get("type") == "json_object" or '"tldr"' in request_text(body):
         summary = summary_from_source(body, {"properties": {"tldr": {}, "why_it_matters": {}}})
         if summary is not None:
-            return json.dumps(summary)
+            return json.dumps(summary, ensure_ascii=False)
         return json.dumps({"result": "stub text"})
     _title, sentences = source_sentences(body)
     if sentences:  # notes on a part of a long text
