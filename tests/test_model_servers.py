@@ -98,8 +98,9 @@ def _formats(server: ModelServerStub) -> list[str]:
 
 def _passes(summary: Any, article: Article, language: str) -> bool:
     text = SummaryText(summary.title or "", summary.tldr, tuple(summary.key_points), summary.why_it_matters)
-    verdict = check_summary(text, article_text=f"{article.title}\n{article.text}",
-                            article_language=article.language, language=language, instructions=[])  # fmt: skip
+    source = f"{article.title}\n{article.text}"
+    verdict = check_summary(text, article_text=source, article_language=article.language,
+                            language=language, instructions=[])  # fmt: skip
     return verdict.ok
 
 
