@@ -83,7 +83,8 @@ class ProfileStore:
         with self._lock:
             data = {key: asdict(profile) for key, profile in self._profiles.items()}
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                if not self.path.parent.is_dir():
+                    return  # beside the database, once it exists (a dry run leaves no folder behind)
                 tmp = self.path.with_suffix(".tmp")
                 tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
                 os.replace(tmp, self.path)
