@@ -100,7 +100,7 @@ def start_server(python: str, n_ctx: int, threads: int) -> tuple[subprocess.Pope
             "127.0.0.1",
             "--port",
             str(port),
-        ],  # fmt: skip
+        ],
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -167,12 +167,11 @@ async def run(args: argparse.Namespace) -> None:
         process.wait(timeout=30)
     print(f"\nllama-cpp-python server, {Path(model).name}, n_ctx {args.n_ctx}, {args.threads} threads")
     print(f"learned: context {budget[0]} ({budget[1] or 'not needed'}), token ratio {budget[2]}\n")
-    print(
-        f"{'page':<26} {'lang':<4} {'chars':>7} {'ok':<3} {'requests':>8} {'seconds':>8}  {'format':<18} outcome"
-    )
+    line = "{:<26} {:<4} {:>7} {:<3} {:>8} {:>8}  {:<18} {}"
+    print(line.format("page", "lang", "chars", "ok", "requests", "seconds", "format", "outcome"))
     for name, language, chars, ok, requests, seconds, mode, outcome in rows:
-        print(f"{name:<26} {language:<4} {chars:>7} {'yes' if ok else 'no':<3} {requests:>8} {seconds:>8.1f}  "
-              f"{mode:<18} {outcome}")  # fmt: skip
+        flag, took = "yes" if ok else "no", f"{seconds:.1f}"
+        print(line.format(name, language, chars, flag, requests, took, mode, outcome))
 
 
 def main() -> None:

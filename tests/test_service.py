@@ -365,3 +365,14 @@ async def test_single_flight_shares_results_and_errors() -> None:
     with pytest.raises(RuntimeError):
         await flights.run("k", boom)
     assert (await flights.run("k", work))[0] == 42  # a failure is not remembered
+
+
+async def test_another_model_makes_its_own_summary(openai_stub, web, database, make_service) -> None:
+    url = web.add("/model-switch", EN_PAGE)
+    first = await make_service(database).summarize(url)
+    switched = make_service(database, OPENAI_MODEL="/models/SmolLM2-135M-Instruct.Q4_1.gguf")
+    second = await switched.summarize(url)
+    assert first.cached is False and second.cached is False  # OPENAI_MODEL is part of the cache key
+    assert second.summary.model == "SmolLM2-135M-Instruct.Q4_1"  # footers show a short name, not the path
+    assert (await switched.summarize(url)).cached is True
+    assert (await make_service(database).summarize(url)).summary.model == "gpt-4.1-mini"
