@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import gc
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,6 +135,27 @@ def _share_identity(app: object, identity: object) -> None:
             middleware.auth_test_result = identity  # type: ignore[assignment]
 
 
+class _DropTokenSkippedWarning(logging.Filter):
+    """Bolt reads SLACK_BOT_TOKEN from the environment even when handed a client built with that very
+    token, and warns that the token "will be unused": noise on every start, so it is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
+
+        return record.getMessage() != warning_client_prioritized_and_token_skipped()
+
+
+@contextlib.contextmanager
+def _token_from_client_only() -> Iterator[None]:
+    bolt_logger = logging.getLogger("slack_bolt.AsyncApp")
+    quiet = _DropTokenSkippedWarning()
+    bolt_logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        bolt_logger.removeFilter(quiet)
+
+
 async def build_slack_app(settings: Settings, *, start_scheduler: bool = True) -> SlackRuntime:
     from slack_bolt.async_app import AsyncApp
 
@@ -154,11 +176,12 @@ async def build_slack_app(settings: Settings, *, start_scheduler: bool = True) -
     client = slack_client(settings)
     identity = await check_bot_token(client)
     core = await build_core(settings)
-    app = AsyncApp(
-        client=client,
-        signing_secret=settings.slack_signing_secret or "socket-mode-does-not-sign",
-        process_before_response=False,
-    )
+    with _token_from_client_only():
+        app = AsyncApp(
+            client=client,
+            signing_secret=settings.slack_signing_secret or "socket-mode-does-not-sign",
+            process_before_response=False,
+        )
     if identity is not None:
         _share_identity(app, identity)
     digests = DigestService(
@@ -180,21 +203,16 @@ async def build_slack_app(settings: Settings, *, start_scheduler: bool = True) -
 
 
 async def serve_http(runtime: SlackRuntime, port: int, host: str = "0.0.0.0") -> object:  # noqa: S104
-    """Serve Bolt's POST /slack/events and GET /healthz; returns the aiohttp AppRunner."""
-    from aiohttp import web
+    """Serve POST /slack/events (checked before Bolt sees it) and GET /healthz; returns the server."""
+    from handlers.http_server import bolt_dispatch, serve
 
-    web_app = runtime.app.web_app(path="/slack/events", port=port)  # type: ignore[attr-defined]
-
-    async def healthz(_request: web.Request) -> web.Response:
-        if await runtime.core.db.ping():
-            return web.json_response({"ok": True})
-        return web.json_response({"ok": False, "error": "database unreachable"}, status=503)
-
-    web_app.router.add_get("/healthz", healthz)
-    runner = web.AppRunner(web_app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    return runner
+    return await serve(
+        signing_secret=runtime.core.settings.slack_signing_secret or "",
+        dispatch=bolt_dispatch(runtime.app),
+        health=runtime.core.db.ping,
+        port=port,
+        host=host,
+    )
 
 
 def prepare_for_traffic(runtime: SlackRuntime) -> None:
@@ -216,6 +234,8 @@ async def start_socket_mode(runtime: SlackRuntime, app_token: str) -> object:
 
 
 async def run_app(settings: Settings) -> None:
+    from ringkas.startup import started_message
+
     runtime = await build_slack_app(settings)
     prepare_for_traffic(runtime)
     stop = asyncio.Event()
@@ -225,12 +245,13 @@ async def run_app(settings: Settings) -> None:
     try:
         if settings.socket_mode:
             handler = await start_socket_mode(runtime, settings.slack_app_token or "")
-            log.info("ringkas started", extra={"mode": "socket"})
+            log.info(started_message(settings, "", 0), extra={"mode": "socket"})
             await stop.wait()
             await handler.close_async()  # type: ignore[attr-defined]
         else:
             runner = await serve_http(runtime, settings.port)
-            log.info("ringkas started", extra={"mode": "http", "port": settings.port})
+            log.info(started_message(settings, "0.0.0.0", settings.port),  # noqa: S104
+                     extra={"mode": "http", "port": settings.port})
             await stop.wait()
             await runner.cleanup()  # type: ignore[attr-defined]
     finally:
@@ -331,9 +352,15 @@ def _days(text: str) -> int:
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="bot.py", description="Ringkas: AI-news summaries for Slack.")
+    parser = argparse.ArgumentParser(
+        prog="bot.py",
+        description="Ringkas: AI-news summaries for Slack. With no command it runs the Slack app "
+        "(Socket Mode when SLACK_APP_TOKEN is set, else HTTP on PORT).",
+        epilog="Without Slack: 'bot.py extract URL|FILE' (no model needed), 'bot.py summarize URL|FILE "
+        "-l id'. Settings come from the environment and .env (see .env.example).",
+    )
     sub = parser.add_subparsers(dest="command")
-    sub.add_parser("run", help="run the Slack app (default)")
+    sub.add_parser("run", help="run the Slack app (the same as no command)")
     p_sum = sub.add_parser("summarize", help="summarize a URL or a local HTML/PDF/text file")
     p_sum.add_argument("source", metavar="URL|FILE")
     p_sum.add_argument("--language", "-l", help="language code such as en or id (default: SUMMARY_LANGUAGE)")
@@ -348,9 +375,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    settings: Settings | None = None
     try:
         settings = Settings.from_env()
         configure_logging(settings, quiet=args.command in {"summarize", "extract", "digest", "usage"})
+        for insecure in settings.insecure_api_urls():
+            log.warning("ALLOW_INSECURE_API_URLS: credentials will travel in CLEAR TEXT to %s", insecure)
         if args.command == "summarize":
             from ringkas.config import validate_language
 
@@ -362,6 +392,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(cmd_digest(settings, args.dry_run))
         if args.command == "usage":
             return asyncio.run(cmd_usage(settings, args.days))
+        from ringkas.startup import missing_for_slack, setup_guide
+
+        missing = missing_for_slack(settings)
+        if missing:
+            print(setup_guide(missing), file=sys.stderr)
+            return 2
         asyncio.run(run_app(settings))
         return 0
     except RingkasError as exc:
@@ -370,7 +406,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # unclassified (a database outage, a bug): still one line, no secrets
         from ringkas.logs import scrub
 
-        reason = " ".join(scrub(str(exc)).split())[:300]
+        secrets = settings.secret_values() if settings is not None else ()
+        reason = " ".join(scrub(str(exc), secrets).split())[:300]
         print(f"error: unexpected {type(exc).__name__}: {reason}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

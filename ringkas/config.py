@@ -6,11 +6,13 @@ Every setting is documented in `.env.example` and the README.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import load_dotenv
@@ -55,16 +57,17 @@ class Settings:
     digest_max_stories: int = 10
     log_level: str = "INFO"
     log_format: str = "json"
+    allow_insecure_api_urls: bool = False
     extra: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     def __repr__(self) -> str:  # never print secrets
         shown = {
             "openai_model": self.openai_model,
-            "openai_base_url": self.openai_base_url,
+            "openai_base_url": redact_url(self.openai_base_url or ""),
             "database_url": redact_url(self.database_url),
             "summary_language": self.summary_language,
             "max_input_tokens": self.max_input_tokens,
-            "slack_api_url": self.slack_api_url,
+            "slack_api_url": redact_url(self.slack_api_url),
             "mode": "socket" if self.slack_app_token else "http",
         }
         return f"Settings({shown})"
@@ -72,6 +75,28 @@ class Settings:
     @property
     def socket_mode(self) -> bool:
         return bool(self.slack_app_token)
+
+    def secret_values(self) -> tuple[str, ...]:
+        """Every secret a message could echo: keys, tokens and the database password (as written and
+        decoded)."""
+        values = [self.openai_api_key, self.slack_bot_token, self.slack_app_token, self.slack_signing_secret]
+        try:
+            password = urlsplit(self.database_url).password
+        except ValueError:
+            password = None
+        if password:
+            values += [password, unquote(password)]
+        return tuple(v for v in values if v)
+
+    def insecure_api_urls(self) -> list[str]:
+        """The Slack/model URLs that send credentials over plain http to another machine
+        (only possible with ALLOW_INSECURE_API_URLS=true); said loudly at start."""
+        urls = {"SLACK_API_URL": self.slack_api_url, "OPENAI_BASE_URL": self.openai_base_url or ""}
+        return [
+            f"{name}={redact_url(url)}"
+            for name, url in urls.items()
+            if url.lower().startswith("http://") and not is_loopback_url(url)
+        ]
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, dotenv: bool = True) -> Settings:
@@ -84,8 +109,49 @@ class Settings:
 
 
 def redact_url(url: str) -> str:
-    """Hide the password in a database or proxy URL."""
-    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
+    """`url` fit to show in an error or a log: whatever stands before the last `@` of a URL's
+    credentials becomes `***`, even when the URL is mistyped (`postgresql//bob:pw@db`, a `/` or `@` in
+    the password). The host, port and path stay, so the reader can still see what was wrong."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    if "@" not in rest:
+        return url
+    return f"{scheme}{sep}***@{rest.rpartition('@')[2]}"
+
+
+def is_loopback_url(url: str) -> bool:
+    """True when the URL's host is this machine: localhost (or *.localhost), 127.0.0.0/8 or ::1."""
+    try:
+        host = (urlsplit(url).hostname or "").rstrip(".").lower()
+    except ValueError:
+        return False
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _api_url(name: str, url: str, *, allow_insecure: bool) -> str:
+    """SLACK_API_URL / OPENAI_BASE_URL: https, or http to this machine only: the Slack bot token and the
+    model key travel in every request, and over plain http any proxy on the way reads them."""
+    if not url.lower().startswith(("http://", "https://")):
+        shown = redact_url(url)
+        raise ConfigError(f"{name} must be an http(s) URL (https:// except to localhost), got {shown!r}")
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        host = None
+    if not host:
+        raise ConfigError(f"{name} must be an http(s) URL with a host, got {redact_url(url)!r}")
+    if url.lower().startswith("http://") and not is_loopback_url(url) and not allow_insecure:
+        raise ConfigError(
+            f"{name} must use https:// (plain http is allowed only to localhost), got {redact_url(url)!r}; "
+            "set ALLOW_INSECURE_API_URLS=true to send credentials in clear text anyway"
+        )
+    return url
 
 
 def _get(env: Mapping[str, str], name: str) -> str | None:
@@ -107,6 +173,18 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int, maxim
     if not minimum <= value <= maximum:
         raise ConfigError(f"{name} must be between {minimum} and {maximum}, got {value}")
     return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = _get(env, name)
+    if raw is None:
+        return default
+    word = raw.lower()
+    if word in {"1", "true", "yes", "on"}:
+        return True
+    if word in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw[:20]!r}")
 
 
 def _float(env: Mapping[str, str], name: str, default: float, *, minimum: float, maximum: float) -> float:
@@ -206,16 +284,18 @@ def _parse(env: Mapping[str, str]) -> Settings:
     database_url = _get(env, "DATABASE_URL") or DEFAULT_DATABASE_URL
     if "://" not in database_url:
         raise ConfigError(
-            f"DATABASE_URL must be a SQLAlchemy URL such as sqlite:///data/ringkas.db, got {database_url!r}"
+            "DATABASE_URL must be a SQLAlchemy URL such as sqlite:///data/ringkas.db, "
+            f"got {redact_url(database_url)!r}"
         )
-    slack_api_url = _get(env, "SLACK_API_URL") or DEFAULT_SLACK_API_URL
-    if not slack_api_url.startswith(("http://", "https://")):
-        raise ConfigError(f"SLACK_API_URL must be an http(s) URL, got {slack_api_url!r}")
+    allow_insecure = _bool(env, "ALLOW_INSECURE_API_URLS", False)
+    slack_api_url = _api_url(
+        "SLACK_API_URL", _get(env, "SLACK_API_URL") or DEFAULT_SLACK_API_URL, allow_insecure=allow_insecure
+    )
     if not slack_api_url.endswith("/"):
         slack_api_url += "/"
     base_url = _get(env, "OPENAI_BASE_URL")
-    if base_url and not base_url.startswith(("http://", "https://")):
-        raise ConfigError(f"OPENAI_BASE_URL must be an http(s) URL, got {base_url!r}")
+    if base_url:
+        base_url = _api_url("OPENAI_BASE_URL", base_url, allow_insecure=allow_insecure)
     log_format = (_get(env, "LOG_FORMAT") or "json").lower()
     if log_format not in {"json", "text"}:
         raise ConfigError(f"LOG_FORMAT must be 'json' or 'text', got {log_format!r}")
@@ -253,4 +333,5 @@ def _parse(env: Mapping[str, str]) -> Settings:
         digest_max_stories=_int(env, "DIGEST_MAX_STORIES", 10, minimum=1, maximum=40),
         log_level=log_level,
         log_format=log_format,
+        allow_insecure_api_urls=allow_insecure,
     )

@@ -1,10 +1,11 @@
 """Safe fetching of untrusted links: SSRF-guarded, size-capped, deadline-bounded.
 
 Every request goes through an `ssrfguard` client, which resolves the host once, refuses any address
-that is not globally routable and connects to exactly the address it checked (so DNS rebinding cannot
-slip a second answer in; TLS still verifies the host name). Redirects are followed here, one hop at a
-time, so every hop is checked again. Bodies are read raw and decompressed by us with a hard byte cap,
-so neither a huge page nor a gzip bomb is ever held whole in memory.
+in a special-purpose range (the one table in `ringkas/ssrf`) and connects to exactly the address it
+checked (so DNS rebinding cannot slip a second answer in; TLS still verifies the host name).
+Redirects are followed here, one hop at a time, so every hop is checked again. Bodies are read raw
+and decompressed by us with a hard byte cap, so neither a huge page nor a gzip bomb is ever held
+whole in memory.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from ringkas.errors import (
     TooManyRedirects,
     UnsupportedContent,
 )
+from ringkas.ssrf import DENIED_TABLE
 from ringkas.urls import ascii_host
 
 log = logging.getLogger("ringkas.fetch")
@@ -398,6 +400,7 @@ class SafeFetcher:
         )
         self._public_policy = Policy(
             allowed_ports=PUBLIC_PORTS,
+            denied_networks=DENIED_TABLE,  # every IANA special-purpose range: ringkas/ssrf
             allowed_networks=tuple(extra_allowed_networks),  # type: ignore[arg-type]
             max_redirects=MAX_REDIRECTS,
             max_url_length=MAX_URL_LENGTH,

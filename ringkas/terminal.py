@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from ringkas.documents import Article, SummaryResult
 from ringkas.language import language_name
 from ringkas.model_server.names import short_model_name
+from ringkas.urls import without_credentials
 
 if TYPE_CHECKING:
     from ringkas.digest.models import Digest
@@ -110,7 +111,9 @@ def format_digest(digest: Digest) -> str:
             indent = " " * (len(str(number)) + 2)
             if story.summary:
                 out.append(_wrap(story.summary, indent=indent))
-            links = ", ".join(f"{_line(source.name)} <{_line(source.url)}>" for source in story.sources)
+            links = ", ".join(
+                f"{_line(source.name)} <{_line(without_credentials(source.url))}>" for source in story.sources
+            )
             marker = f" [{words['shared']}]" if story.team_shared else ""
             out.append(_wrap(f"{words['sources']}: {links}{marker}", indent=indent))
     usage = digest.usage
@@ -131,7 +134,7 @@ def format_digest(digest: Digest) -> str:
                   f"in {usage.calls} model call{'s' if usage.calls != 1 else ''}")
     out += ["", _wrap("— " + " · ".join(footer))]
     for url in digest.feeds_failed:
-        out.append(f"  unavailable: {_line(url)}")
+        out.append(f"  unavailable: {_line(without_credentials(url))}")
     return "\n".join(out)
 
 

@@ -200,3 +200,23 @@ def same_document(claim: str, url: str) -> bool:
     claimed = [pair for pair in a.query.split("&") if pair]
     present = [pair for pair in b.query.split("&") if pair]
     return all(claimed.count(pair) <= present.count(pair) for pair in set(claimed))
+
+
+_SECRET_QUERY = re.compile(
+    r"(?i)([?&;](?:api[-_]?key|apikey|access[-_]?token|auth|token|key|secret|password|passwd|pwd|sig|"
+    r"signature|private[-_]?token|client[-_]?secret)=)[^&;#\s]*"
+)
+
+
+def without_credentials(url: str) -> str:
+    """`url` fit to print: no `user:password@` and no token-like query values (`?token=***`).
+    Works on malformed text too: everything before the authority's last `@` goes."""
+    scheme, sep, rest = url.partition("://")
+    if sep:
+        head = re.split(r"[/?#]", rest, maxsplit=1)[0]
+        if "@" in head:
+            rest = rest[head.rfind("@") + 1 :]
+        elif "@" in rest and ":" in head and head[0] != "[" and not head.rpartition(":")[2].isdigit():
+            rest = rest[rest.index("@", len(head)) + 1 :]  # `user:pa/ss@host`: a port would be digits
+        url = f"{scheme}{sep}{rest}"
+    return _SECRET_QUERY.sub(r"\1***", url)

@@ -77,5 +77,7 @@ async def test_bot_runs_in_http_mode_and_stops_on_sigterm(
             await proc.wait()
     assert proc.returncode == 0
     log = stderr.decode()
-    assert '"ringkas started"' in log and '"mode": "http"' in log
+    first = next(line for line in log.splitlines() if "Ringkas is running" in line)
+    assert '"mode": "http"' in first and f"port {port}" in first and "/slack/events" in first
+    assert "will be unused" not in log  # Bolt's token warning
     assert "xoxb-process-test" not in log and "sk-test-secret-key" not in log

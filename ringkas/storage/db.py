@@ -11,6 +11,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from ringkas.config import redact_url
 from ringkas.errors import ConfigError
 from ringkas.storage.base import Base
 
@@ -20,7 +21,8 @@ def async_url(database_url: str) -> str:
     try:
         url = make_url(database_url)
     except Exception:
-        raise ConfigError(f"DATABASE_URL is not a valid SQLAlchemy URL: {database_url!r}") from None
+        shown = redact_url(database_url)
+        raise ConfigError(f"DATABASE_URL is not a valid SQLAlchemy URL: {shown!r}") from None
     backend = url.get_backend_name()
     if backend == "sqlite":
         url = url.set(drivername="sqlite+aiosqlite")
