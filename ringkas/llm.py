@@ -48,6 +48,7 @@ from ringkas.model_server.errors import (
     unsupported_parameter,
 )
 from ringkas.model_server.json_output import (
+    STRING_BOUNDS,
     close_truncated,
     output_tokens_for,
     response_format,
@@ -93,6 +94,10 @@ OUTPUT_RESERVE = 1_024
 MIN_INPUT_CAP = 300
 MIN_OUTPUT_TOKENS = 48
 _CALIBRATION_CHARS = 6_000
+# llama.cpp turns a schema into a grammar, and "maxLength": 280 into 280 nested optional rules (a 9,369-
+# character grammar instead of 590 for the summary schema): sampling slows to seconds per token on a
+# CPU. maxItems stays (cheap, and it is what stops a looping model); string lengths are asked for in words.
+GRAMMAR_SERVERS = frozenset({"llama-server", "llama-cpp-python", "ollama", "unknown"})
 _SHORTER = (
     "Your previous reply was cut off because it was too long. Answer the same request again, much "
     "shorter: at most 3 key points, one short sentence each, and close the JSON object."
@@ -304,8 +309,7 @@ class LLM:
             return 0
         repair = load_prompt("llm_repair").render(problem="x" * _REPAIR_PROBLEM_CHARS)
         reserve = self.tokens.count_messages([{"role": "user", "content": repair}]) - 3
-        if self.json_mode == JSON_SCHEMA:
-            return reserve  # the schema travels in response_format; if refused, callers budget again
+        # Kept in json_schema mode too: a server that refuses it moves the schema into the prompt.
         instructions = load_prompt("llm_json").render(schema=_schema_text(schema))
         # +2: the blank line joining the instructions to the system message, and a margin for merges.
         return reserve + self.tokens.count(instructions) + 2
@@ -537,6 +541,8 @@ class LLM:
             args[self._max_tokens_param] = max_tokens
         if mode is not None and schema is not None:
             sent_schema = schema if self.profile.schema_bounds else without_bounds(schema)
+            if self._cloud or self.profile.kind in GRAMMAR_SERVERS:
+                sent_schema = without_bounds(sent_schema, STRING_BOUNDS)
             fmt = response_format(mode, sent_schema, schema_name)
             if fmt is not None:
                 args["response_format"] = fmt
@@ -642,7 +648,7 @@ class LLM:
                         continue
                     raise ContextOverflow(detail=self._detail(purpose, f"HTTP {status}: {message}")) from exc
                 param = unsupported_parameter(message, set(args) | set(args.get("extra_body") or {}))
-                if status in (400, 422, 500) and param and param not in adapted:
+                if status in (400, 422) and param and param not in adapted:
                     adapted.add(param)
                     self._drop_parameter(param)
                     continue

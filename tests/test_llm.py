@@ -292,3 +292,30 @@ async def test_a_base_url_that_is_not_a_model_server_says_what_to_check(web, mak
     await llm.aclose()
     assert "OPENAI_BASE_URL" in info.value.user_message and "OPENAI_MODEL" in info.value.user_message
     assert web.hits["/somewhere/chat/completions"] == 1 and web.hits["/somewhere/v1/chat/completions"] == 1
+
+
+async def test_a_refused_optional_parameter_is_dropped_and_remembered(openai_stub, make_settings) -> None:
+    llm = _llm(make_settings)
+    openai_stub.raw_next(
+        json.dumps({"error": {"message": "Unrecognized request argument supplied: stream_options"}}),
+        status=400,
+    )
+    first = await llm.complete(MESSAGES, purpose="test")
+    second = await llm.complete(MESSAGES, purpose="test")
+    await llm.aclose()
+    assert first.text == second.text == "stub answer"
+    assert "stream_options" in openai_stub.requests[0]
+    assert all("stream_options" not in body for body in openai_stub.requests[1:])
+    assert all(body["stream"] is True for body in openai_stub.requests)  # still streamed
+    assert len(openai_stub.requests) == 3
+
+
+async def test_a_server_error_mentioning_a_stream_is_an_outage_not_a_refusal(
+    openai_stub, make_settings
+) -> None:
+    llm = _llm(make_settings)
+    openai_stub.raw_next(json.dumps({"error": {"message": "upstream stream closed early"}}), status=502)
+    completion = await llm.complete(MESSAGES, purpose="test")
+    await llm.aclose()
+    assert completion.text == "stub answer"
+    assert openai_stub.requests[1]["stream"] is True  # retried as it was

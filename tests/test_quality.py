@@ -177,6 +177,7 @@ def test_refused_parameters_are_named() -> None:
         == "stream_options"
     )
     assert unsupported_parameter("frequency_penalty not allowed", {"stream"}) is None  # not sent: not ours
+    assert unsupported_parameter("upstream stream closed early", {"stream"}) is None  # an outage
 
 
 def test_a_cut_off_reply_keeps_its_complete_members() -> None:

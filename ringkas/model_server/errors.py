@@ -105,9 +105,18 @@ def context_overflow(status: int, message: str, body: Any = None) -> ContextOver
     return ContextOverflowInfo(context_tokens=context, prompt_tokens=prompt)
 
 
+_REFUSAL_WORDS = (
+    "unsupported", "not supported", "unrecognized", "unknown", "not allowed", "extra", "invalid",
+    "unexpected", "not permitted", "does not support",
+)  # fmt: skip
+
+
 def unsupported_parameter(message: str, sent: set[str]) -> str | None:
-    """The optional parameter a refusal names (only one we actually sent)."""
+    """The optional parameter a refusal names (only one we actually sent, and only when the message
+    says it is refused: "upstream stream closed" is an outage, not a refusal of `stream`)."""
     lowered = message.lower()
+    if not any(word in lowered for word in _REFUSAL_WORDS):
+        return None
     for name in OPTIONAL_PARAMS:
         if name in sent and name in lowered:
             if name == "stream" and "stream_options" in lowered:

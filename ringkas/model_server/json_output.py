@@ -23,13 +23,17 @@ def response_format(mode: str, schema: dict, name: str) -> dict | None:
     return None
 
 
-def without_bounds(schema: Any) -> Any:
+def without_bounds(schema: Any, keys: tuple[str, ...] = _BOUND_KEYS) -> Any:
     """The schema without maxLength/maxItems-style keywords (for servers that refuse them)."""
     if isinstance(schema, dict):
-        return {k: without_bounds(v) for k, v in schema.items() if k not in _BOUND_KEYS}
+        return {k: without_bounds(v, keys) for k, v in schema.items() if k not in keys}
     if isinstance(schema, list):
-        return [without_bounds(v) for v in schema]
+        return [without_bounds(v, keys) for v in schema]
     return schema
+
+
+# OpenAI's strict structured outputs take minItems/maxItems but not string lengths.
+STRING_BOUNDS = ("maxLength", "minLength")
 
 
 def output_tokens_for(schema: dict, ratio: float = 1.0) -> int | None:
