@@ -13,6 +13,13 @@ The real `openai` SDK talks to it over HTTP on 127.0.0.1 (set `OPENAI_BASE_URL` 
 - `stub.delay` seconds before answering (benchmarks, timeouts).
 - `stub.raw_next(body, status=200, content_type=..., headers=...)` answers the next request with exactly
   these bytes (HTML error pages from proxies, event streams, broken JSON); queued, one per request.
+- Requests with `"stream": true` are answered as a server-sent event stream of chat.completion.chunk
+  objects (usage in a last chunk when `stream_options.include_usage`), like real servers.
+- The default responder writes summaries the way a competent model would: from the source block's own
+  sentences (`summary_from_source`), or, when another language is asked for, sentences in that language
+  naming the source's people, firms and numbers; `summary_with(body, schema, **fields)` adds test text
+  (hostile, huge) to such a summary so it still passes the answer checks. Weak-model behaviours and
+  stand-ins of specific servers are in `model_servers.py`.
 - `stub.v1_only = True` serves Chat Completions only under /v1 (404 "page not found" at the root, like
   Ollama and vLLM), for OPENAI_BASE_URL set without its /v1.
 """
