@@ -24,6 +24,7 @@ from pathlib import Path
 from ringkas.config import Settings
 from ringkas.errors import ConfigError, RingkasError
 from ringkas.fetch import SafeFetcher
+from ringkas.limits import LimitGuard, Limits
 from ringkas.llm import LLM
 from ringkas.logs import configure_logging
 from ringkas.service import Ringkas
@@ -59,6 +60,9 @@ async def build_core(settings: Settings, *, create_tables: bool = True) -> Core:
     )
     llm = LLM(settings, db=db)
     ringkas = Ringkas(settings=settings, db=db, fetcher=fetcher, llm=llm)
+    limits = LimitGuard(db, Limits.from_settings(settings))
+    ringkas.limits = limits  # links per user per hour, checked where a shared link enters the pipeline
+    llm.admit = limits.admit_model_call  # token budgets per channel and workspace, before every model call
     return Core(settings=settings, db=db, fetcher=fetcher, llm=llm, ringkas=ringkas)
 
 
@@ -339,7 +343,9 @@ async def cmd_usage(settings: Settings, days: int) -> int:
     db = Database(settings.database_url)
     try:
         await db.create_all()
-        print(format_usage(await usage_report(db, days=days)))
+        limits = Limits.from_settings(settings)
+        status = await LimitGuard(db, limits).status()
+        print(format_usage(await usage_report(db, days=days), limits, status))
         return 0
     finally:
         await db.dispose()

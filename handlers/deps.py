@@ -9,6 +9,8 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ringkas.limits import FairSlots
+
 if TYPE_CHECKING:
     from ringkas.config import Settings
     from ringkas.digest.service import DigestService
@@ -74,5 +76,6 @@ class Deps:
     digests: DigestService | None = None  # daily digests (issue 5)
     scheduler: Any = None  # ringkas.digest.scheduler.DigestScheduler when running as an app
     tasks: BackgroundTasks = field(default_factory=BackgroundTasks)  # slow work after the ack
-    # At most this many links are fetched and summarized at once; the rest wait with their progress shown.
-    slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(MAX_CONCURRENT_LINKS))
+    # At most this many links are fetched and summarized at once, handed out fairly by user and channel;
+    # the rest wait with their progress shown.
+    slots: FairSlots = field(default_factory=lambda: FairSlots(MAX_CONCURRENT_LINKS))

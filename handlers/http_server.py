@@ -403,10 +403,11 @@ async def serve(
     host: str = "0.0.0.0",  # noqa: S104
     max_connections: int | None = None,
     idle_timeout: float = IDLE_TIMEOUT,
+    body_timeout: float = BODY_TIMEOUT,
 ) -> HttpServer:
     """Start serving; returns the running server (its `addresses`, and `cleanup()` to stop)."""
     guard = ConnectionGuard(max_connections or connection_cap(), idle_timeout=idle_timeout)
-    gate = SlackGate(signing_secret=signing_secret)
+    gate = SlackGate(signing_secret=signing_secret, body_timeout=body_timeout)
     web_app = build_web_app(gate=gate, dispatch=dispatch, health=health, guard=guard, rejected=RejectionLog())
     runner = web.AppRunner(web_app, access_log=None, keepalive_timeout=idle_timeout, handle_signals=False)
     await runner.setup()

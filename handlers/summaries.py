@@ -272,7 +272,8 @@ async def _one_link(deps: Deps, job: LinkJob, url: str, request_id: int, reply: 
     result: SummaryResult | None = None
     error_code: str | None = None
     try:
-        async with deps.slots, asyncio.timeout(link_deadline(deps)):
+        user, channel = (job.team_id, job.user_id or job.channel_id), (job.team_id, job.channel_id)
+        async with deps.slots.slot(user=user, channel=channel), asyncio.timeout(link_deadline(deps)):
             result = await deps.ringkas.summarize(
                 url,
                 language=language,

@@ -79,6 +79,17 @@ class ArticleStore:
                     return _article(row)
         return None
 
+    async def get_by_content(self, digest: str) -> Article | None:
+        """The most recently fetched article whose stored text has this content hash."""
+        async with self.db.session() as session:
+            row = await session.scalar(
+                select(ArticleRow)
+                .where(ArticleRow.content_hash == digest)
+                .order_by(ArticleRow.fetched_at.desc())
+                .limit(1)
+            )
+            return _article(row) if row is not None else None
+
     async def save(self, article: Article, *, aliases: Iterable[str] = ()) -> Article:
         """Insert or refresh the article under its canonical URL; every alias then points to it.
 

@@ -58,6 +58,10 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "json"
     allow_insecure_api_urls: bool = False
+    links_per_user_per_hour: int = 30  # 0 = no limit (the same for the three below)
+    channel_tokens_per_day: int = 1_000_000
+    workspace_tokens_per_day: int = 5_000_000
+    max_model_calls_per_article: int = 8
     extra: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     def __repr__(self) -> str:  # never print secrets
@@ -280,6 +284,15 @@ def validate_hhmm(value: str, setting: str = "DIGEST_TIME") -> str:
     return f"{int(match.group(1)):02d}:{match.group(2)}"
 
 
+def _calls_per_article(env: Mapping[str, str]) -> int:
+    value = _int(env, "MAX_MODEL_CALLS_PER_ARTICLE", 8, minimum=0, maximum=1000)
+    if value == 1:
+        raise ConfigError(
+            "MAX_MODEL_CALLS_PER_ARTICLE must be 0 (no limit) or at least 2 (one part and the summary)"
+        )
+    return value
+
+
 def _parse(env: Mapping[str, str]) -> Settings:
     database_url = _get(env, "DATABASE_URL") or DEFAULT_DATABASE_URL
     if "://" not in database_url:
@@ -334,4 +347,8 @@ def _parse(env: Mapping[str, str]) -> Settings:
         log_level=log_level,
         log_format=log_format,
         allow_insecure_api_urls=allow_insecure,
+        links_per_user_per_hour=_int(env, "LINKS_PER_USER_PER_HOUR", 30, minimum=0, maximum=100_000),
+        channel_tokens_per_day=_int(env, "CHANNEL_TOKENS_PER_DAY", 1_000_000, minimum=0, maximum=10**12),
+        workspace_tokens_per_day=_int(env, "WORKSPACE_TOKENS_PER_DAY", 5_000_000, minimum=0, maximum=10**12),
+        max_model_calls_per_article=_calls_per_article(env),
     )

@@ -77,3 +77,10 @@ class ModelOutputInvalid(RingkasError):
 class NotFound(RingkasError):
     code = "not_found"
     default_message = "I couldn't find that."
+
+
+class LimitReached(RingkasError):
+    """A cost or fairness limit (links per user per hour, model tokens per channel or workspace per day)."""
+
+    code = "limit"
+    default_message = "A usage limit was reached. Please try again later."

@@ -28,6 +28,7 @@ import logging
 import math
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
@@ -184,6 +185,8 @@ class LLM:
         # 404 and the same server answers under /v1 (a common slip: http://localhost:11434 for Ollama).
         self._base_url = settings.openai_base_url
         self._v1_settled = False
+        # Asked before every model call with (context, purpose); raises to refuse it (ringkas/limits).
+        self.admit: Callable[[UsageContext | None, str], Awaitable[None]] | None = None
         self._store = profile_store(getattr(settings, "model_profile_path", None))
         self.profile = self._store.get(f"{base or 'https://api.openai.com/v1'}|{self.model}")
         if self._cloud:
@@ -337,6 +340,8 @@ class LLM:
         `salvage`, a reply still invalid after the repair request is returned as the JSON object it
         holds (unvalidated: the caller must read it defensively) instead of raising."""
         self._get_client()  # a missing API key is a configuration error before anything is sent
+        if self.admit is not None:
+            await self.admit(context, purpose)
         await self.prepare()
         usage = Usage()
         while True:

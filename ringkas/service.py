@@ -19,22 +19,24 @@ from pathlib import Path
 from typing import Generic, TypeVar
 from urllib.parse import unquote, urlsplit
 
-from ringkas.articles import ArticleStore
+from ringkas.articles import ArticleStore, content_hash
 from ringkas.config import Settings
 from ringkas.documents import Article, Summary, SummaryResult, UsageContext
 from ringkas.errors import InvalidURL, NotFound
 from ringkas.extract import article_from_file, extract_article
 from ringkas.fetch import SafeFetcher
 from ringkas.language import normalize_language
+from ringkas.limits import LimitGuard
 from ringkas.llm import LLM
 from ringkas.storage import Database
 from ringkas.summarize import Summarizer
-from ringkas.urls import canonicalize, is_http_url, same_site
+from ringkas.urls import canonicalize, is_http_url, same_path, same_site
 
 log = logging.getLogger("ringkas.service")
 
 T = TypeVar("T")
 DEFAULT_LANGUAGE = "en"
+MIN_WORDS_FOR_TEXT_MATCH = 80
 NO_SOURCE = "Give me a web link (http or https) or the path of a local HTML, PDF or text file."
 _OTHER_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]+:/", re.IGNORECASE)  # not "C:/" (a Windows drive)
 
@@ -75,8 +77,10 @@ class Ringkas:
         self.db = db
         self.fetcher = fetcher
         self.llm = llm
-        self.summarizer = Summarizer(llm)
+        self.summarizer = Summarizer(llm, max_calls=settings.max_model_calls_per_article)
         self.store = ArticleStore(db)
+        # Cost limits (ringkas/limits), set by the wiring for the Slack app; the terminal has none.
+        self.limits: LimitGuard | None = None
         # Local files are for the terminal commands only: a Slack message must never read server files.
         self.allow_local_files = False
         self._article_flights: SingleFlight[Article] = SingleFlight()
@@ -121,12 +125,30 @@ class Ringkas:
         article = await asyncio.to_thread(extract_article, fetched)
         article = self._checked_canonical(article, fetched.final_url)
         aliases = [url, canonical, fetched.final_url, canonicalize(fetched.final_url)]
+        twin = await self._same_text_elsewhere(article)
+        if twin is not None:
+            # the same page under a parameter that changes nothing (?ref=…, a session id): reuse it, and its
+            # summaries, instead of paying for the same text again
+            log.info("article known by its text", extra={"article_id": twin.id})
+            return await self.store.save(twin, aliases=aliases)
         saved = await self.store.save(article, aliases=aliases)
         log.info(
             "article stored",
             extra={"article_id": saved.id, "words": saved.word_count, "language": saved.language},
         )
         return saved
+
+    async def _same_text_elsewhere(self, article: Article) -> Article | None:
+        """A stored article at the same path (only the query differs) with exactly this text and title,
+        and enough text to be a page rather than a stub."""
+        if article.word_count < MIN_WORDS_FOR_TEXT_MATCH:
+            return None
+        twin = await self.store.get_by_content(content_hash(article.text.replace("\x00", "")))
+        if twin is None or not same_path(twin.canonical_url, article.canonical_url):
+            return None  # another path may belong to another author (shared hosts): never merged
+        if (twin.title or "").strip() != (article.title or "").strip():
+            return None  # same body under another headline: another page (a template, a series)
+        return twin
 
     @staticmethod
     def _checked_canonical(article: Article, final_url: str) -> Article:
@@ -156,6 +178,8 @@ class Ringkas:
     ) -> SummaryResult:
         """Summary of a link (or, for terminal commands, a local file), from the cache when possible."""
         source = source.strip()
+        if self.limits is not None:
+            await self.limits.admit_link(context)  # the one place a shared link is admitted
         if not is_http_url(source):
             article = await self._file_article(source)
             article = await self.store.save(article, aliases=[article.url])

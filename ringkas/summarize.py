@@ -115,8 +115,9 @@ class _Job:
 
 
 class Summarizer:
-    def __init__(self, llm: LLM) -> None:
+    def __init__(self, llm: LLM, *, max_calls: int = 0) -> None:
         self.llm = llm
+        self.max_calls = max_calls  # MAX_MODEL_CALLS_PER_ARTICLE (0 = no limit): long articles are cut to fit
         # The cache key: every template, and the model (another OPENAI_MODEL writes other summaries).
         self.prompt_version = f"{prompt_set_version(*PROMPTS)}+model={model_key(llm.model)}"
         self._map_limit = asyncio.Semaphore(MAP_CONCURRENCY)
@@ -216,6 +217,11 @@ class Summarizer:
         budget = self._chunk_budget(job, notes_tokens)
         chunks = await asyncio.to_thread(self.llm.tokens.split, text, budget, overlap=min(100, budget // 20))
         log.info("long article: map-reduce", extra={"chunks": len(chunks), "chunk_tokens": budget})
+        allowed = self._parts_within_call_limit(job, notes_tokens)
+        if allowed is not None and len(chunks) > allowed:
+            log.info("article cut to MAX_MODEL_CALLS_PER_ARTICLE",
+                     extra={"chunks": len(chunks), "kept": allowed, "max_calls": self.max_calls})
+            chunks = chunks[:allowed]
         total = len(chunks)
 
         async def one(index: int, chunk: str) -> str:
@@ -224,6 +230,22 @@ class Summarizer:
                 return await self._notes(job, messages, notes_tokens, purpose="summary_map")
 
         return list(await asyncio.gather(*(one(i, c) for i, c in enumerate(chunks))))
+
+    def _parts_within_call_limit(self, job: _Job, notes_tokens: int) -> int | None:
+        """How many parts can be read when the whole summary may take `max_calls` model calls: one call
+        per part, then one combining call per group of notes that fit together, then the final call."""
+        if not self.max_calls:
+            return None
+        room = self._cap - self.llm.tokens.count_messages(self._reduce_messages(job, [""], 999))
+        room -= self.llm.format_reserve(SUMMARY_SCHEMA) + self._output_reserve() + _SAFETY
+        per_reduce = max(1, room // (notes_tokens + 2))
+        for parts in range(max(1, self.max_calls - 1), 0, -1):
+            if parts <= per_reduce and parts + 1 <= self.max_calls:
+                return parts
+            groups = -(-parts // per_reduce)
+            if groups <= per_reduce and parts + groups + 1 <= self.max_calls:
+                return parts
+        return 1
 
     async def _notes(self, job: _Job, messages: list[dict], notes_tokens: int, *, purpose: str) -> str:
         completion = await self.llm.complete(

@@ -16,7 +16,10 @@ from ringkas.model_server.names import short_model_name
 from ringkas.urls import without_credentials
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from ringkas.digest.models import Digest
+    from ringkas.limits import Limits, LimitStatus
     from ringkas.usage import UsageReport
 
 WIDTH = 100
@@ -138,8 +141,11 @@ def format_digest(digest: Digest) -> str:
     return "\n".join(out)
 
 
-def format_usage(report: UsageReport) -> str:
-    """Token usage by feature, channel and model, as aligned plain-text tables."""
+def format_usage(
+    report: UsageReport, limits: Limits | None = None, status: Sequence[LimitStatus] = ()
+) -> str:
+    """Token usage by feature, channel and model, as aligned plain-text tables; then the limits and
+    today's use against them."""
     lines = [
         f"Usage since {report.since:%Y-%m-%d %H:%M} UTC",
         f"{report.summaries_made:,} summaries made · {report.questions_asked:,} questions asked"
@@ -156,4 +162,25 @@ def format_usage(report: UsageReport) -> str:
                 f"{_line(row.label)[:24]:<24} {row.calls:>8,} {row.prompt_tokens:>12,}"
                 f" {row.completion_tokens:>12,} {row.total_tokens:>12,}"
             )
+    if limits is not None:
+        lines += ["", _limits_line(limits)]
+        lines += ["", f"{'Now (tokens today UTC, links last hour)':<44} {'used':>12} {'limit':>12}"]
+        for item in status:
+            limit = f"{item.limit:,}" if item.limit else "none"
+            mark = "  REACHED" if item.reached else ""
+            lines.append(f"{_line(item.scope + ' ' + item.key)[:44]:<44} {item.used:>12,} {limit:>12}{mark}")
+        if not status:
+            lines.append("nothing used yet today")
     return "\n".join(lines)
+
+
+def _limits_line(limits: Limits) -> str:
+    def show(value: int, what: str) -> str:
+        return f"{value:,} {what}" if value else f"no limit on {what}"
+
+    return "Limits: " + " · ".join([
+        show(limits.links_per_user_per_hour, "links per user per hour"),
+        show(limits.channel_tokens_per_day, "tokens per channel per day"),
+        show(limits.workspace_tokens_per_day, "tokens per workspace per day"),
+        show(limits.max_model_calls_per_article, "model calls per article"),
+    ])

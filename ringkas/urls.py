@@ -181,6 +181,15 @@ def _document_path(path: str) -> str:
     return _AMP_SUFFIX.sub("", "/" + "/".join(segments))
 
 
+def same_path(a: str, b: str) -> bool:
+    """True when two URLs differ at most in their query (and scheme, www./m. prefix, trailing slash):
+    the only difference that lets two links share one article by their text (see service)."""
+    x, y = urlsplit(canonicalize(a)), urlsplit(canonicalize(b))
+    if not x.hostname or not y.hostname or _site_host(x.hostname) != _site_host(y.hostname):
+        return False
+    return x.port == y.port and _document_path(x.path) == _document_path(y.path)
+
+
 def same_document(claim: str, url: str) -> bool:
     """True when `claim` (a page's rel=canonical or og:url) names the same document as `url`.
 

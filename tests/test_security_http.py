@@ -297,3 +297,66 @@ async def test_half_open_flood_does_not_lock_out_healthz_or_slack(
     assert "out of system resource" not in log
     assert len(log) < 100_000, len(log)
     assert all(json.loads(line) for line in log.splitlines() if line.startswith("{"))
+
+
+# --- deadlines, on the server module alone ---------------------------------------------------------
+
+
+async def test_trickled_headers_idle_keepalive_and_slow_bodies_are_cut_off() -> None:
+    from handlers.http_server import serve
+
+    dispatched: list[str] = []
+
+    async def dispatch(body: str, query: str, headers: dict[str, str]) -> tuple[int, dict[str, str], str]:
+        dispatched.append(body)
+        return 200, {}, ""
+
+    async def healthy() -> bool:
+        return True
+
+    server = await serve(signing_secret=SIGNING_SECRET, dispatch=dispatch, health=healthy, port=0,
+                         host="127.0.0.1", idle_timeout=0.6, body_timeout=0.6)
+    port = server.addresses[0][1]
+    try:
+        async def trickle_until_closed(first: bytes, seconds: float) -> float:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            began = time.monotonic()
+            writer.write(first)
+            async with asyncio.timeout(seconds):
+                while True:  # one more header byte every 50 ms, until the server hangs up
+                    try:
+                        writer.write(b"x")
+                        await writer.drain()
+                        data = await asyncio.wait_for(reader.read(1000), 0.05)
+                    except TimeoutError:
+                        continue
+                    except ConnectionError:
+                        break
+                    if not data or data.startswith(b"HTTP/1.1 4"):
+                        break
+            writer.close()
+            return time.monotonic() - began
+
+        # slowloris: a header line that never ends, one byte at a time
+        assert await trickle_until_closed(b"GET /healthz HTTP/1.1\r\nX-Slow: ", 5) < 3
+        # a keep-alive connection left idle after its answer is closed
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert b" 200 " in await reader.readline()
+        async with asyncio.timeout(5):
+            while await reader.read(1000):
+                pass
+        writer.close()
+        # a signed-looking request whose body never arrives: 408, never dispatched
+        ts = str(int(time.time()))
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write((f"POST /slack/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      f"X-Slack-Request-Timestamp: {ts}\r\nX-Slack-Signature: v0={'a' * 64}\r\n"
+                      f"Content-Length: 1000\r\n\r\n{{").encode())
+        async with asyncio.timeout(5):
+            status = await reader.readline()
+        assert b" 408 " in status or status == b""
+        writer.close()
+        assert dispatched == []
+    finally:
+        await server.cleanup()

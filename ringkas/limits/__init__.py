@@ -1,0 +1,13 @@
+"""Cost and fairness limits: who may start how much work, and in which order work gets a slot.
+
+- `LimitGuard.admit_link` (links per user per hour) and `LimitGuard.admit_model_call` (model tokens per
+  channel and per workspace per day) count what the database already records: `slack_requests` rows and
+  `model_calls` rows, so the limits hold across restarts and across processes sharing one database.
+- `FairSlots` hands out the work slots of the link runner round-robin by user, with per-user and
+  per-channel caps, so one person's twenty slow links cannot hold every slot.
+"""
+
+from ringkas.limits.fairness import FairSlots
+from ringkas.limits.guard import LimitGuard, Limits, LimitStatus
+
+__all__ = ["FairSlots", "LimitGuard", "LimitStatus", "Limits"]
