@@ -209,11 +209,13 @@ async def build_slack_app(settings: Settings, *, start_scheduler: bool = True) -
 async def serve_http(runtime: SlackRuntime, port: int, host: str = "0.0.0.0") -> object:  # noqa: S104
     """Serve POST /slack/events (checked before Bolt sees it) and GET /healthz; returns the server."""
     from handlers.http_server import bolt_dispatch, serve
+    from ringkas.limits import ReplayStore
 
     return await serve(
         signing_secret=runtime.core.settings.slack_signing_secret or "",
         dispatch=bolt_dispatch(runtime.app),
         health=runtime.core.db.ping,
+        first_sight=ReplayStore(runtime.core.db).first_sight,
         port=port,
         host=host,
     )

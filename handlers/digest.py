@@ -29,11 +29,13 @@ from handlers.render import CONTEXT_LIMIT, MAX_BLOCKS, SECTION_LIMIT, TITLE_LIMI
 from handlers.render import user_mention as mention
 from handlers.summaries import post_message
 from ringkas.digest.labels import labels, local_time, long_date
-from ringkas.digest.models import Digest, Story
+from ringkas.digest.models import Digest, Story, Subscription
 from ringkas.digest.schedule import parse_time, parse_timezone
 from ringkas.digest.service import PostFailed
+from ringkas.digest.store import MAX_ATTEMPTS
 from ringkas.errors import RingkasError
 from ringkas.language import language_name
+from ringkas.urls import without_credentials
 
 log = logging.getLogger("ringkas.slack.digest")
 
@@ -60,7 +62,8 @@ def register(app: Any, deps: Deps) -> None:
     @app.command(COMMAND)
     async def on_digest(ack: Any, command: dict[str, Any], respond: Any, client: Any, context: Any) -> None:
         await handle_digest(deps, ack=ack, command=command, respond=respond, client=client,
-                            team_id=str(context.get("team_id") or command.get("team_id") or ""))
+                            team_id=str(context.get("team_id") or command.get("team_id") or ""),
+                            bot_user_id=context.get("bot_user_id"))
 
 
 def parse_subscribe(words: list[str], *, default_time: str, default_timezone: str) -> tuple[str, str]:
@@ -92,7 +95,8 @@ def parse_subscribe(words: list[str], *, default_time: str, default_timezone: st
 
 
 async def handle_digest(
-    deps: Deps, *, ack: Any, command: dict[str, Any], respond: Any, client: Any, team_id: str
+    deps: Deps, *, ack: Any, command: dict[str, Any], respond: Any, client: Any, team_id: str,
+    bot_user_id: str | None = None,
 ) -> None:
     words = (command.get("text") or "").split()
     action = words[0].lower() if words else "help"
@@ -116,7 +120,8 @@ async def handle_digest(
             await ack(text=usage(str(exc)))
             return
         await ack()
-        deps.tasks.spawn(_subscribe(deps, respond, team_id, channel_id, user_id, time, zone),
+        deps.tasks.spawn(_subscribe(deps, respond, client, team_id, channel_id, user_id, time, zone,
+                                    bot_user_id=bot_user_id),
                          name=f"digest:subscribe:{channel_id}")
     elif len(words) > 1:
         await ack(text=usage(f"`/digest {action}` takes no arguments."))
@@ -145,9 +150,59 @@ def _language(code: str) -> str:
     return f"{name} ({code})" if name.lower() != code.lower() else code
 
 
+# Words for people added with the channel-membership checks (kept together for the message catalogs).
+_TEXT = {
+    "not_member": "I'm not a member of this channel, so I couldn't post a daily digest here. Invite me first "
+                  "with `/invite {bot}`, then run `/digest subscribe` again.",
+    "archived": "This channel is archived, so I can't post a daily digest here.",
+    "paused_status": "The daily digest here is *paused* since {since}: Slack refused it ({why}). {fix}",
+    "paused_dm": "I couldn't post the daily AI-news digest in {channel}: {why} I've paused that "
+                 "subscription. {fix}",
+    "resume": "Invite me to the channel (`/invite {bot}`) and run `/digest subscribe` there to resume it.",
+    "gave_up": "No AI-news digest today: {why}",
+    "gave_up_no_sources": "none of the news sources could be read, even after {tries} tries.",
+    "gave_up_other": "it could not be put together ({why}).",
+}
+_WHY = {
+    "not_in_channel": "I'm not a member of the channel.",
+    "channel_not_found": "the channel no longer exists or I can't see it.",
+    "is_archived": "the channel is archived.",
+}
+
+
+def _bot(bot_user_id: str | None) -> str:
+    return f"<@{bot_user_id}>" if bot_user_id else "@Ringkas"
+
+
+async def _membership_problem(client: Any, channel_id: str, bot_user_id: str | None) -> str | None:
+    """Why the bot could not post in the channel, or None when it can (or Slack does not say)."""
+    try:
+        response = await client.conversations_info(channel=channel_id)
+    except SlackApiError as exc:
+        error = str(exc.response.get("error") or "") if exc.response is not None else ""
+        if error == "channel_not_found":  # a private channel the bot is not in looks like this
+            return _TEXT["not_member"].format(bot=_bot(bot_user_id))
+        log.warning("digest membership check failed", extra={"channel": channel_id, "error": error})
+        return None  # missing scope, rate limit: a refusal later still pauses and tells the subscriber
+    except Exception:
+        log.exception("digest membership check crashed", extra={"channel": channel_id})
+        return None
+    channel = response.get("channel") or {}
+    if channel.get("is_archived"):
+        return _TEXT["archived"]
+    if channel.get("is_im") or channel.get("is_mpim") or channel.get("is_member", True):
+        return None
+    return _TEXT["not_member"].format(bot=_bot(bot_user_id))
+
+
 async def _subscribe(
-    deps: Deps, respond: Any, team_id: str, channel_id: str, user_id: str | None, time: str, zone: str
+    deps: Deps, respond: Any, client: Any, team_id: str, channel_id: str, user_id: str | None, time: str,
+    zone: str, *, bot_user_id: str | None = None,
 ) -> None:
+    problem = await _membership_problem(client, channel_id, bot_user_id)
+    if problem:
+        await respond(text=problem, response_type="ephemeral", replace_original=False)
+        return
     try:
         status = await deps.scheduler.subscribe(
             team_id, channel_id, time=time, timezone=zone, user_id=user_id
@@ -197,6 +252,11 @@ async def _status(deps: Deps, respond: Any, team_id: str, channel_id: str) -> No
             "Use `/digest subscribe [HH:MM] [Area/City]` to start it."))
         return
     subscription = status.subscription
+    if subscription.paused:
+        await respond(response_type="ephemeral", text=_TEXT["paused_status"].format(
+            since=local_time(subscription.since, subscription.timezone) if subscription.since else "?",
+            why=escape(subscription.paused), fix=_TEXT["resume"].format(bot="@Ringkas")))
+        return
     today = "today's digest is posted; " if status.posted_today else ""
     await respond(response_type="ephemeral", text=(
         f"Daily AI-news digest in this channel: *{subscription.time}* ({subscription.timezone}), "
@@ -223,14 +283,22 @@ async def _now(deps: Deps, respond: Any, client: Any, team_id: str, channel_id: 
 # --- posting -------------------------------------------------------------------------------------
 
 
-def make_poster(client: Any, deps: Deps | None) -> Any:
+def make_poster(client: Any, deps: Deps | None) -> DigestPoster:
     """The callable the scheduler (and `/digest now`, `bot.py digest`) uses: post, return the message ts.
 
     Raises `PostFailed` when Slack refused the message (nothing was posted, so a retry is safe); other
-    errors propagate as they are (Slack may or may not have it).
+    errors propagate as they are (Slack may or may not have it). Its `paused` and `gave_up` tell people
+    when a scheduled digest cannot go out.
     """
+    return DigestPoster(client)
 
-    async def post(team_id: str, channel_id: str, digest: Digest) -> str | None:
+
+class DigestPoster:
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    async def __call__(self, team_id: str, channel_id: str, digest: Digest) -> str | None:
+        client = self.client
         main, *rest = digest_messages(digest)
         try:
             response = await post_message(client, main, channel=channel_id, unfurl_links=False,
@@ -249,7 +317,25 @@ def make_poster(client: Any, deps: Deps | None) -> Any:
                                                                  "error": exc.response.get("error")})
         return ts
 
-    return post
+    async def paused(self, subscription: Subscription, error: str) -> None:
+        """Slack refused the scheduled digest for good: tell the person who subscribed, in a DM."""
+        if not subscription.created_by:
+            log.warning("paused digest has nobody to tell", extra={"channel": subscription.channel_id})
+            return
+        text = _TEXT["paused_dm"].format(
+            channel=f"<#{subscription.channel_id}>", why=_WHY.get(error, f"Slack said `{escape(error)}`."),
+            fix=_TEXT["resume"].format(bot="@Ringkas"),
+        )
+        await self.client.chat_postMessage(channel=subscription.created_by, text=text)  # the app's DM
+
+    async def gave_up(self, subscription: Subscription, error: RingkasError) -> None:
+        """No digest today after the last attempt: one line in the channel instead of silence."""
+        if error.code == "no_sources":
+            why = _TEXT["gave_up_no_sources"].format(tries=MAX_ATTEMPTS)
+        else:
+            why = _TEXT["gave_up_other"].format(why=escape(error.user_message.rstrip(".")))
+        text = _TEXT["gave_up"].format(why=why)
+        await self.client.chat_postMessage(channel=subscription.channel_id, text=text)
 
 
 _REFUSALS = {
@@ -266,6 +352,8 @@ def _story_block(story: Story, words: dict[str, str]) -> dict[str, Any]:
     parts = [link(source.url, source.name[:80]) for source in story.sources[:6]]
     if story.team_shared:
         parts.append(f"_{escape(words['shared'])}_")
+    if story.from_feed:
+        parts.append(f"_{escape(words['from_feed'])}_")
     sources = " · ".join(parts)
     lines = [title]
     if story.summary:
@@ -284,9 +372,27 @@ def _footer(digest: Digest, words: dict[str, str]) -> dict[str, Any]:
     if digest.shared_count:
         parts.append(words["team_links"].format(n=digest.shared_count))
     if digest.feeds_failed:
-        parts.append(words["unavailable"].format(n=len(digest.feeds_failed)))
+        count = words["unavailable"].format(n=len(digest.feeds_failed))
+        parts.append(f"{count}: {_failed_feeds(digest, words)}")
     text = escape(" · ".join(parts))
     return ContextBlock(elements=[MarkdownTextObject(text=fit(text, CONTEXT_LIMIT))]).to_dict()
+
+
+FAILED_NAMED = 5  # unavailable feeds named in the footer; the rest are counted
+FAILED_REASON_CHARS = 60
+
+
+def _failed_feeds(digest: Digest, words: dict[str, str]) -> str:
+    """`detik.com (HTTP 404), lab.example (no answer within 20 s), 3 more`: compact, for the footer."""
+    named = []
+    for failure in digest.feeds_failed[:FAILED_NAMED]:
+        reason = failure.reason if len(failure.reason) <= FAILED_REASON_CHARS else (
+            failure.reason[: FAILED_REASON_CHARS - 1].rstrip() + "…")
+        named.append(f"{(failure.name or without_credentials(failure.url))[:60]} ({reason})")
+    rest = len(digest.feeds_failed) - len(named)
+    if rest > 0:
+        named.append(words["more_failed"].format(n=rest))
+    return ", ".join(named)
 
 
 def _theme_block(theme: str) -> dict[str, Any]:

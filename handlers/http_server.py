@@ -9,7 +9,8 @@
   minutes), signature shape, size; then the HMAC over the raw bytes. Only a verified body reaches Bolt.
   A rejection is one short log line (at most LOG_BURST a window, then a count) and closes the connection.
 - A replayed signed slash command or interaction (same signature within Slack's five-minute window)
-  is acknowledged and not run again. Events are not deduplicated here: Slack's retries of an event are
+  is acknowledged and not run again (remembered here and, through `first_sight`, in the database).
+  Events are not deduplicated here: Slack's retries of an event are
   settled by the idempotency records of the handlers.
 """
 
@@ -336,6 +337,7 @@ def build_web_app(
     health: Callable[[], Awaitable[bool]],
     guard: ConnectionGuard,
     rejected: RejectionLog,
+    first_sight: Callable[[str], Awaitable[bool]] | None = None,
 ) -> web.Application:
     @web.middleware
     async def track(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):  # type: ignore[no-untyped-def]
@@ -367,8 +369,10 @@ def build_web_app(
         form = request.content_type == "application/x-www-form-urlencoded"
         if not readable_shape(text, form=form):
             return await refuse(request, Rejection(400, "unreadable_body"))
-        if form and not gate.replays.first_sight(signature):
-            # slash commands and interactions carry no retry marker: a second sight is a replay
+        # slash commands and interactions carry no retry marker: a second sight is a replay (this process
+        # remembers, and the database tells about the other processes)
+        seen_here = form and not gate.replays.first_sight(signature)
+        if seen_here or (form and first_sight is not None and not await first_sight(signature)):
             rejected("replayed", request.remote, 200)
             return web.Response(status=200, text="")
         headers = {k.lower(): v for k, v in request.headers.items()}
@@ -404,11 +408,15 @@ async def serve(
     max_connections: int | None = None,
     idle_timeout: float = IDLE_TIMEOUT,
     body_timeout: float = BODY_TIMEOUT,
+    first_sight: Callable[[str], Awaitable[bool]] | None = None,
 ) -> HttpServer:
     """Start serving; returns the running server (its `addresses`, and `cleanup()` to stop)."""
     guard = ConnectionGuard(max_connections or connection_cap(), idle_timeout=idle_timeout)
     gate = SlackGate(signing_secret=signing_secret, body_timeout=body_timeout)
-    web_app = build_web_app(gate=gate, dispatch=dispatch, health=health, guard=guard, rejected=RejectionLog())
+    web_app = build_web_app(
+        gate=gate, dispatch=dispatch, health=health, guard=guard, rejected=RejectionLog(),
+        first_sight=first_sight,
+    )
     runner = web.AppRunner(web_app, access_log=None, keepalive_timeout=idle_timeout, handle_signals=False)
     await runner.setup()
     factory = runner.server

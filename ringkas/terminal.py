@@ -118,6 +118,8 @@ def format_digest(digest: Digest) -> str:
                 f"{_line(source.name)} <{_line(without_credentials(source.url))}>" for source in story.sources
             )
             marker = f" [{words['shared']}]" if story.team_shared else ""
+            if story.from_feed:
+                marker += f" [{words['from_feed']}]"
             out.append(_wrap(f"{words['sources']}: {links}{marker}", indent=indent))
     usage = digest.usage
     since = local_time(digest.window_start, digest.timezone)
@@ -136,8 +138,8 @@ def format_digest(digest: Digest) -> str:
     footer.append(f"{usage.prompt_tokens:,} prompt + {usage.completion_tokens:,} completion tokens "
                   f"in {usage.calls} model call{'s' if usage.calls != 1 else ''}")
     out += ["", _wrap("— " + " · ".join(footer))]
-    for url in digest.feeds_failed:
-        out.append(f"  unavailable: {_line(without_credentials(url))}")
+    for failure in digest.feeds_failed:
+        out.append(f"  unavailable: {_line(without_credentials(failure.url))} — {_line(failure.reason)}")
     return "\n".join(out)
 
 

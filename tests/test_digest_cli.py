@@ -76,7 +76,7 @@ async def test_dry_run_prints_a_digest_and_records_nothing(web, openai_stub, sla
     assert "Sources: AI Daily <https://ai.xml.example/0>" in out
     flat = " ".join(out.split())
     assert "Read 2 new items from 1 of 2 sources" in flat and "1 source(s) unavailable" in flat
-    assert "unavailable: " + web.url("/missing.xml") in out
+    assert "unavailable: " + web.url("/missing.xml") + " — HTTP 404" in out  # named, with the reason
     assert "2 model calls" in flat
     assert slack_stub.calls == []
     db = Database(sqlite_url)

@@ -179,3 +179,36 @@ def test_large_day_is_fast_enough_to_cluster() -> None:
     ]
     stories = select_stories(items, [], max_stories=15, **WINDOW)
     assert 0 < len(stories) <= 15
+
+
+def test_stock_phrases_do_not_make_a_story() -> None:
+    assert not similar("iOS 26: Everything you need to know", "Gemini 3: Everything You Need To Know")
+    assert not similar("Here's why Nvidia stock fell", "Here's why Anthropic hired bankers")
+    assert similar("OpenAI GPT-6: Everything You Need To Know", "OpenAI's GPT-6: what we know so far")
+
+
+def test_clustering_at_scale_weighs_distinctive_words() -> None:
+    """200 feeds' worth of headlines: words every other headline has (OpenAI, model) weigh little, so
+    unrelated OpenAI stories stay apart while the same news from several outlets still merges."""
+    companies = ["OpenAI", "Anthropic", "Google", "Meta", "Nvidia"]
+    things = ["pricing", "lawsuit", "hiring", "datacenter", "partnership", "outage", "benchmark", "safety"]
+    items = []
+    for i in range(400):
+        title = f"{companies[i % 5]} {things[i % 8]} update {i} for {['Jakarta', 'Berlin', 'Austin'][i % 3]}"
+        items.append(item(title, f"https://bulk{i % 200}.example/{i}", source=f"Bulk {i % 200}",
+                          feed=f"https://bulk{i % 200}.example/rss", hours_ago=2 + i / 100))
+    special = [
+        ("OpenAI GPT-6 preview: Everything you need to know", "https://a.example/gpt6", "A"),
+        ("OpenAI releases GPT-6 preview to developers", "https://b.example/gpt6", "B"),
+        ("Pixel 11 AI camera: Everything You Need To Know", "https://c.example/pixel", "C"),
+        ("OpenAI hires former Tesla AI chief", "https://d.example/hire", "D"),
+    ]
+    items += [item(t, u, source=s, feed=f"https://{s.lower()}.example/rss", hours_ago=0.5)
+              for t, u, s in special]
+    stories = select_stories(items, [], max_stories=200, source_cap=200, **WINDOW)
+    groups = {s.title: {src.name for src in s.sources} for s in stories}
+    gpt = next(names for title, names in groups.items() if "GPT-6" in title)
+    assert gpt == {"A", "B"}  # the same news from two outlets
+    pixel = next(names for title, names in groups.items() if "Pixel 11" in title)
+    hire = next(names for title, names in groups.items() if "Tesla" in title)
+    assert pixel == {"C"} and hire == {"D"}  # a stock phrase or a busy company name is no story

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import timedelta
 from typing import Any
 
@@ -110,7 +111,10 @@ async def test_digest_of_the_fixture_day(web, openai_stub, make_settings, databa
         assert absent not in joined
     assert all(s.summary == f"Summary of {s.title}." for s in digest.stories)
     assert digest.opening.startswith("A busy day")
-    assert digest.themed and {s.theme for s in digest.stories} >= {"Models", "Hardware", "Policy"}
+    themes = Counter(s.theme for s in digest.stories if s.theme)
+    assert digest.themed and set(themes) >= {"Models", "Policy"}
+    assert min(themes.values()) >= 2  # a theme groups stories: Voltra's lone "Hardware" is no theme
+    assert voltra[0].theme is None and not any(s.from_feed for s in digest.stories)
     assert digest.sources_read == 4 and digest.sources_total == 4 and not digest.feeds_failed
     assert digest.items_read == 14  # entries dated inside the window, before relevance and dedup
     assert str(digest.local_date) == "2026-03-10"
@@ -335,7 +339,7 @@ async def test_feeds_down_still_give_a_digest(web, openai_stub, make_settings, d
             window_start=NOW - timedelta(hours=24), window_end=NOW, language="en", timezone="UTC"
         )
     assert digest.stories and digest.sources_read == 4 and digest.sources_total == 7
-    assert set(digest.feeds_failed) == {slow, broken, web.url("/404.xml")}
+    assert {f.url for f in digest.feeds_failed} == {slow, broken, web.url("/404.xml")}
 
 
 async def test_all_feeds_down_is_an_error(web, openai_stub, make_settings, sqlite_url) -> None:
@@ -426,11 +430,9 @@ async def test_failed_runs_retry_but_uncertain_posts_never_repeat(
         subscription = await service.store.subscribe(
             TEAM, CHANNEL, time="08:00", timezone="UTC", created_by=None
         )
-        openai_stub.fail_next(1, status=500)
-        model_down = await service.run_channel(subscription, post=Poster())
-        assert model_down.status == "failed" and "model_unavailable" in model_down.error
-        refused = await service.run_channel(subscription, post=Poster(PostFailed(detail="channel_not_found")))
-        assert refused.status == "failed"
+        for _ in range(2):  # Slack refusing for a passing reason: the day is tried again
+            refused = await service.run_channel(subscription, post=Poster(PostFailed(detail="fatal_error")))
+            assert refused.status == "failed" and "fatal_error" in refused.error
         unsure = await service.run_channel(subscription, post=Poster(TimeoutError("read timed out")))
         assert unsure.status == "uncertain"
         poster = Poster()

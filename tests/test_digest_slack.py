@@ -9,7 +9,7 @@ import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
 from handlers.digest import digest_messages, make_poster
-from ringkas.digest.models import Digest, SourceLink, Story
+from ringkas.digest.models import Digest, FeedFailure, SourceLink, Story
 from ringkas.digest.service import PostFailed
 from tests.test_digest_support import digest_responder, recent_feed
 
@@ -159,7 +159,8 @@ def _digest(stories: int, *, long: bool = False) -> Digest:
         items_read=120,
         sources_read=12,
         sources_total=14,
-        feeds_failed=("https://a", "https://b"),
+        feeds_failed=(FeedFailure("https://a.example/rss", "HTTP 404", "Alpha"),
+                      FeedFailure("https://b.example/feed", "no answer within 20 s")),
         shared_count=1,
     )
 
@@ -180,6 +181,7 @@ def test_rendering_respects_slack_limits(count: int, long: bool) -> None:
     assert (
         "Membaca 120 item baru dari 12/14 sumber" in footer and "2 sumber tidak dapat diakses" in footer
     )
+    assert "Alpha (HTTP 404), https://b.example/feed (no answer within 20 s)" in footer
     if count == 0:
         assert "Tidak ada berita industri AI" in str(messages[0].blocks)
     if count > 12:

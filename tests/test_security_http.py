@@ -360,3 +360,30 @@ async def test_trickled_headers_idle_keepalive_and_slow_bodies_are_cut_off() -> 
         assert dispatched == []
     finally:
         await server.cleanup()
+
+
+async def test_a_replay_to_another_process_on_the_same_database_is_not_run(
+    make_slack_app, slack_stub: SlackStub, openai_stub: OpenAIStub, web: WebStub  # type: ignore[no-untyped-def]
+) -> None:
+    first_app, second_app = await make_slack_app(), await make_slack_app()  # one database, two processes
+    openai_stub.responder = model(["Microsoft began testing ads inside AI answers."])
+    url = web.add("/ads", SEARCH_HTML)
+    body = command_body("/ask", f"Who is testing ads? <{url}>", response_url=slack_stub.response_url("r"),
+                        trigger_id="13345224609.000000003.8088930838d88f008e0")
+    headers = signed_headers(SIGNING_SECRET, body, content_type="application/x-www-form-urlencoded")
+    assert (await first_app.post("/slack/events", body, headers)).status == 200
+    await first_app.settle()
+    replay = await second_app.post("/slack/events", body, dict(headers))
+    assert (replay.status, replay.text) == (200, "")
+    await second_app.settle()
+    assert len(qa_bodies(openai_stub)) == 1 and len(slack_stub.posted()) == 1
+
+
+async def test_replay_store_on_both_databases(database) -> None:  # type: ignore[no-untyped-def]
+    from ringkas.limits import ReplayStore
+
+    store = ReplayStore(database)
+    assert await store.first_sight("v0=abc")
+    assert not await store.first_sight("v0=abc")
+    assert await store.first_sight("v0=abd")
+    assert not await ReplayStore(database).first_sight("v0=abd")  # another process, same database

@@ -11,7 +11,9 @@ import calendar
 import html
 import logging
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from importlib import resources
@@ -22,19 +24,24 @@ from urllib.parse import urljoin, urlsplit
 import feedparser
 
 from ringkas.config import Settings
+from ringkas.digest.dates import checked_date, feed_dates_doubtful
+from ringkas.digest.discover import feed_links, looks_like_html
+from ringkas.digest.jsonfeed import looks_like_json, parse_json_feed
 from ringkas.digest.models import FeedItem, FeedOutcome, FeedSource, FeedState
+from ringkas.digest.outlets import item_key, site_label
 from ringkas.digest.relevance import RELEVANT, ai_relevance
 from ringkas.documents import FetchResult
 from ringkas.errors import ConfigError, RingkasError
 from ringkas.fetch import tame_attribute_floods
-from ringkas.urls import canonicalize
+from ringkas.urls import canonicalize, without_credentials
 
 log = logging.getLogger("ringkas.digest.feeds")
 
 MAX_ENTRIES_PER_FEED = 300
+PARSE_THREADS = 2  # feeds parsed at once (bench/bench_digest.py measures the loop's stalls)
 MAX_TITLE_CHARS = 300
 MAX_EXCERPT_CHARS = 700
-_FUTURE_SLACK = timedelta(hours=1)
+FUTURE_DOUBT = timedelta(hours=26)  # ahead of now by more than any time-zone mistake
 _WEIGHT = re.compile(r"\bweight\s*=\s*([0-9]+(?:\.[0-9]+)?)")
 _TOPIC = re.compile(r"\btopic\s*=\s*(ai|general)\b", re.IGNORECASE)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b-\u200f\u2028\u2029\ufeff]")
@@ -157,41 +164,109 @@ def plain_text(markup: str, limit: int) -> str:
     return text
 
 
-def _entry_time(entry: Any, now: datetime) -> datetime | None:
-    for key in ("published_parsed", "updated_parsed", "created_parsed"):
-        parsed = entry.get(key)
-        if parsed:
-            try:
-                stamp = datetime.fromtimestamp(calendar.timegm(parsed), UTC)
-            except (OverflowError, ValueError, TypeError):
-                continue
-            # a date in the future is a feed bug; it must not keep the entry "new" forever
-            return min(stamp, now) if stamp <= now + _FUTURE_SLACK else now
-    return None
+MAX_UNTITLED_WORDS = 12
+MAX_UNTITLED_CHARS = 110
+_XML_ENCODING = re.compile(rb"^\s*<\?xml[^>]*\bencoding\s*=", re.IGNORECASE)
+_SENTENCE_END = re.compile(r"(?<=[.!?…])\s")
 
 
-def _entry_link(entry: Any, base: str) -> str | None:
-    candidates = [entry.get("link")]
-    candidates += [
-        link.get("href") for link in entry.get("links", []) if link.get("rel", "alternate") == "alternate"
-    ]
-    if isinstance(entry.get("id"), str) and entry["id"].startswith(("http://", "https://")):
-        candidates.append(entry["id"])
+@dataclass
+class _Entry:
+    """One entry as a parser gave it, before cleaning."""
+
+    title: str  # may hold markup
+    links: list[Any]  # candidate links, best first (relative ones are resolved against the feed)
+    content: str  # summary or content, may hold markup
+    parsed: datetime | None  # the parser's reading of the date
+    raw_date: str | None  # the date as the feed wrote it
+
+
+def untitled_headline(text: str) -> str:
+    """A headline for an untitled item (micro-blogs, podcasts): its first sentence or first words."""
+    words = text.split()
+    if not words:
+        return ""
+    head = " ".join(words[:MAX_UNTITLED_WORDS])
+    sentence = _SENTENCE_END.split(head, maxsplit=1)[0]
+    if len(sentence) >= 20 or sentence == text:
+        head = sentence
+    if len(head) > MAX_UNTITLED_CHARS:
+        head = head[:MAX_UNTITLED_CHARS].rsplit(" ", 1)[0]
+    if head != text and not head.endswith((".", "!", "?", "…")):
+        head = head.rstrip(",;:-–—") + "…"
+    return head
+
+
+def _stamp(parsed: Any) -> datetime | None:
+    if not parsed:
+        return None
+    try:
+        return datetime.fromtimestamp(calendar.timegm(parsed), UTC)
+    except (OverflowError, ValueError, TypeError):
+        return None
+
+
+def _feedparser_entries(
+    body: bytes, content_type: str | None, charset: str | None
+) -> tuple[str, str | None, list[_Entry]]:
+    media = content_type or "application/xml"
+    if charset and not _XML_ENCODING.match(body[:500]) and not body.startswith((b"\xef\xbb\xbf", b"\xff\xfe",
+                                                                                b"\xfe\xff")):
+        media = f"{media}; charset={charset}"  # no declaration in the XML: the HTTP header says it
+    body = tame_attribute_floods(body)  # xml.sax is quadratic in a tag's attribute count
+    parsed = feedparser.parse(body, response_headers={"content-type": media}, sanitize_html=True,
+                              resolve_relative_uris=True)
+    if not parsed.entries and (parsed.bozo or not parsed.get("version")):
+        reason = type(parsed.get("bozo_exception")).__name__ if parsed.bozo else "no feed found"
+        raise ValueError(f"not a readable feed ({reason})")
+    entries = []
+    for entry in parsed.entries[:MAX_ENTRIES_PER_FEED]:
+        links: list[Any] = [entry.get("link")]
+        links += [link.get("href") for link in entry.get("links", [])
+                  if link.get("rel", "alternate") == "alternate"]
+        links.append(entry.get("id"))
+        for part in entry.get("content") or []:  # the permalink a content block is based on
+            links.append(part.get("base"))
+        content = entry.get("summary", "")
+        if not content and entry.get("content"):
+            content = entry["content"][0].get("value", "")
+        raw_date, when = None, None
+        for key in ("published", "updated", "created"):
+            if entry.get(key) or entry.get(f"{key}_parsed"):
+                raw_date, when = entry.get(key), _stamp(entry.get(f"{key}_parsed"))
+                break
+        entries.append(_Entry(entry.get("title", ""), links, content, when,
+                              raw_date if isinstance(raw_date, str) else None))
+    return parsed.feed.get("title", ""), parsed.feed.get("link"), entries
+
+
+def _json_entries(body: bytes, charset: str | None) -> tuple[str, str | None, list[_Entry]]:
+    feed = parse_json_feed(body, charset=charset)
+    entries = []
+    for item in feed.items[:MAX_ENTRIES_PER_FEED]:
+        raw_date = item.date_published or item.date_modified
+        content = item.summary or item.content_html or html.escape(item.content_text)
+        entries.append(_Entry(html.escape(item.title), [item.url, item.external_url, item.id], content,
+                              None, raw_date))
+    return html.escape(feed.title), feed.home_page_url, entries
+
+
+def _entry_link(candidates: Sequence[Any], base: str, refused: set[str]) -> str | None:
     for candidate in candidates:
         if not isinstance(candidate, str) or not candidate.strip():
             continue
         url = urljoin(base, candidate.strip())
         parts = urlsplit(url)
-        if parts.scheme in {"http", "https"} and parts.hostname and len(url) <= 2048:
-            return url
+        if parts.scheme not in {"http", "https"} or not parts.hostname or len(url) > 2048:
+            continue
+        if item_key(url, keep_fragment=True) in refused:  # an empty href resolves to the feed or its site
+            continue
+        return url
     return None
 
 
-def source_name(feed_title: str | None, feed_url: str) -> str:
-    if feed_title:
-        return feed_title
-    host = urlsplit(feed_url).hostname or feed_url
-    return host.removeprefix("www.")
+def source_name(feed_title: str | None, feed_url: str, site_url: str | None = None) -> str:
+    return site_label(feed_title, feed_url=feed_url, site_url=site_url)
 
 
 def parse_feed(
@@ -200,58 +275,72 @@ def parse_feed(
     feed_url: str,
     final_url: str | None = None,
     content_type: str | None = None,
+    charset: str | None = None,
     name: str | None = None,
     now: datetime,
     first_fetch: bool = False,
 ) -> tuple[str | None, list[FeedItem], int]:
-    """Parse RSS 0.9x/1.0/2.0 or Atom bytes. Returns (feed title, items, % of entries that look like AI news).
+    """Parse RSS 0.9x/1.0/2.0, Atom or JSON Feed 1.0/1.1 bytes. Returns (feed title, items, % of entries
+    that look like AI news).
 
     Raises ValueError when the bytes are not a feed.
     """
-    headers = {"content-type": content_type} if content_type else {}
-    body = tame_attribute_floods(body)  # xml.sax is quadratic in a tag's attribute count
-    parsed = feedparser.parse(body, response_headers=headers, sanitize_html=True, resolve_relative_uris=True)
-    entries = parsed.entries[:MAX_ENTRIES_PER_FEED]
-    if not entries:
-        if parsed.bozo or not parsed.get("version"):
-            reason = type(parsed.get("bozo_exception")).__name__ if parsed.bozo else "no feed found"
-            raise ValueError(f"not a readable feed ({reason})")
-        return plain_text(parsed.feed.get("title", ""), 200) or None, [], 0
-    title = plain_text(parsed.feed.get("title", ""), 200) or None
-    outlet = name or source_name(title, feed_url)
+    if looks_like_json(body) or (content_type or "").endswith("json"):
+        raw_title, site_url, entries = _json_entries(body, charset)
+    else:
+        raw_title, site_url, entries = _feedparser_entries(body, content_type, charset)
+    title = plain_text(raw_title, 200) or None
     base = final_url or feed_url
+    site = urljoin(base, site_url) if isinstance(site_url, str) and site_url.strip() else None
+    outlet = name or source_name(title, feed_url, site)
+    refused = {canonicalize(feed_url), canonicalize(base)}
+    if site:
+        refused.add(canonicalize(site))
+
+    rows: list[tuple[_Entry, str]] = []
+    for entry in entries:
+        link = _entry_link(entry.links, base, refused)
+        if link:
+            rows.append((entry, link))
+    # links that differ only by #fragment are different items when the feed has several of them
+    pages = Counter(item_key(link, keep_fragment=False) for _, link in rows)
+    checked = [checked_date(entry.raw_date, entry.parsed) for entry, _ in rows]
+    doubtful_feed = feed_dates_doubtful([ok for (entry, _), (_, ok) in zip(rows, checked, strict=True)
+                                         if entry.raw_date or entry.parsed])
     items: list[FeedItem] = []
     seen: set[str] = set()
     relevant = 0
-    for entry in entries:
-        link = _entry_link(entry, base)
-        headline = plain_text(entry.get("title", ""), MAX_TITLE_CHARS)
-        if not link or not headline:
-            continue
-        canonical = canonicalize(link)
+    for (entry, link), (published, trusted) in zip(rows, checked, strict=True):
+        canonical = item_key(link, keep_fragment=pages[item_key(link, keep_fragment=False)] > 1)
         if canonical in seen:
             continue
+        excerpt = plain_text(entry.content, MAX_EXCERPT_CHARS)
+        headline = plain_text(entry.title, MAX_TITLE_CHARS) or untitled_headline(excerpt)
+        if not headline:
+            continue
         seen.add(canonical)
-        content = entry.get("summary", "")
-        if not content and entry.get("content"):
-            content = entry["content"][0].get("value", "")
-        excerpt = plain_text(content, MAX_EXCERPT_CHARS)
         if excerpt == headline:
             excerpt = ""
-        published = _entry_time(entry, now)
+        if doubtful_feed:
+            published, trusted = None, False
+        if published is not None and published > now + FUTURE_DOUBT:  # days ahead: a guess or a bug
+            published, trusted = None, False
+        elif published is not None:  # hours ahead (a mislabelled zone): it must not stay "new" forever
+            published = min(published, now)
         if ai_relevance(headline, excerpt) >= RELEVANT:
             relevant += 1
         items.append(
             FeedItem(
                 feed_url=feed_url,
                 source=outlet,
-                url=link,
+                url=item_key(link, keep_fragment=True),  # no tracking parameters, anchor kept
                 canonical_url=canonical,
                 title=headline,
                 excerpt=excerpt,
                 published_at=published,
                 seen_at=now,
-                age_unknown=published is None and first_fetch,
+                # undated on the first fetch, or dated so oddly it cannot be believed: not today's news
+                age_unknown=not trusted or (published is None and first_fetch),
             )
         )
     share = round(100 * relevant / len(items)) if items else 0
@@ -265,6 +354,7 @@ class FeedReader:
         self.fetcher = fetcher
         self.concurrency = max(1, concurrency)
         self.timeout = timeout
+        self._parsing: asyncio.Semaphore | None = None
 
     async def read_all(
         self, sources: Sequence[FeedSource], states: Mapping[str, FeedState], *, now: datetime
@@ -305,25 +395,76 @@ class FeedReader:
             )
         if result.status >= 400:
             return self._failed(source, f"HTTP {result.status}")
+        first_fetch = not (state and state.fetched_before)
         try:
-            # parsing a few MB of XML takes a while: keep the event loop (and Slack acks) responsive
-            title, items, share = await asyncio.to_thread(
-                parse_feed,
-                result.body,
-                feed_url=source.url,
-                final_url=result.final_url,
-                content_type=result.content_type,
-                name=source.name,
-                now=now,
-                first_fetch=not (state and state.fetched_before),
-            )
+            title, items, share = await self._parse(source, result, now=now, first_fetch=first_fetch)
         except ValueError as exc:
-            return self._failed(source, str(exc), code="malformed")
+            if not (result.content_type == "text/html" or looks_like_html(result.body)):
+                return self._failed(source, str(exc), code="malformed")
+            found = await self._linked_feed(source, result, now=now, first_fetch=first_fetch)
+            if isinstance(found, FeedOutcome):
+                return found
+            title, items, share = found
         log.info("feed read", extra={"feed": source.url, "items": len(items), "ms": elapsed_ms})
         return FeedOutcome(
             url=source.url, status="ok", items=tuple(items), title=title, etag=etag,
             last_modified=last_modified, ai_share=share,
         )
+
+    async def _parse(
+        self, source: FeedSource, result: FetchResult, *, now: datetime, first_fetch: bool,
+        feed_url: str | None = None,
+    ) -> tuple[str | None, list[FeedItem], int]:
+        # parsing a few MB of XML takes a while: keep the event loop (and Slack acks) responsive, and
+        # parse on few threads: every extra CPU-bound thread makes the loop wait longer for the GIL
+        if self._parsing is None:
+            self._parsing = asyncio.Semaphore(PARSE_THREADS)
+        async with self._parsing:
+            return await self._parse_now(source, result, now=now, first_fetch=first_fetch, feed_url=feed_url)
+
+    async def _parse_now(
+        self, source: FeedSource, result: FetchResult, *, now: datetime, first_fetch: bool,
+        feed_url: str | None = None,
+    ) -> tuple[str | None, list[FeedItem], int]:
+        return await asyncio.to_thread(
+            parse_feed,
+            result.body,
+            feed_url=feed_url or source.url,
+            final_url=result.final_url,
+            content_type=result.content_type,
+            charset=result.charset,
+            name=source.name,
+            now=now,
+            first_fetch=first_fetch,
+        )
+
+    async def _linked_feed(
+        self, source: FeedSource, page: FetchResult, *, now: datetime, first_fetch: bool
+    ) -> tuple[str | None, list[FeedItem], int] | FeedOutcome:
+        """An HTML page instead of a feed: read the feed it names in `<link rel="alternate">`."""
+        links = await asyncio.to_thread(feed_links, page.body, base_url=page.final_url, charset=page.charset)
+        if not links:
+            return self._failed(source, "an HTML page, not a feed, and it names no feed", code="not_a_feed")
+        target = links[0]
+        shown = without_credentials(target)
+        try:
+            async with asyncio.timeout(self.timeout):
+                result = await self.fetcher.fetch(target, accept="feed")
+        except TimeoutError:
+            return self._failed(
+                source, f"an HTML page; its feed {shown} gave no answer within {self.timeout:g} s"
+            )
+        except RingkasError as exc:
+            return self._failed(source, f"an HTML page; its feed {shown}: {exc.detail or exc.user_message}",
+                                code=exc.code)
+        if result.status >= 400:
+            return self._failed(source, f"an HTML page; its feed {shown} answered HTTP {result.status}")
+        try:
+            parsed = await self._parse(source, result, now=now, first_fetch=first_fetch)
+        except ValueError as exc:
+            return self._failed(source, f"an HTML page; its feed {shown} is {exc}", code="malformed")
+        log.info("feed found on an HTML page", extra={"feed": source.url, "found": target})
+        return parsed
 
     @staticmethod
     def _failed(source: FeedSource, reason: str, *, code: str = "error") -> FeedOutcome:

@@ -21,6 +21,8 @@ _LABELS: dict[str, dict[str, str]] = {
         "more": "More stories in the thread.",
         "continued": "More from today's digest",
         "sources": "Sources",
+        "from_feed": "feed text, not summarized",
+        "more_failed": "{n} more",
     },
     "id": {
         "title": "Ringkasan berita AI",
@@ -33,6 +35,8 @@ _LABELS: dict[str, dict[str, str]] = {
         "more": "Berita lainnya ada di utas.",
         "continued": "Lanjutan ringkasan hari ini",
         "sources": "Sumber",
+        "from_feed": "teks dari feed, belum diringkas",
+        "more_failed": "{n} lainnya",
     },
 }
 _ID_DAYS = ["Senin", "Selasa", "Rabu", "Kamis", "Jumat", "Sabtu", "Minggu"]

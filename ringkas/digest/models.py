@@ -102,6 +102,17 @@ class Story:
     score: float = 0.0
     feed_urls: set[str] = field(default_factory=set)
     hint: str | None = None  # a summary in another language the model may translate
+    feed_title: str | None = None  # the headline as the feed wrote it (the model may rewrite `title`)
+    from_feed: bool = False  # no usable model text: the feed's own title and description are shown
+
+
+@dataclass(frozen=True)
+class FeedFailure:
+    """A feed the digest could not use, and why (in words for people)."""
+
+    url: str
+    reason: str
+    name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -118,7 +129,7 @@ class Digest:
     items_read: int  # feed entries published in the window (before dedup and ranking)
     sources_read: int  # feeds that answered (fresh or unchanged)
     sources_total: int
-    feeds_failed: tuple[str, ...] = ()
+    feeds_failed: tuple[FeedFailure, ...] = ()
     shared_count: int = 0  # links the team shared in the window
     usage: Usage = field(default_factory=Usage)
     model: str | None = None
@@ -145,6 +156,7 @@ class Subscription:
     timezone: str  # IANA name
     created_by: str | None = None
     since: datetime | None = None  # when this schedule was set: a time before that is not "missed"
+    paused: str | None = None  # why Slack refused it for good (not_in_channel, ...); None when active
 
 
 @dataclass(frozen=True)

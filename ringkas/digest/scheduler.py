@@ -140,7 +140,11 @@ class DigestScheduler:
             for key in set(self.jobs()) - set(wanted):
                 self.scheduler.remove_job(_job_id(*key))
             for subscription in subscriptions:
-                self._schedule(subscription)
+                if subscription.paused:
+                    if self.scheduler.get_job(_job_id(subscription.team_id, subscription.channel_id)):
+                        self.scheduler.remove_job(_job_id(subscription.team_id, subscription.channel_id))
+                else:
+                    self._schedule(subscription)
 
     def _schedule(self, subscription: Subscription) -> None:
         assert self.scheduler is not None
@@ -161,7 +165,7 @@ class DigestScheduler:
     async def fire(self, team_id: str, channel_id: str, *, now: datetime | None = None) -> RunResult | None:
         """What a channel's job runs at its time: today's digest, unless it is taken or the channel left."""
         subscription = await self.digests.store.subscription(team_id, channel_id)
-        if subscription is None:
+        if subscription is None or subscription.paused:
             return None
         task = self._start_run(subscription, now=now)
         if task is None:

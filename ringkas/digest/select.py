@@ -10,6 +10,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import chain
 
 from ringkas.digest.models import FeedItem, SharedLink, SourceLink, Story
 from ringkas.digest.relevance import RELEVANT, ai_relevance
@@ -34,6 +35,13 @@ _FILLER = frozenset(
         "tidak", "bisa",
         "sudah", "oleh", "para", "baru", "resmi", "meluncurkan", "luncurkan", "merilis", "rilis", "hadirkan",
         "menghadirkan", "kini", "jadi", "bakal", "soal", "terbaru",
+        # stock phrases of headline writing ("Everything you need to know", "Here's why", "hands-on review")
+        "everything", "need", "needs", "know", "you", "your", "here", "heres", "here's", "things", "thing",
+        "guide", "explained", "explainer", "review", "hands-on", "vs", "versus", "best", "top", "ways",
+        "tips", "watch", "live", "breaking", "exclusive", "opinion", "analysis", "podcast", "episode",
+        "newsletter", "roundup", "recap", "weekly", "daily", "really", "look", "inside", "meet", "whats",
+        "what's", "we", "our", "my", "i", "me", "us", "they", "their", "all", "every", "simak", "begini",
+        "cara", "inilah", "ternyata",
     }
 )
 _TOKEN = re.compile(r"\w+(?:[-.]\w+)*", re.UNICODE)
@@ -61,10 +69,13 @@ def name_tokens(title: str) -> frozenset[str]:
     """Words that name things: model/product names with digits (Nova-3, V9) and capitalised words
     after the first one (Voltra, Gemini). Sharing those says more than sharing ordinary words."""
     names = set()
-    for position, (original, token) in enumerate(_words(title)):
+    words = _words(title)
+    lowered = [original for original, _ in re.findall(r"(\w)(\w*)", title) if original.islower()]
+    title_case = not lowered  # "Everything You Need To Know": capitals say nothing there
+    for position, (original, token) in enumerate(words):
         model_name = any(ch.isdigit() for ch in token) and any(ch.isalpha() for ch in token)
         acronym = len(original) > 1 and original.isalpha() and original.isupper()
-        capitalised = position > 0 and original[:1].isupper()
+        capitalised = position > 0 and original[:1].isupper() and not title_case
         if model_name or acronym or capitalised:
             names.add(token)
     return frozenset(names)
@@ -72,25 +83,37 @@ def name_tokens(title: str) -> frozenset[str]:
 
 def same_story(
     a: frozenset[str], b: frozenset[str], a_text: str, b_text: str,
-    names: frozenset[str] = frozenset(),
+    names: frozenset[str] = frozenset(), weights: Mapping[str, float] | None = None,
 ) -> bool:
     """Near-duplicate headlines: enough shared informative words (names count more), or nearly the same
-    wording. `names` holds the name-like words of either headline."""
+    wording. `names` holds the name-like words of either headline; `weights` (0..1, default 1) how
+    distinctive each word is among the run's headlines (see `distinctiveness`)."""
     if not a or not b:
         return False
     common = a & b
-    shared = len(common)
-    if shared == 0:
+    if not common:
         return False
-    overlap = shared / min(len(a), len(b))
-    if shared / len(a | b) >= 0.5:
+    w = weights or {}
+
+    def total(tokens: frozenset[str]) -> float:
+        return sum(w.get(t, 1.0) for t in tokens)
+
+    shared = total(common)
+    overlap = shared / min(total(a), total(b))
+    if shared / total(a | b) >= 0.5:
         return True
-    if shared >= 2 and overlap >= 0.75:
+    if len(common) >= 2 and overlap >= 0.75:
         return True
-    weight = sum(2.0 if any(ch.isdigit() for ch in t) and t in names else 1.5 if t in names else 1.0
-                 for t in common)
-    if shared >= 2 and weight >= 3 and overlap >= 0.4:
+    weight = sum(w.get(t, 1.0) * (2.0 if any(ch.isdigit() for ch in t) and t in names else 1.5 if t in names
+                                  else 1.0) for t in common)
+    if len(common) >= 2 and weight >= 3 and overlap >= 0.4:
         return True
+    # nearly the same wording needs most words in common and texts of about the same length (cheap tests
+    # first: the matcher is the costliest step of clustering a busy day)
+    if 2 * len(common) < 0.5 * (len(a) + len(b)) or 2 * min(len(a_text), len(b_text)) < 0.85 * (
+        len(a_text) + len(b_text)
+    ):
+        return False
     matcher = difflib.SequenceMatcher(None, a_text, b_text, autojunk=False)
     return matcher.quick_ratio() >= 0.85 and matcher.ratio() >= 0.85
 
@@ -143,6 +166,24 @@ def _candidates(
     return found
 
 
+IDF_MIN_HEADLINES = 50  # below this, word counts say little about what is common
+
+
+def distinctiveness(token_sets: Sequence[frozenset[str]]) -> dict[str, float]:
+    """Inverse document frequency over the run's headlines, scaled to 0.2..1: a word in at most 3
+    headlines weighs 1, one in most of them little. Only words below 1 are returned."""
+    count = len(token_sets)
+    if count < IDF_MIN_HEADLINES:
+        return {}
+    frequency: Counter[str] = Counter(token for tokens in token_sets for token in tokens)
+    reference = math.log((count + 1) / 4)
+    weights = {}
+    for token, seen in frequency.items():
+        if seen > 3:
+            weights[token] = min(1.0, max(0.2, math.log((count + 1) / (seen + 1)) / reference))
+    return weights
+
+
 def _clusters(candidates: Sequence[_Candidate]) -> list[list[_Candidate]]:
     """Group candidates about the same news: same canonical URL, or a headline close to a group's FIRST
     headline. Comparing with the first one only (not any member) stops chains like A~B, B~C from gluing
@@ -152,16 +193,25 @@ def _clusters(candidates: Sequence[_Candidate]) -> list[list[_Candidate]]:
     tokens = [title_tokens(c.title) for c in candidates]
     names = [name_tokens(c.title) for c in candidates]
     texts = [" ".join(sorted(t)) for t in tokens]
+    weights = distinctiveness(tokens)
     groups: list[list[int]] = []
     by_url: dict[str, int] = {}
+    by_words: dict[frozenset[str], int] = {}  # the same words (syndicated headlines): no comparison needed
     postings: dict[str, list[int]] = defaultdict(list)  # word -> groups whose first headline has it
     for i in order:
         group = by_url.get(candidates[i].canonical_url)
+        if group is None and tokens[i]:
+            group = by_words.get(tokens[i])
         if group is None:
-            nearby = sorted({g for token in tokens[i] for g in postings.get(token, ())})
-            for g in nearby:
+            # groups sharing two words or more; one shared word can only decide between very short headlines
+            hits = Counter(chain.from_iterable(postings.get(token, ()) for token in tokens[i]))
+            short = len(tokens[i]) <= 2
+            for g in sorted(hits):
                 lead = groups[g][0]
-                if same_story(tokens[lead], tokens[i], texts[lead], texts[i], names[lead] | names[i]):
+                if hits[g] < 2 and not (short or len(tokens[lead]) <= 2):
+                    continue
+                pair_names = names[lead] | names[i]
+                if same_story(tokens[lead], tokens[i], texts[lead], texts[i], pair_names, weights):
                     group = g
                     break
         if group is None:
@@ -169,6 +219,7 @@ def _clusters(candidates: Sequence[_Candidate]) -> list[list[_Candidate]]:
             groups.append([])
             for token in tokens[i]:
                 postings[token].append(group)
+            by_words.setdefault(tokens[i], group)
         groups[group].append(i)
         by_url.setdefault(candidates[i].canonical_url, group)
     return [[candidates[i] for i in members] for members in groups]

@@ -17,12 +17,14 @@ from ringkas.config import Settings
 from ringkas.digest.feeds import FeedReader, Fetcher, feed_sources
 from ringkas.digest.models import (
     Digest,
+    FeedFailure,
     FeedItem,
     FeedOutcome,
     FeedSource,
     Story,
     Subscription,
 )
+from ringkas.digest.outlets import site_label
 from ringkas.digest.schedule import due_today, local_date
 from ringkas.digest.select import in_window, per_source_cap, select_stories
 from ringkas.digest.store import MAX_ATTEMPTS, DigestStore
@@ -41,6 +43,10 @@ FEED_CONCURRENCY = 8
 EXTRA_CANDIDATES = 5  # more than DIGEST_MAX_STORIES go to the model, which folds same-event stories
 
 Poster = Callable[[str, str, Digest], Awaitable[str | None]]
+# A poster may also have these (Slack glue tells people; the service decides when):
+#   async paused(subscription, error_code)  -- Slack refused for good; the subscription is now paused
+#   async gave_up(subscription, error)      -- no digest today after the last attempt (RingkasError)
+CHANNEL_GONE = frozenset({"not_in_channel", "channel_not_found", "is_archived"})
 
 
 class NoSources(RingkasError):
@@ -184,7 +190,7 @@ class DigestService:
             items_read=len(in_window(items, window_start, window_end)),
             sources_read=len(answered),
             sources_total=len(self.sources),
-            feeds_failed=tuple(o.url for o in snapshot.outcomes if o.status == "failed"),
+            feeds_failed=self._failures(snapshot.outcomes),
             shared_count=len(shared),
             usage=written.usage,
             model=written.model,
@@ -197,6 +203,16 @@ class DigestService:
                    "model_calls": written.usage.calls, "prompt_tokens": written.usage.prompt_tokens},
         )
         return digest
+
+    def _failures(self, outcomes: Sequence[FeedOutcome]) -> tuple[FeedFailure, ...]:
+        names = {source.url: source.name for source in self.sources}
+        failures = []
+        for outcome in outcomes:
+            if outcome.status == "failed":
+                reason = (outcome.error or "unknown error").split(": ", 1)[-1]
+                name = names.get(outcome.url) or site_label(None, feed_url=outcome.url)
+                failures.append(FeedFailure(url=outcome.url, reason=reason, name=name))
+        return tuple(failures)
 
     async def _reuse_summaries(self, stories: Sequence[Story], language: str) -> None:
         """Stories whose article the link flow already summarized take that TL;DR (no model text needed);
@@ -266,6 +282,10 @@ class DigestService:
             await self.store.mark_failed(run_id, _describe(exc))
             log.warning("digest build failed", exc_info=not isinstance(exc, RingkasError),
                         extra={"team": team_id, "channel": channel_id, "date": day, "error": _describe(exc)})
+            run = await self.store.run(team_id, channel_id, day)
+            if run is not None and run.attempts >= MAX_ATTEMPTS:  # no digest today: say so in the channel
+                error = exc if isinstance(exc, RingkasError) else RingkasError(detail=type(exc).__name__)
+                await _tell(post, "gave_up", subscription, error)
             return RunResult(team_id, channel_id, day, "failed", error=_describe(exc))
         try:
             ts = await post(team_id, channel_id, digest)
@@ -273,6 +293,11 @@ class DigestService:
             await self.store.mark_failed(run_id, _describe(exc))
             log.warning("digest post refused", extra={"team": team_id, "channel": channel_id,
                                                       "error": _describe(exc)})
+            if exc.detail in CHANNEL_GONE:  # fails every day from now on: pause, tell who subscribed
+                await self.store.pause(team_id, channel_id, exc.detail)
+                log.warning("digest subscription paused", extra={"team": team_id, "channel": channel_id,
+                                                                 "reason": exc.detail})
+                await _tell(post, "paused", subscription, exc.detail)
             return RunResult(team_id, channel_id, day, "failed", error=_describe(exc))
         except Exception as exc:
             # Slack may or may not have the message: never retry this one (a gap beats a duplicate)
@@ -288,7 +313,7 @@ class DigestService:
         now = now or self.clock()
         due: list[Subscription] = []
         for subscription in await self.store.subscriptions():
-            if not due_today(subscription, now, grace=grace):
+            if subscription.paused or not due_today(subscription, now, grace=grace):
                 continue
             day = local_date(now, subscription.timezone).isoformat()
             run = await self.store.run(subscription.team_id, subscription.channel_id, day)
@@ -319,6 +344,16 @@ class DigestService:
     async def posted_on(self, subscription: Subscription, day: date) -> bool:
         run = await self.store.run(subscription.team_id, subscription.channel_id, day.isoformat())
         return run is not None and run.state in {"posting", "posted", "uncertain"}
+
+
+async def _tell(post: Any, hook: str, subscription: Subscription, problem: object) -> None:
+    tell = getattr(post, hook, None)
+    if tell is None:
+        return
+    try:
+        await tell(subscription, problem)
+    except Exception:  # telling people is best effort: the run's outcome is already recorded
+        log.exception("digest notice failed", extra={"hook": hook, "channel": subscription.channel_id})
 
 
 def _describe(exc: BaseException) -> str:

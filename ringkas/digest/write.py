@@ -5,9 +5,15 @@
 2. Story lines in batches (run concurrently) for the stories that remain after merging and trimming;
    team-shared articles with a stored summary in the digest language reuse it and cost nothing.
 
-Calls per digest: 1 + ceil(stories needing text / batch). Every request's messages are counted with the
-model's tokenizer and kept under the LLM's input budget (MAX_INPUT_TOKENS): batches are split by token
-count, and an item too long on its own has its excerpt cut.
+3. Every written line is checked (`checks.py`): a line about another story, a headline used for several
+   stories or an opening that is not a sentence is not used. Stories left without a line get one more
+   request, then their feed title and description, marked (`from_feed`): the digest never fails because
+   of the model.
+
+Calls per digest: 1 + ceil(stories needing text / batch), plus retries within `call_budget` (3 + stories
+/ 12; the LLM's own repair request for a malformed answer counts too). Every request's messages are
+counted with the model's tokenizer and kept under the LLM's input budget (MAX_INPUT_TOKENS): batches are
+split by token count, and an item too long on its own has its excerpt cut.
 """
 
 from __future__ import annotations
@@ -17,14 +23,16 @@ import json
 import logging
 import re
 import secrets
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ringkas.digest.checks import belongs, plausible_opening
 from ringkas.digest.models import Story
 from ringkas.digest.select import merge_stories
 from ringkas.documents import Usage, UsageContext
-from ringkas.errors import ModelOutputInvalid
+from ringkas.errors import RingkasError
 from ringkas.language import language_name
 from ringkas.prompts import load_prompt, prompt_set_version
 
@@ -35,6 +43,7 @@ MAX_THEMES = 4
 MIN_STORIES_FOR_THEMES = 6
 OUTPUT_TOKENS_PER_STORY = 170
 EXCERPT_TOKENS = 220
+FALLBACK_CHARS = 300  # of a feed description shown when the model gave no usable line
 _SPACES = re.compile(r"\s+")
 PROMPT_VERSION_NAMES = ("digest_system", "digest_stories", "digest_overview_themes", "digest_overview_plain")
 
@@ -133,38 +142,52 @@ class DigestWriter:
         """Merge same-event candidates, keep the best `max_stories`, and write their lines and the opening.
 
         Fills each kept story's `summary` (unless reused), `title` (in the digest language) and `theme`.
+        Never fails because of the model: a story the model skipped, or wrote about another story, gets
+        its feed title and description (`from_feed`); a failed overview costs only the opening and themes.
         """
         if not candidates:
             return Written(opening="", stories=[], usage=Usage(), model=None, calls=0)
+        for story in candidates:
+            story.feed_title = story.feed_title or story.title
         boundary = f"items-{secrets.token_hex(6)}"
         system = {"role": "system", "content": load_prompt("digest_system").render(
             language=language_name(language), boundary=boundary)}
         ids = {index + 1: story for index, story in enumerate(candidates)}
-        overview = await self._overview(system, ids, language, boundary, context)
-        usage, model, opening, duplicates, themes = overview
+        usage, model, opening, duplicates, themes, calls = await self._overview(
+            system, ids, language, boundary, context)
         kept = self._merge(ids, duplicates)
         kept = dict(list(kept.items())[:max_stories])
         self._apply_themes(kept, themes)
+        budget = call_budget(len(kept))
         to_write = [(i, s) for i, s in kept.items() if not s.reused_summary]
-        results = await asyncio.gather(
-            *(self._write_batch(system, batch, kept, language, boundary, context)
-              for batch in self._batches(system, to_write, language=language, boundary=boundary))
-        )
-        usage = sum((r[0] for r in results), usage)
-        model = model or next((r[1] for r in results if r[1]), None)
-        missing = [(i, s) for i, s in to_write if not s.summary]
-        if missing:  # one more try for stories the model skipped, then give up on the digest
-            log.warning("model skipped digest stories; asking again", extra={"missing": len(missing)})
-            retry = await asyncio.gather(
-                *(self._write_batch(system, batch, kept, language, boundary, context)
-                  for batch in self._batches(system, missing, language=language, boundary=boundary))
+        pending = to_write
+        for attempt in range(2):  # the first pass, then one more try for what the model skipped
+            batches = self._batches(system, pending, language=language, boundary=boundary)
+            if attempt:
+                batches = batches[: max(0, budget - calls)]
+                if not batches:
+                    break
+                log.warning("model skipped digest stories; asking again",
+                            extra={"missing": len(pending), "requests": len(batches)})
+            results = await asyncio.gather(
+                *(self._write_batch(system, batch, kept, language, boundary, context) for batch in batches)
             )
-            usage = sum((r[0] for r in retry), usage)
-            if any(not s.summary for _, s in missing):
-                raise ModelOutputInvalid(detail="digest stories missing from the model's answers")
-        return Written(
-            opening=opening, stories=list(kept.values()), usage=usage, model=model, calls=usage.calls
-        )
+            for batch_usage, batch_model, batch_calls in results:
+                usage, calls = usage + batch_usage, calls + batch_calls
+                model = model or batch_model
+            pending = [(i, s) for i, s in pending if not s.summary]
+            if not pending:
+                break
+        for _, story in pending:
+            fall_back_to_feed(story)
+        # one written headline over several stories (across batches too): each keeps its feed's own
+        written_titles = Counter(story.title.casefold() for _, story in to_write)
+        for _, story in to_write:
+            if written_titles[story.title.casefold()] > 1 and story.feed_title:
+                story.title = story.feed_title
+        if pending:
+            log.warning("digest stories shown with their feed text", extra={"stories": len(pending)})
+        return Written(opening=opening, stories=list(kept.values()), usage=usage, model=model, calls=calls)
 
     @staticmethod
     def _merge(ids: dict[int, Story], duplicates: dict[int, int]) -> dict[int, Story]:
@@ -247,52 +270,68 @@ class DigestWriter:
     async def _write_batch(
         self, system: dict, items: list[dict], ids: dict[int, Story], language: str, boundary: str,
         context: UsageContext | None,
-    ) -> tuple[Usage, str | None, str]:
+    ) -> tuple[Usage, str | None, int]:
+        """One request for a batch; only lines that pass the checks are kept. Returns (usage, model,
+        calls made). A request that fails leaves its stories without text (the caller falls back)."""
         messages = self._stories_messages(system, items, language, boundary)
-        completion = await self.llm.complete(
-            messages, purpose="digest", schema=STORIES_SCHEMA, schema_name="digest_stories",
-            max_output_tokens=OUTPUT_TOKENS_PER_STORY * len(items) + 100, context=context,
-        )
-        wanted = {item["id"]: item for item in items}
-        for entry in (completion.data or {}).get("stories", []) if isinstance(completion.data, dict) else []:
-            if not isinstance(entry, dict) or entry.get("id") not in wanted:
+        try:
+            completion = await self.llm.complete(
+                messages, purpose="digest", schema=STORIES_SCHEMA, schema_name="digest_stories",
+                max_output_tokens=OUTPUT_TOKENS_PER_STORY * len(items) + 100, context=context, salvage=True,
+            )
+        except RingkasError as exc:
+            log.warning("digest batch failed", extra={"stories": len(items), "error": exc.code})
+            return Usage(), None, 1
+        wanted = {item["id"] for item in items}
+        answers: dict[int, tuple[str, str]] = {}
+        entries = (completion.data or {}).get("stories", []) if isinstance(completion.data, dict) else []
+        for entry in entries if isinstance(entries, list) else []:
+            if not isinstance(entry, dict) or entry.get("id") not in wanted or entry["id"] in answers:
                 continue
-            story = ids[entry["id"]]
             summary = _clean(entry.get("summary"), 420)
-            if not summary:
-                continue
-            story.summary = summary
-            headline = _clean(entry.get("headline"), 160)
-            if headline:
-                story.title = headline
-        return completion.usage, completion.model, ""
+            if summary:
+                answers[entry["id"]] = (_clean(entry.get("headline"), 160), summary)
+        # the checks detect languages (py3langid, a model load on first use): off the event loop
+        await asyncio.to_thread(accept_lines, answers, {index: ids[index] for index in wanted}, language)
+        return completion.usage, completion.model, max(1, completion.usage.calls)
 
     async def _overview(
         self, system: dict, ids: dict[int, Story], language: str, boundary: str, context: UsageContext | None
-    ) -> tuple[Usage, str | None, str, dict[int, int], dict[int, str]]:
+    ) -> tuple[Usage, str | None, str, dict[int, int], dict[int, str], int]:
         themed = len(ids) >= MIN_STORIES_FOR_THEMES
         messages, listed = self._overview_messages(system, ids, language, boundary, themed=themed)
         if themed and listed < len(ids):  # too many headlines for the cap: no themes; opening from top ones
             themed = False
             messages, listed = self._overview_messages(system, ids, language, boundary, themed=False)
-        completion = await self.llm.complete(
-            messages, purpose="digest",
-            schema=OVERVIEW_THEMES_SCHEMA if themed else OVERVIEW_PLAIN_SCHEMA,
-            schema_name="digest_overview", max_output_tokens=150 + 30 * listed, context=context,
-        )
+        try:
+            completion = await self.llm.complete(
+                messages, purpose="digest",
+                schema=OVERVIEW_THEMES_SCHEMA if themed else OVERVIEW_PLAIN_SCHEMA,
+                schema_name="digest_overview", max_output_tokens=150 + 30 * listed, context=context,
+                salvage=True,
+            )
+        except RingkasError as exc:  # no opening line, no model merges, no themes: the stories still go out
+            log.warning("digest overview failed", extra={"error": exc.code})
+            return Usage(), None, "", {}, {}, 1
         data = completion.data if isinstance(completion.data, dict) else {}
         duplicates: dict[int, int] = {}
         themes: dict[int, str] = {}
-        for entry in data.get("stories") or []:
+        entries = data.get("stories") if isinstance(data.get("stories"), list) else []
+        for entry in entries:
             if not isinstance(entry, dict) or entry.get("id") not in ids:
                 continue
             same_as = entry.get("same_as")
-            if isinstance(same_as, int) and 0 < same_as < entry["id"]:
+            if isinstance(same_as, int) and not isinstance(same_as, bool) and 0 < same_as < entry["id"]:
                 duplicates[entry["id"]] = same_as
             label = _clean(entry.get("theme"), 40).strip(" .:") if themed else ""
             if label:
                 themes[entry["id"]] = label[0].upper() + label[1:]
-        return completion.usage, completion.model, _clean(data.get("opening"), 400), duplicates, themes
+        opening = _clean(data.get("opening"), 400)
+        if opening and not plausible_opening(opening):
+            log.warning("digest opening dropped", extra={"chars": len(opening)})
+            opening = ""
+        calls = max(1, completion.usage.calls)
+        return completion.usage, completion.model, opening, duplicates, themes, calls
 
     def _overview_messages(
         self, system: dict, ids: dict[int, Story], language: str, boundary: str, *, themed: bool
@@ -317,16 +356,55 @@ class DigestWriter:
 
     def _apply_themes(self, kept: dict[int, Story], themes: dict[int, str]) -> None:
         labelled = {index: themes[index] for index in kept if index in themes}
-        labels = {label.casefold() for label in labelled.values()}
-        # themes only help when they really group: enough stories, nearly all labelled, a few labels
-        if len(kept) < MIN_STORIES_FOR_THEMES or len(labelled) < 0.8 * len(kept) or not 2 <= len(labels) <= (
+        sizes = Counter(label.casefold() for label in labelled.values())
+        # a theme groups stories: a label only one story carries is no theme, that story goes unthemed
+        grouped = {index: label for index, label in labelled.items() if sizes[label.casefold()] >= 2}
+        labels = {label.casefold() for label in grouped.values()}
+        # themes only help when they really group: enough stories, most of them grouped, a few labels
+        if len(kept) < MIN_STORIES_FOR_THEMES or len(grouped) < 0.7 * len(kept) or not 2 <= len(labels) <= (
             MAX_THEMES + 1
         ):
             if themes:
-                log.info("digest themes not used", extra={"labelled": len(labelled), "labels": len(labels)})
+                log.info("digest themes not used", extra={"labelled": len(grouped), "labels": len(labels)})
             return
         spelling: dict[str, str] = {}
         for index, story in kept.items():
-            label = labelled.get(index)
+            label = grouped.get(index)
             if label is not None:
                 story.theme = spelling.setdefault(label.casefold(), label)
+
+
+def call_budget(stories: int) -> int:
+    """Model calls a digest of `stories` stories may make: the overview, one per batch, one retry."""
+    return 3 + stories // MAX_BATCH
+
+
+def fall_back_to_feed(story: Story) -> None:
+    """The story as its feed told it: feed title, the start of its description, marked as such."""
+    story.title = story.feed_title or story.title
+    story.summary = _clean(story.excerpt, FALLBACK_CHARS) or None
+    story.from_feed = True
+
+
+def accept_lines(answers: dict[int, tuple[str, str]], stories: dict[int, Story], language: str) -> None:
+    """Set each story's written headline and summary when they are about that story (issue: weak models
+    pin text to the wrong headline, or repeat one headline over several stories)."""
+    sources = {index: f"{story.feed_title or story.title}. {story.excerpt} {story.hint or ''}"
+               for index, story in stories.items()}
+    headline_count = Counter(headline.casefold() for headline, _ in answers.values() if headline)
+    summary_count = Counter(summary.casefold() for _, summary in answers.values())
+    for index, (headline, summary) in answers.items():
+        story = stories[index]
+        others = [text for other, text in sources.items() if other != index]
+        if summary_count[summary.casefold()] > 1 or not belongs(
+            summary, sources[index], others, written_language=language
+        ):
+            log.info("digest line rejected: not about its story", extra={"id": index})
+            continue
+        story.summary = summary
+        if headline and headline_count[headline.casefold()] == 1 and belongs(
+            headline, sources[index], others, written_language=language
+        ):
+            story.title = headline
+        else:
+            story.title = story.feed_title or story.title

@@ -5,9 +5,11 @@
   `model_calls` rows, so the limits hold across restarts and across processes sharing one database.
 - `FairSlots` hands out the work slots of the link runner round-robin by user, with per-user and
   per-channel caps, so one person's twenty slow links cannot hold every slot.
+- `ReplayStore` remembers signed requests already run, so a replayed `/ask` or `/digest now` runs once.
 """
 
 from ringkas.limits.fairness import FairSlots
 from ringkas.limits.guard import LimitGuard, Limits, LimitStatus
+from ringkas.limits.replays import ReplayStore
 
-__all__ = ["FairSlots", "LimitGuard", "LimitStatus", "Limits"]
+__all__ = ["FairSlots", "LimitGuard", "LimitStatus", "Limits", "ReplayStore"]

@@ -27,6 +27,19 @@ class DigestSubscriptionRow(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
+class DigestPauseRow(Base):
+    """A subscription on hold because Slack refused its digest for good (the bot was removed from the
+    channel, the channel is gone or archived). A table of its own: existing databases get it from
+    `create_all` without a migration. `/digest subscribe` in the channel resumes it."""
+
+    __tablename__ = "digest_pauses"
+
+    team_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    channel_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(64))  # Slack's error code, e.g. not_in_channel
+    paused_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class DigestRunRow(Base):
     """One scheduled digest of one channel on one local day.
 

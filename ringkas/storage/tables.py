@@ -151,3 +151,14 @@ class QuestionRow(Base):
     answered: Mapped[bool] = mapped_column(Boolean, default=True)  # False: the articles don't say
     asked_via: Mapped[str] = mapped_column(String(16), default="mention")  # mention | ask
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SeenRequestRow(Base):
+    """Signed requests already run (slash commands, interactions), by the hash of their signature: a
+    replay within Slack's five-minute window is recognised by every process sharing the database."""
+
+    __tablename__ = "seen_requests"
+    __table_args__ = (Index("ix_seen_requests_time", "seen_at"),)
+
+    identity: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -20,6 +20,8 @@ The real `openai` SDK talks to it over HTTP on 127.0.0.1 (set `OPENAI_BASE_URL` 
   naming the source's people, firms and numbers; `summary_with(body, schema, **fields)` adds test text
   (hostile, huge) to such a summary so it still passes the answer checks. Weak-model behaviours and
   stand-ins of specific servers are in `model_servers.py`.
+- `skipping(responder)` wraps a responder so that its JSON answers leave out items of an array (a model
+  that skips stories).
 - `stub.v1_only = True` serves Chat Completions only under /v1 (404 "page not found" at the root, like
   Ollama and vLLM), for OPENAI_BASE_URL set without its /v1.
 """
@@ -381,3 +383,24 @@ class OpenAIStub:
         return await stream_completion(
             request, payload, include_usage=include_usage, pieces=self.stream_pieces
         )
+
+def skipping(
+    responder: Responder, *, key: str = "stories", keep: Callable[[int], bool] | None = None
+) -> Responder:
+    """A responder that answers like `responder` but leaves out items of the JSON array `key`, as weak or
+    truncating models do: by default every second one (`keep(position)` decides otherwise)."""
+    keep = keep or (lambda position: position % 2 == 0)
+
+    def answer(body: dict[str, Any]) -> str | dict[str, Any]:
+        reply = responder(body)
+        if not isinstance(reply, str):
+            return reply
+        try:
+            data = json.loads(reply)
+        except ValueError:
+            return reply
+        if isinstance(data, dict) and isinstance(data.get(key), list):
+            data[key] = [entry for position, entry in enumerate(data[key]) if keep(position)]
+        return json.dumps(data)
+
+    return answer
