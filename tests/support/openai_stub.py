@@ -384,6 +384,7 @@ class OpenAIStub:
             request, payload, include_usage=include_usage, pieces=self.stream_pieces
         )
 
+
 def skipping(
     responder: Responder, *, key: str = "stories", keep: Callable[[int], bool] | None = None
 ) -> Responder:
