@@ -234,8 +234,11 @@ async def test_reader_reads_json_feed_header_charsets_and_html_pages(web, fetche
                    content_type="text/html")
     dead_link = web.add("/dead.html", b'<html><head><link rel="alternate" type="application/rss+xml" '
                         b'href="/gone.xml"></head></html>', content_type="text/html")
+    second = web.add("/second.html", b'<html><head><link rel="alternate" type="application/rss+xml" '
+                     b'href="/gone.xml"><link rel="alternate" type="application/feed+json" href="/feed.json">'
+                     b"</head></html>", content_type="text/html")
     reader = FeedReader(fetcher, timeout=10)
-    sources = [FeedSource(u) for u in (json_feed, cp1251, page, bare, dead_link)]
+    sources = [FeedSource(u) for u in (json_feed, cp1251, page, bare, dead_link, second)]
     outcomes = {o.url: o for o in await reader.read_all(sources, {}, now=NOW)}
     assert outcomes[json_feed].status == "ok" and len(outcomes[json_feed].items) == 3
     assert outcomes[cp1251].items[0].title == "Нейросеть 1: новая языковая модель ИИ"
@@ -245,6 +248,7 @@ async def test_reader_reads_json_feed_header_charsets_and_html_pages(web, fetche
     assert [i.url for i in from_page.items] == [i.url for i in direct.items]
     assert outcomes[bare].status == "failed" and "names no feed" in outcomes[bare].error
     assert outcomes[dead_link].status == "failed" and "gone.xml" in outcomes[dead_link].error
+    assert outcomes[second].status == "ok" and len(outcomes[second].items) == 3  # its next feed
 
 
 def test_feed_links_prefer_rss_and_ignore_the_body() -> None:

@@ -38,6 +38,7 @@ from ringkas.urls import canonicalize, without_credentials
 log = logging.getLogger("ringkas.digest.feeds")
 
 MAX_ENTRIES_PER_FEED = 300
+LINKED_FEEDS_TRIED = 2  # feeds named by an HTML page that are tried in turn
 PARSE_THREADS = 2  # feeds parsed at once (bench/bench_digest.py measures the loop's stalls)
 MAX_TITLE_CHARS = 300
 MAX_EXCERPT_CHARS = 700
@@ -347,6 +348,12 @@ def parse_feed(
     return title, items, share
 
 
+@dataclass(frozen=True)
+class _Unusable:
+    reason: str
+    code: str = "error"
+
+
 class FeedReader:
     """Reads many feeds concurrently (bounded), with conditional requests, each under a deadline."""
 
@@ -445,26 +452,33 @@ class FeedReader:
         links = await asyncio.to_thread(feed_links, page.body, base_url=page.final_url, charset=page.charset)
         if not links:
             return self._failed(source, "an HTML page, not a feed, and it names no feed", code="not_a_feed")
-        target = links[0]
+        failure = _Unusable("an HTML page whose feeds could not be read", "error")
+        for target in links[:LINKED_FEEDS_TRIED]:  # the page's first feed, then its next one
+            found = await self._read_linked(source, target, now=now, first_fetch=first_fetch)
+            if not isinstance(found, _Unusable):
+                log.info("feed found on an HTML page", extra={"feed": source.url, "found": target})
+                return found
+            failure = found
+        return self._failed(source, failure.reason, code=failure.code)
+
+    async def _read_linked(
+        self, source: FeedSource, target: str, *, now: datetime, first_fetch: bool
+    ) -> tuple[str | None, list[FeedItem], int] | _Unusable:
+        """(title, items, share) of a feed an HTML page links to, or why it is unusable."""
         shown = without_credentials(target)
         try:
             async with asyncio.timeout(self.timeout):
                 result = await self.fetcher.fetch(target, accept="feed")
         except TimeoutError:
-            return self._failed(
-                source, f"an HTML page; its feed {shown} gave no answer within {self.timeout:g} s"
-            )
+            return _Unusable(f"an HTML page; its feed {shown} gave no answer within {self.timeout:g} s")
         except RingkasError as exc:
-            return self._failed(source, f"an HTML page; its feed {shown}: {exc.detail or exc.user_message}",
-                                code=exc.code)
+            return _Unusable(f"an HTML page; its feed {shown}: {exc.detail or exc.user_message}", exc.code)
         if result.status >= 400:
-            return self._failed(source, f"an HTML page; its feed {shown} answered HTTP {result.status}")
+            return _Unusable(f"an HTML page; its feed {shown} answered HTTP {result.status}")
         try:
-            parsed = await self._parse(source, result, now=now, first_fetch=first_fetch)
+            return await self._parse(source, result, now=now, first_fetch=first_fetch)
         except ValueError as exc:
-            return self._failed(source, f"an HTML page; its feed {shown} is {exc}", code="malformed")
-        log.info("feed found on an HTML page", extra={"feed": source.url, "found": target})
-        return parsed
+            return _Unusable(f"an HTML page; its feed {shown} is {exc}", "malformed")
 
     @staticmethod
     def _failed(source: FeedSource, reason: str, *, code: str = "error") -> FeedOutcome:
