@@ -243,3 +243,29 @@ async def test_acks_arriving_together_share_a_commit_and_redeliveries_are_still_
                                  *(intake.accept(spec(f"{n}.0")) for n in range(20, 25)))
     assert again[0] == [] and all(len(claimed) == 1 for claimed in again[1:])
     assert await queue.depth() == 25
+
+
+async def test_finished_jobs_and_sent_posts_are_forgotten_after_a_week(database: Database) -> None:
+    from datetime import timedelta as td
+
+    from sqlalchemy import update as sql_update
+
+    from ringkas.storage.job_tables import OutboxRow
+
+    queue, outbox = JobQueue(database), Outbox(database)
+    for key in ("old", "new", "failed"):
+        await queue.enqueue(kind="k", key=key, payload={})
+    jobs = {job.key: job for job in await queue.take(5)}
+    await queue.complete(jobs["old"])
+    await queue.complete(jobs["new"])
+    await queue.fail(jobs["failed"], "boom")
+    entry = await outbox.put("old:0:result", action="post", channel_id="C1", payload={"text": "hi"})
+    await outbox.mark_sent(entry, "1.1")
+    week_ago = utcnow() - td(days=8)
+    async with database.session() as session:
+        await session.execute(sql_update(JobRow).where(JobRow.key.in_(["old", "failed"]))
+                              .values(finished_at=week_ago))
+        await session.execute(sql_update(OutboxRow).values(created_at=week_ago))
+    assert await queue.prune(td(days=7)) == 1
+    assert await _states(database) == {"new": "done", "failed": "failed"}
+    assert await outbox.get("old:0:result") is None

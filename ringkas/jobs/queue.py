@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ringkas.storage import Database
 from ringkas.storage.base import utcnow
-from ringkas.storage.job_tables import JobRow
+from ringkas.storage.job_tables import JobRow, OutboxRow
 
 log = logging.getLogger("ringkas.jobs")
 
@@ -182,6 +182,19 @@ class JobQueue:
                         give_up_at=now + self.deadline, finished_at=None, updated_at=now)
             )
         return result.rowcount == 1  # type: ignore[attr-defined]
+
+    async def prune(self, older_than: timedelta) -> int:
+        """Forget finished (done) jobs and sent outbox entries older than `older_than`; failed jobs stay for
+        `bot.py jobs`. Returns how many jobs were removed."""
+        cutoff = utcnow() - older_than
+        async with self.db.write() as conn:
+            result = await conn.execute(
+                delete(JobRow).where(JobRow.state == "done", JobRow.finished_at < cutoff)
+            )
+            await conn.execute(
+                delete(OutboxRow).where(OutboxRow.state == "sent", OutboxRow.created_at < cutoff)
+            )
+        return int(result.rowcount)  # type: ignore[attr-defined]
 
     async def list_jobs(self, states: tuple[str, ...] = ("queued", "running", "failed"),
                         limit: int = 100) -> list[dict[str, Any]]:

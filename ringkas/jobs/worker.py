@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -25,6 +26,7 @@ from ringkas.storage.base import utcnow
 log = logging.getLogger("ringkas.jobs")
 
 OUTAGE_ERRORS: tuple[type[BaseException], ...] = (OperationalError, DBAPIError, OSError, ConnectionError)
+KEEP_FINISHED = timedelta(days=7)  # done jobs and sent outbox entries are kept this long (then pruned)
 MAX_ATTEMPTS = 25  # a job that keeps killing its worker (or keeps being cut off) is given up on
 
 
@@ -125,9 +127,19 @@ class Worker:
                 log.warning("some job leases were lost", extra={"jobs": len(jobs), "kept": kept})
 
     async def _report_loop(self) -> None:
-        """Queue depth in the logs while there is work (quiet when idle)."""
+        """Queue depth in the logs while there is work (quiet when idle); finished jobs older than a week
+        are forgotten once an hour."""
+        next_prune = 0.0
         while not self._stopping:
             await asyncio.sleep(self.report_every)
+            if time.monotonic() >= next_prune:
+                next_prune = time.monotonic() + 3600
+                try:
+                    pruned = await self.queue.prune(KEEP_FINISHED)
+                    if pruned:
+                        log.info("finished jobs forgotten", extra={"jobs": pruned})
+                except OUTAGE_ERRORS:
+                    next_prune = 0.0
             try:
                 depth = await self.queue.depth()
             except OUTAGE_ERRORS:
