@@ -35,6 +35,10 @@ class Settings:
     openai_timeout: float = 60.0
     openai_max_retries: int = 4
     max_input_tokens: int = 12_000
+    openai_total_timeout: float = 600.0  # one whole (streamed) answer; OPENAI_TIMEOUT is the idle limit
+    openai_stream: str = "auto"  # auto: stream from local servers, not from OpenAI/Azure
+    model_context_tokens: int = 0  # 0: read from the server or learned from its refusals
+    model_profile_path: str | None = None  # what was learned per server+model (JSON); None: memory only
     summary_language: str = "auto"
     database_url: str = DEFAULT_DATABASE_URL
     fetch_allow_hosts: tuple[str, ...] = ()
@@ -206,6 +210,22 @@ def _float(env: Mapping[str, str], name: str, default: float, *, minimum: float,
     return value
 
 
+def _beside_database(database_url: str) -> str:
+    """Default MODEL_PROFILE_PATH: next to a SQLite database file, else data/model_servers.json."""
+    if database_url.startswith("sqlite") and ":///" in database_url and ":memory:" not in database_url:
+        path = database_url.split(":///", 1)[1].split("?", 1)[0]
+        if path:
+            return str(Path(path).expanduser().parent / "model_servers.json")
+    return "data/model_servers.json"
+
+
+def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str:
+    value = (_get(env, name) or allowed[0]).lower()
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+    return value
+
+
 def _csv(raw: str | None) -> tuple[str, ...]:
     if not raw:
         return ()
@@ -308,6 +328,10 @@ def _parse(env: Mapping[str, str]) -> Settings:
         openai_timeout=_float(env, "OPENAI_TIMEOUT", 60.0, minimum=1, maximum=600),
         openai_max_retries=_int(env, "OPENAI_MAX_RETRIES", 4, minimum=0, maximum=10),
         max_input_tokens=_int(env, "MAX_INPUT_TOKENS", 12_000, minimum=1_000, maximum=2_000_000),
+        openai_total_timeout=_float(env, "OPENAI_TOTAL_TIMEOUT", 600.0, minimum=5, maximum=7200),
+        openai_stream=_choice(env, "OPENAI_STREAM", ("auto", "on", "off")),
+        model_context_tokens=_int(env, "MODEL_CONTEXT_TOKENS", 0, minimum=0, maximum=10_000_000),
+        model_profile_path=_get(env, "MODEL_PROFILE_PATH") or _beside_database(database_url),
         summary_language=validate_language(_get(env, "SUMMARY_LANGUAGE") or "auto"),
         database_url=database_url,
         fetch_allow_hosts=tuple(h.lower() for h in _csv(_get(env, "FETCH_ALLOW_HOSTS"))),

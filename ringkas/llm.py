@@ -1,14 +1,21 @@
-"""The one client for the chat model: token cap, retries, structured output with fallbacks, usage records.
+"""The one client for the chat model: budgets, retries, structured output with fallbacks, usage records.
 
 Every request goes through `LLM.complete`, which
 
-- refuses to send messages longer than MAX_INPUT_TOKENS (counted with tiktoken; callers must budget,
-  `input_budget()` says how much room they have),
+- learns what the server is (ringkas.model_server): its context window (probed, or from its first
+  "exceeds context" refusal), how its tokenizer counts compared with tiktoken (its tokenize endpoint,
+  or the `usage.prompt_tokens` it reports), which response_format it takes and which optional
+  parameters it refuses; remembered per server and model (MODEL_PROFILE_PATH),
+- refuses to send messages longer than `max_input_tokens` (MAX_INPUT_TOKENS, or less when the server's
+  context is smaller; callers budget with `input_budget()`), and fits max_tokens into what is left,
 - retries rate limits (honouring Retry-After), 408/409/5xx, timeouts and connection errors with
   exponential backoff and jitter, then raises `ModelUnavailable`; other 4xx fail at once with a reason,
-- asks for JSON via `json_schema` structured output, falling back to `json_object` and then to plain
-  text for servers that lack them (remembered per instance), parses the reply robustly, validates it
-  against the schema and asks once for a repair before raising `ModelOutputInvalid`,
+- streams from local servers, so a slow server that is still writing is not cut off by OPENAI_TIMEOUT
+  (an idle limit between chunks); OPENAI_TOTAL_TIMEOUT bounds the whole answer,
+- asks for JSON with the strongest constraint the server takes (json_schema, llama-cpp-python's
+  json_object+schema, json_object, the prompt alone), parses the reply robustly, salvages a reply cut
+  off by max_tokens when its required fields are complete, validates it against the schema and asks
+  once for a repair (a shorter one after a cut-off) before raising `ModelOutputInvalid`,
 - records every answered request's token usage in `model_calls`.
 """
 
@@ -18,6 +25,7 @@ import asyncio
 import email.utils
 import json
 import logging
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -26,12 +34,36 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+import httpx2
 import openai
 from openai import AsyncOpenAI
 
 from ringkas.documents import Usage, UsageContext
 from ringkas.errors import ConfigError, ModelOutputInvalid, ModelUnavailable
 from ringkas.logs import scrub
+from ringkas.model_server import probe as server_probe
+from ringkas.model_server.errors import (
+    bounds_rejected,
+    context_overflow,
+    format_rejected,
+    unsupported_parameter,
+)
+from ringkas.model_server.json_output import (
+    STRING_BOUNDS,
+    close_truncated,
+    output_tokens_for,
+    response_format,
+    without_bounds,
+)
+from ringkas.model_server.names import short_model_name
+from ringkas.model_server.profile import (
+    JSON_OBJECT,
+    JSON_OBJECT_SCHEMA,
+    JSON_SCHEMA,
+    MODES,
+    PLAIN_TEXT,
+    profile_store,
+)
 from ringkas.prompts import load_prompt
 from ringkas.tokens import TokenCounter
 
@@ -41,21 +73,51 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ringkas.llm")
 
-JSON_SCHEMA = "json_schema"
-JSON_OBJECT = "json_object"
-PLAIN_TEXT = "text"
-_MODES = (JSON_SCHEMA, JSON_OBJECT, PLAIN_TEXT)
+__all__ = ["JSON_OBJECT", "JSON_OBJECT_SCHEMA", "JSON_SCHEMA", "LLM", "PLAIN_TEXT", "Completion"]
+
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 PLACEHOLDER_API_KEY = "not-needed"  # local servers (Ollama, llama.cpp, vLLM) ignore the key
 DEFAULT_TEMPERATURE = 0.2
+# Local models loop ("the same key point until max_tokens"): a mild penalty where the server takes one.
+FREQUENCY_PENALTY = 0.3
+REPEAT_PENALTY = 1.1  # llama.cpp's own parameter (its default is 1.0 in recent builds)
+REPETITION_PENALTY = 1.05  # vLLM's
 # Messages longer than this (characters) are token-counted in a worker thread, not on the event loop.
 OFF_LOOP_CHARS = 100_000
 # Room the repair request adds on top of the original messages (its message plus framing).
 _REPAIR_PROBLEM_CHARS = 300
+CONTEXT_MARGIN = 0.05  # of the server's window: chat template tokens and estimate error
+RATIO_MARGIN = 1.1  # on a server/tiktoken ratio learned from usage or refusals
+MEASURED_RATIO_MARGIN = 1.05  # on one measured with the server's tokenize endpoint
+# Server tokens kept for answers when a small window sets the input cap (callers reserve their own
+# answer room inside the cap too; this keeps callers that do not from filling the whole window).
+OUTPUT_RESERVE = 1_024
+MIN_INPUT_CAP = 300
+MIN_OUTPUT_TOKENS = 48
+_CALIBRATION_CHARS = 6_000
+# llama.cpp turns a schema into a grammar, and "maxLength": 280 into 280 nested optional rules (a 9,369-
+# character grammar instead of 590 for the summary schema): sampling slows to seconds per token on a
+# CPU. maxItems stays (cheap, and it is what stops a looping model); string lengths are asked for in words.
+GRAMMAR_SERVERS = frozenset({"llama-server", "llama-cpp-python", "ollama", "unknown"})
+_SHORTER = (
+    "Your previous reply was cut off because it was too long. Answer the same request again, much "
+    "shorter: at most 3 key points, one short sentence each, and close the JSON object."
+)
 
 
 class PromptTooLarge(ValueError):
-    """A caller built messages over MAX_INPUT_TOKENS: a bug in that caller's budgeting, never sent."""
+    """A caller built messages over the input cap: a bug in that caller's budgeting, never sent."""
+
+
+class ContextOverflow(ModelUnavailable):
+    """The server's context window cannot hold this request; the LLM has learned the window, so a
+    caller that budgets again (smaller chunks) can retry."""
+
+    code = "context_overflow"
+    default_message = (
+        "The text is too long for the model server's context window. Raise the server's context size "
+        "(llama.cpp -c, Ollama num_ctx, vLLM --max-model-len) or set MODEL_CONTEXT_TOKENS."
+    )
 
 
 @dataclass(frozen=True)
@@ -64,6 +126,8 @@ class Completion:
     data: dict | None
     usage: Usage
     model: str
+    finish_reason: str | None = None
+    salvaged: bool = False  # a cut-off or invalid reply used for what it holds
 
 
 #: Receives the reply's text so far (the whole text, growing) while a streamed reply arrives.
@@ -86,6 +150,14 @@ class _Unreadable(Exception):
         self.web_page = web_page
 
 
+@dataclass
+class _Answer:
+    text: str
+    model: str
+    usage: Usage
+    finish: str | None
+
+
 class LLM:
     def __init__(
         self,
@@ -101,13 +173,15 @@ class LLM:
         self.db = db
         self.model = settings.openai_model
         self.tokens = TokenCounter(self.model)
-        self.max_input_tokens = settings.max_input_tokens
         self.max_retries = settings.openai_max_retries
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.retry_after_max = retry_after_max
-        self.json_mode = JSON_SCHEMA  # downgraded when the server rejects structured output
-        self._official = not settings.openai_base_url or "api.openai.com" in settings.openai_base_url
+        base = settings.openai_base_url or ""
+        host = (urlsplit(base).hostname or "").lower()
+        self._official = not base or "api.openai.com" in base
+        # OpenAI and Azure serve OpenAI models: tiktoken counts what they count, and nothing to probe.
+        self._cloud = self._official or host.endswith((".azure.com", ".azure-api.net"))
         # OpenAI's newer models want max_completion_tokens; most compatible servers know max_tokens.
         self._max_tokens_param = "max_completion_tokens" if self._official else "max_tokens"
         self._send_temperature = True
@@ -121,26 +195,142 @@ class LLM:
         self._v1_settled = False
         # Asked before every model call with (context, purpose); raises to refuse it (ringkas/limits).
         self.admit: Callable[[UsageContext | None, str], Awaitable[None]] | None = None
+        self._store = profile_store(getattr(settings, "model_profile_path", None))
+        self.profile = self._store.get(f"{base or 'https://api.openai.com/v1'}|{self.model}")
+        if self._cloud:
+            self.profile.kind = "openai" if self._official else "azure"
+        configured_context = getattr(settings, "model_context_tokens", 0)
+        if configured_context:
+            self.profile.context_tokens = configured_context
+            self.profile.context_source = "MODEL_CONTEXT_TOKENS"
+        self._prepared = self._cloud and not configured_context
+        self._prepare_lock: asyncio.Lock | None = None
+
+    # --- what the server is ----------------------------------------------------------------------
+
+    @property
+    def json_mode(self) -> str:
+        return self.profile.format_mode
+
+    @json_mode.setter
+    def json_mode(self, mode: str) -> None:
+        self.profile.format_mode = mode
+
+    @property
+    def max_input_tokens(self) -> int:
+        """Tokens (tiktoken-counted) a request's messages may use: MAX_INPUT_TOKENS, or less when the
+        server's context window (in its own tokens, which may count more) is smaller."""
+        cap = self.settings.max_input_tokens
+        window = self.profile.context_tokens
+        if window:
+            ratio = self.token_ratio
+            reserve = min(OUTPUT_RESERVE, window // 8)
+            usable = int((window * (1 - CONTEXT_MARGIN) - reserve) / ratio)
+            cap = min(cap, max(MIN_INPUT_CAP, usable))
+        return cap
+
+    @property
+    def token_ratio(self) -> float:
+        """Server tokens per tiktoken token, with the safety margin (1.0 for OpenAI and Azure)."""
+        if self._cloud:
+            return 1.0
+        margin = MEASURED_RATIO_MARGIN if self.profile.ratio_source == "tokenize" else RATIO_MARGIN
+        return self.profile.ratio(exact_tokenizer=False) * margin
+
+    @property
+    def streaming(self) -> bool:
+        wanted = getattr(self.settings, "openai_stream", "auto")
+        if wanted == "off" or not self.profile.stream:
+            return False
+        return wanted == "on" or not self._cloud
+
+    def short_model(self, model: str | None = None) -> str:
+        return short_model_name(model or self.model)
+
+    async def prepare(self) -> None:
+        """Probe the server once (context window, kind, tokenizer endpoint) and log the budget chosen."""
+        if self._prepared:
+            return
+        if self._prepare_lock is None:
+            self._prepare_lock = asyncio.Lock()
+        async with self._prepare_lock:
+            if self._prepared:
+                return
+            if not self._cloud and self._base_url:
+                result = await server_probe.probe(self._base_url, self.model, self._probe_headers())
+                if result.kind != "unknown":
+                    self.profile.kind = result.kind
+                if result.tokenize:
+                    self.profile.tokenize = result.tokenize
+                if result.context_tokens and self.profile.context_source != "MODEL_CONTEXT_TOKENS":
+                    self.profile.context_tokens = result.context_tokens
+                    self.profile.context_source = result.context_source
+                self.profile.probed = True
+                self._store.save()
+            self._prepared = True
+            self._log_budget("model server budget")
+
+    async def calibrate(self, text: str) -> None:
+        """Learn how the server's tokenizer counts this kind of text (its tokenize endpoint), so long
+        texts are split in the server's own tokens. No-op where the server cannot count."""
+        await self.prepare()
+        if self._cloud or not self.profile.tokenize or not text.strip():
+            return
+        sample = text[:_CALIBRATION_CHARS]
+        local = await asyncio.to_thread(self.tokens.count, sample)
+        if local < 50:
+            return
+        counted = await server_probe.count_tokens(
+            self._base_url or "", self.model, self._probe_headers(), self.profile.tokenize, sample
+        )
+        if counted and self.profile.learn_ratio(counted / local, "tokenize"):
+            self._store.save()
+            self._log_budget("server tokenizer counts more than tiktoken; budget lowered")
+
+    def _probe_headers(self) -> dict[str, str]:
+        key = self.settings.openai_api_key
+        return {"Authorization": f"Bearer {key}", "api-key": key} if key else {}
+
+    def _log_budget(self, message: str) -> None:
+        profile = self.profile
+        log.info(
+            message,
+            extra={
+                "model": self.model,
+                "server_kind": profile.kind,
+                "context_tokens": profile.context_tokens,
+                "context_source": profile.context_source or "unknown",
+                "token_ratio": round(self.token_ratio, 3),
+                "ratio_source": profile.ratio_source or ("exact" if self._cloud else "provisional"),
+                "max_input_tokens": self.max_input_tokens,
+                "response_format": profile.format_mode,
+                "stream": self.streaming,
+            },
+        )
 
     # --- public ----------------------------------------------------------------------------------
 
     def input_budget(self, schema: dict | None = None) -> int:
-        """Tokens the caller's messages may use: MAX_INPUT_TOKENS minus what `complete` may add
+        """Tokens the caller's messages may use: the input cap minus what `complete` may add
         (the JSON instructions of the fallback modes and the repair request)."""
         return self.max_input_tokens - self.format_reserve(schema)
 
     def format_reserve(self, schema: dict | None) -> int:
         if schema is None:
             return 0
-        instructions = load_prompt("llm_json").render(schema=_schema_text(schema))
         repair = load_prompt("llm_repair").render(problem="x" * _REPAIR_PROBLEM_CHARS)
+        reserve = self.tokens.count_messages([{"role": "user", "content": repair}]) - 3
+        # Kept in json_schema mode too: a server that refuses it moves the schema into the prompt.
+        instructions = load_prompt("llm_json").render(schema=_schema_text(schema))
         # +2: the blank line joining the instructions to the system message, and a margin for merges.
-        return (
-            self.tokens.count(instructions)
-            + 2
-            + self.tokens.count_messages([{"role": "user", "content": repair}])
-            - 3
-        )
+        return reserve + self.tokens.count(instructions) + 2
+
+    def output_tokens(self, schema: dict, ceiling: int) -> int:
+        """max_tokens for a reply within `schema`'s bounds, in the server's tokens (`ceiling`, counted
+        in tiktoken tokens, is scaled to the server's tokenizer)."""
+        ceiling = int(ceiling * min(self.token_ratio, 3.0))
+        needed = output_tokens_for(schema, self.token_ratio)
+        return ceiling if needed is None else min(ceiling, needed)
 
     async def complete(
         self,
@@ -162,19 +352,21 @@ class LLM:
         self._get_client()  # a missing API key is a configuration error before anything is sent
         if self.admit is not None:
             await self.admit(context, purpose)
+        await self.prepare()
         usage = Usage()
         while True:
             mode = self.json_mode if schema is not None else PLAIN_TEXT
             request_messages = self._formatted(messages, schema, mode)
-            await self._enforce_cap(request_messages, purpose)
+            prompt_tokens = await self._enforce_cap(request_messages, purpose)
             try:
-                text, model, call_usage = await self._request(
+                answer = await self._request(
                     request_messages,
                     purpose=purpose,
                     mode=mode if schema else None,
                     schema=schema,
                     schema_name=schema_name,
                     max_output_tokens=max_output_tokens,
+                    prompt_tokens=prompt_tokens,
                     context=context,
                     article_id=article_id,
                     on_text=on_text,
@@ -182,47 +374,70 @@ class LLM:
             except _FormatRejected:
                 self._downgrade(mode)
                 continue
-            usage = usage + call_usage
+            usage = usage + answer.usage
             break
+        text, model = answer.text, answer.model
         if schema is None:
-            return Completion(text=text, data=None, usage=usage, model=model)
+            return Completion(text=text, data=None, usage=usage, model=model, finish_reason=answer.finish)
 
         data, problem = parse_json_reply(text, schema)
         if data is not None:
-            return Completion(text=text, data=data, usage=usage, model=model)
+            return Completion(text=text, data=data, usage=usage, model=model, finish_reason=answer.finish)
+        cut_off = answer.finish == "length"
+        if cut_off:
+            closed = close_truncated(text)
+            if closed is not None and not validate(closed, schema):
+                log.info(
+                    "reply cut off at max_tokens; its required fields are complete",
+                    extra={"purpose": purpose},
+                )
+                return Completion(
+                    text=text, data=_only_known(closed, schema), usage=usage, model=model,
+                    finish_reason=answer.finish, salvaged=True,
+                )  # fmt: skip
+            problem = f"cut off at max_tokens ({problem})"
 
         log.info(
             "model reply unusable; asking once for a repair", extra={"purpose": purpose, "problem": problem}
         )
-        first_reply = extract_json_object(text)
-        repair = load_prompt("llm_repair").render(problem=problem[:_REPAIR_PROBLEM_CHARS])
+        first_reply = extract_json_object(text) or close_truncated(text)
+        repair = (
+            _SHORTER if cut_off else load_prompt("llm_repair").render(problem=problem[:_REPAIR_PROBLEM_CHARS])
+        )
         repair_messages = [*request_messages, {"role": "user", "content": repair}]
-        if await self._count_messages(repair_messages) > self.max_input_tokens:
+        repair_tokens = await self._count_messages(repair_messages)
+        if repair_tokens > self.max_input_tokens:
             # The caller budgeted without input_budget(): no room to ask again.
             if salvage and first_reply is not None:
                 return self._salvaged(first_reply, text, usage, model, schema, purpose, problem)
-            raise ModelOutputInvalid(detail=f"{purpose}: {problem}; no room under MAX_INPUT_TOKENS to repair")
+            raise ModelOutputInvalid(detail=f"{purpose}: {problem}; no room under the input cap to repair")
         try:
-            text, model, call_usage = await self._request(
+            answer = await self._request(
                 repair_messages,
                 purpose=purpose,
                 mode=mode,
                 schema=schema,
                 schema_name=schema_name,
                 max_output_tokens=max_output_tokens,
+                prompt_tokens=repair_tokens,
                 context=context,
                 article_id=article_id,
             )
         except _FormatRejected as exc:  # pragma: no cover - the same format was just accepted
             raise ModelOutputInvalid(detail="response format rejected on repair") from exc
-        usage = usage + call_usage
+        usage = usage + answer.usage
+        text, model = answer.text, answer.model
         data, problem = parse_json_reply(text, schema)
+        if data is None and answer.finish == "length":
+            closed = close_truncated(text)
+            if closed is not None and not validate(closed, schema):
+                data = _only_known(closed, schema)
         if data is None:
-            partial = extract_json_object(text) or first_reply
+            partial = extract_json_object(text) or close_truncated(text) or first_reply
             if salvage and partial is not None:
                 return self._salvaged(partial, text, usage, model, schema, purpose, problem)
             raise ModelOutputInvalid(detail=f"{purpose}: {problem}")
-        return Completion(text=text, data=data, usage=usage, model=model)
+        return Completion(text=text, data=data, usage=usage, model=model, finish_reason=answer.finish)
 
     def _salvaged(
         self, data: dict, text: str, usage: Usage, model: str, schema: dict, purpose: str, problem: str
@@ -231,7 +446,7 @@ class LLM:
             "model reply still invalid after the repair request; using what it holds",
             extra={"purpose": purpose, "problem": problem, "model": model},
         )
-        return Completion(text=text, data=_only_known(data, schema), usage=usage, model=model)
+        return Completion(text=text, data=_only_known(data, schema), usage=usage, model=model, salvaged=True)
 
     async def aclose(self) -> None:
         for client in [*self._retired_clients, self._client]:
@@ -277,24 +492,54 @@ class LLM:
             return self.tokens.count_messages(messages)
         return await asyncio.to_thread(self.tokens.count_messages, messages)
 
-    async def _enforce_cap(self, messages: list[dict], purpose: str) -> None:
+    async def _enforce_cap(self, messages: list[dict], purpose: str) -> int:
         size = await self._count_messages(messages)
-        if size > self.max_input_tokens:
+        cap = self.max_input_tokens
+        if size > cap:
+            if size <= self.settings.max_input_tokens:
+                # Under MAX_INPUT_TOKENS but over what the server's window holds (learned since the
+                # caller budgeted): the caller can split again.
+                raise ContextOverflow(
+                    detail=self._detail(purpose, f"{size} tokens over the window cap {cap}")
+                )
             raise PromptTooLarge(
-                f"{purpose}: {size} input tokens exceed MAX_INPUT_TOKENS={self.max_input_tokens}; "
+                f"{purpose}: {size} input tokens exceed MAX_INPUT_TOKENS={cap}; "
                 "the caller must budget (see LLM.input_budget)"
             )
+        return size
 
     def _downgrade(self, mode: str) -> None:
-        index = _MODES.index(mode)
-        if index + 1 >= len(_MODES):  # pragma: no cover - plain text sends no response_format
+        index = MODES.index(mode)
+        if index + 1 >= len(MODES):  # pragma: no cover - plain text sends no response_format
             raise ModelUnavailable(detail="server rejected every response format")
-        if _MODES.index(self.json_mode) <= index:
-            self.json_mode = _MODES[index + 1]
+        if MODES.index(self.json_mode) <= index:
+            self.json_mode = MODES[index + 1]
+            self._store.save()
             log.warning(
-                "model server rejected response_format; falling back",
+                "model server rejected response_format; falling back (remembered for this server and model)",
                 extra={"from_mode": mode, "to_mode": self.json_mode, "model": self.model},
             )
+
+    def _fit_output(self, requested: int | None, prompt_tokens: int, purpose: str) -> int | None:
+        """max_tokens that fits the server's window after the prompt (in the server's tokens)."""
+        window = self.profile.context_tokens
+        if not window or not requested:
+            return requested
+        prompt_server = math.ceil(prompt_tokens * self.token_ratio) + 16
+        room = window - prompt_server
+        if room >= requested:
+            return requested
+        if room < min(requested, MIN_OUTPUT_TOKENS):
+            raise ContextOverflow(
+                detail=self._detail(
+                    purpose, f"prompt ~{prompt_server} server tokens leaves {room} of {window}"
+                )
+            )
+        log.info(
+            "max_tokens lowered to fit the server's context window",
+            extra={"purpose": purpose, "requested": requested, "sent": room, "context_tokens": window},
+        )
+        return room
 
     def _arguments(
         self,
@@ -302,23 +547,66 @@ class LLM:
         mode: str | None,
         schema: dict | None,
         schema_name: str,
-        max_output_tokens: int | None,
+        max_tokens: int | None,
     ) -> dict[str, Any]:
         args: dict[str, Any] = {"model": self.model, "messages": messages}
+        rejected = set(self.profile.rejected_params)
         if self._send_temperature:
             args["temperature"] = DEFAULT_TEMPERATURE
-        if max_output_tokens:
-            args[self._max_tokens_param] = max_output_tokens
-        if mode == JSON_SCHEMA and schema is not None:
-            args["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {"name": schema_name, "strict": True, "schema": schema},
-            }
-        elif mode == JSON_OBJECT:
-            args["response_format"] = {"type": "json_object"}
+        if max_tokens:
+            args[self._max_tokens_param] = max_tokens
+        if mode is not None and schema is not None:
+            sent_schema = schema if self.profile.schema_bounds else without_bounds(schema)
+            if self._cloud or self.profile.kind in GRAMMAR_SERVERS:
+                sent_schema = without_bounds(sent_schema, STRING_BOUNDS)
+            fmt = response_format(mode, sent_schema, schema_name)
+            if fmt is not None:
+                args["response_format"] = fmt
+        if not self._cloud:
+            if "frequency_penalty" not in rejected:
+                args["frequency_penalty"] = FREQUENCY_PENALTY
+            extra: dict[str, Any] = {}
+            if self.profile.kind in ("llama-server", "llama-cpp-python") and "repeat_penalty" not in rejected:
+                extra["repeat_penalty"] = REPEAT_PENALTY
+            if self.profile.kind == "vllm" and "repetition_penalty" not in rejected:
+                extra["repetition_penalty"] = REPETITION_PENALTY
+            if extra:
+                args["extra_body"] = extra
+        if self.streaming:
+            args["stream"] = True
+            if "stream_options" not in rejected:
+                args["stream_options"] = {"include_usage": True}
         return args
 
     # --- the request with retries -----------------------------------------------------------------
+
+    async def _send(self, args: dict[str, Any], on_text: TextSink | None = None) -> Any:
+        """One HTTP exchange: the completion object (streamed replies assembled into one). With `on_text`
+        the reply is streamed through the SDK and shown as it grows."""
+        client = self._get_client()
+        total = getattr(self.settings, "openai_total_timeout", 600.0)
+        if on_text is not None:
+            args = {**args, "stream": True}
+            if self._official:  # compatible servers may refuse stream_options; their usage is estimated
+                args["stream_options"] = {"include_usage": True}
+            try:
+                async with asyncio.timeout(total):
+                    return await _collect_stream(await client.chat.completions.create(**args), on_text)
+            except TimeoutError as exc:
+                raise _Deadline(total) from exc
+        if not args.get("stream"):
+            return _readable(await client.chat.completions.create(**args))
+        try:
+            async with asyncio.timeout(total):
+                async with client.chat.completions.with_streaming_response.create(**args) as response:
+                    lines = [line async for line in response.iter_lines()]
+        except TimeoutError as exc:
+            raise _Deadline(total) from exc
+        text = "\n".join(lines)
+        streamed = _from_event_stream(text)
+        if streamed is not None:
+            return streamed
+        return _readable(_from_json_text(text))
 
     async def _request(
         self,
@@ -329,32 +617,33 @@ class LLM:
         schema: dict | None,
         schema_name: str,
         max_output_tokens: int | None,
+        prompt_tokens: int,
         context: UsageContext | None,
         article_id: int | None,
         on_text: TextSink | None = None,
-    ) -> tuple[str, str, Usage]:
+    ) -> _Answer:
         attempt = 0
         adapted: set[str] = set()
+        overflowed = False
         while True:
-            args = self._arguments(messages, mode, schema, schema_name, max_output_tokens)
-            if on_text is not None:
-                args["stream"] = True
-                if self._official:  # compatible servers may refuse stream_options; their usage is estimated
-                    args["stream_options"] = {"include_usage": True}
+            max_tokens = self._fit_output(max_output_tokens, prompt_tokens, purpose)
+            args = self._arguments(messages, mode, schema, schema_name, max_tokens)
             started = time.monotonic()
             base_url = self._base_url
             try:
                 async with self._limit:
-                    reply = await self._get_client().chat.completions.create(**args)
-                    if on_text is not None:
-                        response = await _collect_stream(reply, on_text)
-                    else:
-                        response = _readable(reply)
+                    response = await self._send(args, on_text)
             except _StreamBroken as exc:
                 raise ModelUnavailable(
                     "The language model's answer broke off. Please ask again.",
                     detail=self._detail(purpose, f"stream broke: {exc}"),
                 ) from None
+            except _Deadline as exc:
+                raise ModelUnavailable(
+                    f"The language model was still writing after {exc.seconds:g} seconds, so I stopped "
+                    "waiting (OPENAI_TOTAL_TIMEOUT).",
+                    detail=self._detail(purpose, "total deadline passed"),
+                ) from exc
             except (_Unreadable, json.JSONDecodeError) as exc:
                 # A body that is no Chat Completion: a proxy's HTML error page, a cut-off or empty JSON
                 # body, an error object sent with 200. Usually passing, so retried like a 5xx.
@@ -373,14 +662,30 @@ class LLM:
             except openai.APIStatusError as exc:
                 status = exc.status_code
                 message = _error_message(exc)
+                if mode in (JSON_SCHEMA, JSON_OBJECT_SCHEMA, JSON_OBJECT) and format_rejected(
+                    status, message
+                ):
+                    if mode != JSON_OBJECT and bounds_rejected(message) and self.profile.schema_bounds:
+                        self.profile.schema_bounds = False
+                        self._store.save()
+                        log.warning("model server refuses length bounds in schemas; sending without them")
+                        continue
+                    raise _FormatRejected(message) from exc
+                overflow = context_overflow(status, message, exc.body)
+                if overflow is not None:
+                    self._learn_overflow(overflow, prompt_tokens, max_tokens, purpose)
+                    # Retry once here when only max_tokens was too much; else the caller splits again.
+                    if not overflowed and prompt_tokens <= self.max_input_tokens:
+                        overflowed = True
+                        continue
+                    raise ContextOverflow(detail=self._detail(purpose, f"HTTP {status}: {message}")) from exc
+                param = unsupported_parameter(message, set(args) | set(args.get("extra_body") or {}))
+                if status in (400, 422) and param and param not in adapted:
+                    adapted.add(param)
+                    self._drop_parameter(param)
+                    continue
                 if status == 404 and self._try_v1(base_url):
                     continue
-                if (
-                    status in (400, 422)
-                    and mode in (JSON_SCHEMA, JSON_OBJECT)
-                    and _about_format(status, message)
-                ):
-                    raise _FormatRejected(message) from exc
                 if status == 400 and self._adapt_parameters(message, adapted):
                     continue
                 if status in RETRYABLE_STATUS and not _quota_exhausted(exc):
@@ -394,8 +699,9 @@ class LLM:
                         detail=self._detail(purpose, f"HTTP {status} after {attempt + 1} attempts: {message}")
                     ) from exc
                 raise self._rejected(status, message, exc, purpose) from exc
-            except openai.APIConnectionError as exc:  # includes APITimeoutError
-                reason = "timed out" if isinstance(exc, openai.APITimeoutError) else "connection failed"
+            except (openai.APIConnectionError, httpx2.TransportError) as exc:  # includes timeouts
+                timed_out = isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException)
+                reason = "timed out" if timed_out else "connection failed"
                 if attempt < self.max_retries:
                     delay = self._backoff(attempt)
                     self._log_retry(purpose, attempt, reason, delay)
@@ -417,7 +723,33 @@ class LLM:
                 ) from exc
             if base_url != self.settings.openai_base_url:
                 self._v1_settled = True  # the server answered under /v1: keep using it
-            return await self._read(response, messages, purpose, started, context, article_id)
+            return await self._read(response, messages, purpose, started, context, article_id, prompt_tokens)
+
+    def _learn_overflow(self, info: Any, prompt_tokens: int, max_tokens: int | None, purpose: str) -> None:
+        profile = self.profile
+        before = (profile.context_tokens, profile.token_ratio)
+        if info.prompt_tokens and prompt_tokens >= 50:
+            profile.learn_ratio(info.prompt_tokens / prompt_tokens, "context error")
+        if info.context_tokens:
+            profile.context_tokens = info.context_tokens
+            profile.context_source = "context error"
+        else:
+            # The server did not say its size: assume the prompt alone was about its whole window.
+            estimate = int(prompt_tokens * self.token_ratio * 0.8)
+            profile.context_tokens = min(profile.context_tokens or estimate, estimate)
+            profile.context_source = "context error (estimated)"
+            if (profile.context_tokens, profile.token_ratio) == before:
+                profile.learn_ratio(self.profile.ratio(exact_tokenizer=False) * 1.25, "context error")
+        self._store.save()
+        self._log_budget("model server refused a request over its context window; budget lowered")
+
+    def _drop_parameter(self, param: str) -> None:
+        if param == "stream":
+            self.profile.stream = False
+        elif param not in self.profile.rejected_params:
+            self.profile.rejected_params.append(param)
+        self._store.save()
+        log.warning("model server refuses a parameter; no longer sending it", extra={"parameter": param})
 
     def _try_v1(self, used_base_url: str | None) -> bool:
         """After a 404: whether to send the request again, under OPENAI_BASE_URL + "/v1"."""
@@ -454,7 +786,8 @@ class LLM:
         started: float,
         context: UsageContext | None,
         article_id: int | None,
-    ) -> tuple[str, str, Usage]:
+        prompt_tokens: int,
+    ) -> _Answer:
         try:
             choice = response.choices[0]
             text = choice.message.content or ""
@@ -469,8 +802,12 @@ class LLM:
         reported = getattr(response, "usage", None)
         if reported is not None and getattr(reported, "prompt_tokens", None) is not None:
             usage = Usage(int(reported.prompt_tokens or 0), int(reported.completion_tokens or 0), 1)
+            learnable = not self._cloud and prompt_tokens >= 200 and usage.prompt_tokens
+            if learnable and self.profile.learn_ratio(usage.prompt_tokens / prompt_tokens, "usage"):
+                self._store.save()
+                self._log_budget("server tokenizer counts more than tiktoken; budget lowered")
         else:  # some compatible servers omit usage: estimate it
-            usage = Usage(await self._count_messages(messages), self.tokens.count(text), 1)
+            usage = Usage(prompt_tokens, self.tokens.count(text), 1)
         log.info(
             "model call",
             extra={
@@ -493,7 +830,7 @@ class LLM:
             raise ModelOutputInvalid(
                 "The language model declined to answer this one.", detail=self._detail(purpose, "refusal")
             )
-        return text, model, usage
+        return _Answer(text=text, model=model, usage=usage, finish=finish)
 
     def _adapt_parameters(self, message: str, adapted: set[str]) -> bool:
         """Some models reject parameters others need (o-series: temperature, max_tokens). Adapt once."""
@@ -597,6 +934,51 @@ async def _collect_stream(stream: Any, on_text: TextSink) -> Any:
                            usage=usage)
 
 
+class _Deadline(Exception):
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"no complete answer within {seconds} s")
+        self.seconds = seconds
+
+
+def _from_json_text(text: str) -> Any:
+    """A non-streamed JSON body read from a streaming request (servers that ignore `stream`)."""
+    if not text.strip():
+        return ""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text
+    if not isinstance(data, dict):
+        return text
+    if not data.get("choices"):
+        error = data.get("error")
+        if error:
+            message = error.get("message") if isinstance(error, dict) else error
+            raise _Unreadable(f"an error in a 200 reply: {str(message)[:200]}")
+        raise _Unreadable("a completion without choices")
+    choices = []
+    for raw in data["choices"]:
+        if not isinstance(raw, dict):
+            continue
+        message = raw.get("message") or {}
+        choices.append(
+            SimpleNamespace(
+                message=SimpleNamespace(content=message.get("content"), refusal=message.get("refusal")),
+                finish_reason=raw.get("finish_reason"),
+            )
+        )
+    usage = data.get("usage") if isinstance(data.get("usage"), dict) else None
+    return SimpleNamespace(
+        choices=choices,
+        model=data.get("model"),
+        usage=SimpleNamespace(
+            prompt_tokens=usage.get("prompt_tokens"), completion_tokens=usage.get("completion_tokens")
+        )
+        if usage
+        else None,
+    )
+
+
 def _readable(response: Any) -> Any:
     """The completion the SDK returned, or `_Unreadable`. The SDK hands back the raw text of a reply
     that is not JSON: an event stream (servers that only stream) is assembled into one completion."""
@@ -685,15 +1067,6 @@ def _error_message(exc: openai.APIStatusError) -> str:
         if isinstance(error, str):
             return error[:300]
     return str(exc.message)[:300]
-
-
-def _about_format(status: int, message: str) -> bool:
-    if status == 422:
-        return True
-    lowered = message.lower()
-    return any(
-        word in lowered for word in ("response_format", "json_schema", "json_object", "structured output")
-    )
 
 
 def _quota_exhausted(exc: openai.APIStatusError) -> bool:

@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING, Any
 from ringkas.documents import Article, Usage, UsageContext
 from ringkas.errors import ModelOutputInvalid, NotFound, RingkasError
 from ringkas.language import close_languages, detect_language, language_name
+from ringkas.llm import ContextOverflow
 from ringkas.prompts import load_prompt
+from ringkas.quality.answer import check_answer, note_weak_model
 from ringkas.questions_store import QuestionStore, StoredExchange
 from ringkas.retrieval import (
     PASSAGE_TOKENS,
@@ -46,6 +48,10 @@ HISTORY_QUESTION_TOKENS = 200
 HISTORY_ANSWER_TOKENS = 400
 ANSWER_MAX_TOKENS = 900
 KEYWORDS_MAX_TOKENS = 150
+UNGROUNDED_ANSWER = (
+    "The language model's answer didn't match the article, so I'm not posting it. "
+    "Try asking in other words; a larger model would do better."
+)
 SAFETY_MARGIN = 48  # chat framing the token counter may not see exactly
 GAP = "[…]"
 
@@ -204,6 +210,7 @@ class QuestionService:
             raise NoArticle()
         articles = await self._load(ids)
         ids = [a.id for a in articles if a.id is not None]  # without any that are no longer stored
+        await self.llm.prepare()  # the server's context window, before anything is budgeted
         context = UsageContext(team_id=team_id, channel_id=channel_id, user_id=user_id)
         tokens = self.llm.tokens
         question = tokens.truncate(question, min(QUESTION_MAX_TOKENS, self.llm.max_input_tokens // 8))
@@ -232,18 +239,23 @@ class QuestionService:
                     self._build_prompt, articles, cuts, question, conversation, language, query
                 )
 
-        completion = await self.llm.complete(
-            prompt.messages,
-            purpose="qa",
-            schema=ANSWER_SCHEMA,
-            schema_name="answer",
-            max_output_tokens=self._reserved_output(),
-            context=context,
-            article_id=ids[0],
-            on_text=_answer_sink(on_text) if on_text is not None else None,
-        )
+        sink = _answer_sink(on_text) if on_text is not None else None
+        try:
+            completion = await self._request_answer(prompt.messages, context, ids[0], sink)
+        except ContextOverflow:
+            # The server's window turned out smaller than budgeted (now learned): fewer passages.
+            prompt = await asyncio.to_thread(
+                self._build_prompt, articles, cuts, question, conversation, language, query
+            )
+            completion = await self._request_answer(prompt.messages, context, ids[0], sink)
         usage = usage + completion.usage
         text, answered = _parse_answer(completion)
+        verdict = check_answer(
+            text, answered=answered, sources=[f"{a.title or ''}\n{a.text}" for a in articles]
+        )
+        if not verdict.ok:
+            note_weak_model(completion.model, "qa", str(verdict))
+            raise ModelOutputInvalid(UNGROUNDED_ANSWER, detail=f"qa: {verdict}")
         question_id = await self.store.save(
             team_id=team_id,
             channel_id=channel_id,
@@ -287,6 +299,20 @@ class QuestionService:
             question_id=question_id,
             passages_used=used,
             passages_total=total,
+        )
+
+    async def _request_answer(
+        self, messages: list[dict], context: UsageContext, article_id: int | None, on_text: Any = None
+    ) -> Any:
+        return await self.llm.complete(
+            messages,
+            purpose="qa",
+            schema=ANSWER_SCHEMA,
+            schema_name="answer",
+            max_output_tokens=self._reserved_output(),
+            context=context,
+            article_id=article_id,
+            on_text=on_text,
         )
 
     # --- loading -------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 - Articles are stored by canonical URL; every URL that led to one (as shared, canonicalised, after
   redirects) is an alias, so sharing the same link again costs no fetch.
-- A summary is keyed by (article, language, prompt version): once made it is never made again.
+- A summary is keyed by (article, language, prompt version + model): once made it is never made again;
+  another OPENAI_MODEL makes its own.
 - Concurrent requests for one link share one fetch and one model run (in-process single-flight); the
   database's unique constraints settle races between processes.
 """

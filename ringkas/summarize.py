@@ -9,6 +9,7 @@ with a random name, and the system prompt says that nothing inside it is an inst
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import re
 import secrets
@@ -18,8 +19,10 @@ from dataclasses import dataclass, field
 from ringkas.documents import Article, Summary, Usage, UsageContext
 from ringkas.errors import ConfigError, ModelOutputInvalid, NotAnArticle
 from ringkas.language import language_name
-from ringkas.llm import LLM
+from ringkas.llm import LLM, ContextOverflow, short_model_name
 from ringkas.prompts import load_prompt, prompt_set_version
+from ringkas.quality.answer import note_weak_model
+from ringkas.quality.summary import SummaryText, Verdict, check_summary, instruction_texts
 from ringkas.storage.base import utcnow
 
 log = logging.getLogger("ringkas.summarize")
@@ -33,6 +36,7 @@ PROMPTS = (
     "summary_part",
     "summary_combine",
     "summary_reduce",
+    "summary_simple",
     "llm_json",
     "llm_repair",
 )
@@ -42,23 +46,52 @@ MIN_NOTES_OUTPUT_TOKENS = 100
 MAP_CONCURRENCY = 4
 MAX_KEY_POINTS = 5
 TLDR_MAX_CHARS = 400
+UNUSABLE = (
+    "The language model could not produce a usable summary of this article: {problems}. "
+    "A larger model may do better (see OPENAI_MODEL)."
+)
 _SAFETY = 16  # tokens of slack for part numbers and boundary names rendered after counting
 
+# Bounded, so a looping model stops at the grammar instead of at max_tokens (servers that take
+# maxItems/maxLength enforce them; the others get them as instructions).
 SUMMARY_SCHEMA: dict = {
     "type": "object",
     "properties": {
-        "title": {"type": "string", "description": "Plain, specific headline in the summary language"},
-        "tldr": {"type": "string", "description": "One sentence, at most 30 words"},
+        "title": {
+            "type": "string",
+            "maxLength": 150,
+            "description": "Plain, specific headline in the summary language",
+        },
+        "tldr": {"type": "string", "maxLength": 300, "description": "One sentence, at most 30 words"},
         "key_points": {
             "type": "array",
-            "items": {"type": "string"},
+            "items": {"type": "string", "maxLength": 280},
+            "minItems": 1,
+            "maxItems": MAX_KEY_POINTS,
             "description": "3 to 5 one-sentence points, most important first",
         },
-        "why_it_matters": {"type": "string", "description": "One or two sentences"},
+        "why_it_matters": {"type": "string", "maxLength": 350, "description": "One or two sentences"},
     },
     "required": ["title", "tldr", "key_points", "why_it_matters"],
     "additionalProperties": False,
 }
+# The second try after an answer failed the checks: fewer, shorter fields.
+SIMPLE_SUMMARY_SCHEMA: dict = {
+    "type": "object",
+    "properties": {
+        "title": {"type": "string", "maxLength": 120},
+        "tldr": {"type": "string", "maxLength": 240},
+        "key_points": {
+            "type": "array",
+            "items": {"type": "string", "maxLength": 200},
+            "minItems": 1,
+            "maxItems": 3,
+        },
+    },
+    "required": ["title", "tldr", "key_points"],
+    "additionalProperties": False,
+}
+REPLANS = 3  # budgeting again after the server refused a request over its context window
 
 _KIND = {"html": "article", "pdf": "document", "text": "text"}
 _BULLET = re.compile(r"^\s*(?:[-*•·‣▪–—]|\d{1,2}[.)]|\(\d{1,2}\))\s+")
@@ -78,13 +111,15 @@ class _Job:
     context: UsageContext | None
     usage: Usage = field(default_factory=Usage)
     model: str = ""
+    final_messages: list[dict] = field(default_factory=list)  # the request the final summary came from
 
 
 class Summarizer:
     def __init__(self, llm: LLM, *, max_calls: int = 0) -> None:
         self.llm = llm
         self.max_calls = max_calls  # MAX_MODEL_CALLS_PER_ARTICLE (0 = no limit): long articles are cut to fit
-        self.prompt_version = prompt_set_version(*PROMPTS)
+        # The cache key: every template, and the model (another OPENAI_MODEL writes other summaries).
+        self.prompt_version = f"{prompt_set_version(*PROMPTS)}+model={model_key(llm.model)}"
         self._map_limit = asyncio.Semaphore(MAP_CONCURRENCY)
 
     async def summarize(
@@ -102,17 +137,31 @@ class Summarizer:
             metadata=_metadata(article),
             context=context,
         )
+        # The server's window and how its tokenizer counts this text, before anything is budgeted.
+        await self.llm.calibrate(text)
         # Tokenizing a long article takes a while (over 100 ms for 2 MB): done once, in a worker thread,
         # so Slack acknowledgements never wait for it.
         article_tokens = await asyncio.to_thread(self.llm.tokens.count, text)
-        messages = self._whole_messages(job, text)
-        if article_tokens <= self._cap and await asyncio.to_thread(self._fits_final, messages):
-            data = await self._final(job, messages, purpose="summary")
-            steps = 1
-        else:
-            notes = await self._map(job, text)
-            data, steps = await self._reduce(job, notes)
-        summary = self._summary(job, data)
+        for replan in range(REPLANS + 1):
+            try:
+                messages = self._whole_messages(job, text)
+                if article_tokens <= self._cap and await asyncio.to_thread(self._fits_final, messages):
+                    job.final_messages = messages
+                    data = await self._final(job, messages, purpose="summary")
+                    steps = 1
+                else:
+                    notes = await self._map(job, text)
+                    data, steps = await self._reduce(job, notes)
+                break
+            except ContextOverflow:
+                if replan == REPLANS:
+                    raise
+                # The LLM learned the server's real window or token ratio: split again, smaller.
+                log.warning(
+                    "request over the server's context window; splitting the text further",
+                    extra={"article_id": article.id, "max_input_tokens": self._cap, "replan": replan + 1},
+                )
+        summary = await self._checked(job, self._summary(job, data))
         log.info(
             "article summarized",
             extra={
@@ -149,10 +198,17 @@ class Summarizer:
         fixed = self.llm.tokens.count_messages(self._part_messages(job, "", 999, 999, words=999))
         budget = self._cap - fixed - notes_tokens - _SAFETY
         if budget < 2 * MIN_NOTES_OUTPUT_TOKENS:
-            raise ConfigError(
-                f"MAX_INPUT_TOKENS={self._cap} is too small to summarize long articles; use at least 2000"
-            )
+            raise self._too_small("to summarize long articles")
         return budget
+
+    def _too_small(self, what: str) -> ConfigError:
+        window = self.llm.profile.context_tokens
+        if self._cap < self.llm.settings.max_input_tokens and window:
+            return ConfigError(
+                f"The model server's context window ({window} of its tokens) is too small {what}. "
+                "Start the server with a larger context (llama.cpp -c, Ollama num_ctx, vLLM --max-model-len)."
+            )
+        return ConfigError(f"MAX_INPUT_TOKENS={self._cap} is too small {what}; use at least 2000")
 
     # --- map ---------------------------------------------------------------------------------------
 
@@ -212,6 +268,7 @@ class Summarizer:
         while True:
             messages = self._reduce_messages(job, notes, total_parts)
             if self._fits_final(messages):
+                job.final_messages = messages
                 return await self._final(job, messages, purpose="summary_reduce"), levels + 1
             if len(notes) == 1:  # one note that alone does not fit: cut it (only with small caps)
                 room = self._cap - self.llm.tokens.count_messages(
@@ -223,9 +280,10 @@ class Summarizer:
                     continue
                 # A very small MAX_INPUT_TOKENS: give up the room kept for the answer rather than fail.
                 if room < MIN_NOTES_OUTPUT_TOKENS:
-                    raise ConfigError(f"MAX_INPUT_TOKENS={self._cap} is too small to summarize long articles")
+                    raise self._too_small("to summarize long articles")
                 note = self.llm.tokens.truncate(notes[0], room)
                 messages = self._reduce_messages(job, [note], total_parts)
+                job.final_messages = messages
                 return await self._final(job, messages, purpose="summary_reduce"), levels + 1
             notes = await self._combine(job, notes, total_parts)
             levels += 1
@@ -236,9 +294,7 @@ class Summarizer:
         budget = self._cap - fixed - notes_tokens - _SAFETY
         groups = _group(notes, [self.llm.tokens.count(n) + 2 for n in notes], budget)
         if len(groups) >= len(notes):
-            raise ConfigError(
-                f"MAX_INPUT_TOKENS={self._cap} is too small to combine notes; use at least 2000"
-            )
+            raise self._too_small("to combine notes")
         log.info("combining notes", extra={"notes": len(notes), "groups": len(groups)})
 
         async def one(start: int, group: list[str]) -> str:
@@ -259,7 +315,7 @@ class Summarizer:
             purpose=purpose,
             schema=SUMMARY_SCHEMA,
             schema_name="summary",
-            max_output_tokens=SUMMARY_OUTPUT_TOKENS,
+            max_output_tokens=self.llm.output_tokens(SUMMARY_SCHEMA, SUMMARY_OUTPUT_TOKENS),
             context=job.context,
             article_id=job.article.id,
             # A reply that still misses a field after the repair request (some small local models
@@ -269,6 +325,88 @@ class Summarizer:
         job.usage = job.usage + completion.usage
         job.model = completion.model
         return completion.data or {}
+
+    # --- checks before anyone sees it ---------------------------------------------------------------
+
+    async def _checked(self, job: _Job, summary: Summary | None) -> Summary:
+        """The summary if it passes the answer checks; else one simpler request; else a plain refusal."""
+        verdict = self._verdict(job, summary)
+        if summary is not None and verdict.ok:
+            return summary
+        log.warning(
+            "summary failed the checks; asking once more, simpler",
+            extra={
+                "article_id": job.article.id,
+                "problems": str(verdict),
+                "model": job.model or self.llm.model,
+            },
+        )
+        second = await self._simple(job, verdict)
+        second_verdict = self._verdict(job, second)
+        if second is not None and second_verdict.ok:
+            return second
+        note_weak_model(job.model or self.llm.model, "summary", str(second_verdict))
+        raise ModelOutputInvalid(
+            UNUSABLE.format(problems=_plain(second_verdict)),
+            detail=f"first: {verdict}; second: {second_verdict}",
+        )
+
+    def _verdict(self, job: _Job, summary: Summary | None) -> Verdict:
+        if summary is None:
+            return Verdict(("the answer had no TL;DR or key points",))
+        text = SummaryText(
+            title=summary.title or "",
+            tldr=summary.tldr,
+            key_points=tuple(summary.key_points),
+            why_it_matters=summary.why_it_matters,
+        )
+        instructions = instruction_texts(
+            load_prompt("summary").render(language=job.language_name, tag=job.tag),
+            load_prompt("summary_simple").render(language=job.language_name, tag=job.tag),
+            load_prompt("llm_json").render(schema=""),
+            load_prompt("llm_repair").render(problem=""),
+            schema=SUMMARY_SCHEMA,
+        )
+        return check_summary(
+            text,
+            article_text=f"{job.article.title or ''}\n{job.article.text}",
+            article_language=job.article.language,
+            language=job.language,
+            instructions=instructions,
+        )
+
+    async def _simple(self, job: _Job, verdict: Verdict) -> Summary | None:
+        """The simpler second request: the same source, a short prompt, three fields, three points."""
+        source = job.final_messages[-1]["content"] if job.final_messages else ""
+        system = load_prompt("summary_simple").render(language=job.language_name, tag=job.tag)
+        note = (
+            f"A previous answer was rejected ({verdict}). Write in {job.language_name}, from the source only."
+        )
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": f"{source}\n\n{note}"}]
+        if (
+            self.llm.tokens.count_messages(messages) + self.llm.format_reserve(SIMPLE_SUMMARY_SCHEMA)
+            > self._cap
+        ):
+            return None
+        try:
+            completion = await self.llm.complete(
+                messages,
+                purpose="summary_retry",
+                schema=SIMPLE_SUMMARY_SCHEMA,
+                schema_name="summary",
+                max_output_tokens=self.llm.output_tokens(SIMPLE_SUMMARY_SCHEMA, SUMMARY_OUTPUT_TOKENS),
+                context=job.context,
+                article_id=job.article.id,
+                salvage=True,
+            )
+        except (ModelOutputInvalid, ContextOverflow) as exc:
+            log.info(
+                "simpler summary request failed", extra={"article_id": job.article.id, "error": exc.code}
+            )
+            return None
+        job.usage = job.usage + completion.usage
+        job.model = completion.model
+        return self._summary(job, completion.data or {})
 
     # --- messages ----------------------------------------------------------------------------------
 
@@ -319,7 +457,7 @@ class Summarizer:
 
     # --- result --------------------------------------------------------------------------------------
 
-    def _summary(self, job: _Job, data: dict) -> Summary:
+    def _summary(self, job: _Job, data: dict) -> Summary | None:
         tldr = _one_line(_text(data.get("tldr")))[:TLDR_MAX_CHARS]
         points = [_one_line(_BULLET.sub("", point)) for point in _points(data.get("key_points"))]
         points = [p for p in points if p][:MAX_KEY_POINTS]
@@ -328,18 +466,28 @@ class Summarizer:
         if not tldr and points:
             tldr = points[0]
         if not tldr:
-            raise ModelOutputInvalid(detail="summary without a TL;DR or key points")
+            return None
         return Summary(
             tldr=tldr,
             key_points=tuple(points),
             why_it_matters=why,
             language=job.language,
-            model=job.model or self.llm.model,
+            model=short_model_name(job.model or self.llm.model),
             prompt_version=self.prompt_version,
             title=title,
             usage=job.usage,
             created_at=utcnow(),
         )
+
+
+def model_key(model: str) -> str:
+    """The model part of a summary cache key: readable, and unique for long ids (file paths)."""
+    digest = hashlib.sha256(model.encode("utf-8")).hexdigest()[:8]
+    return f"{short_model_name(model)[:40]}#{digest}"
+
+
+def _plain(verdict: Verdict) -> str:
+    return "; ".join(verdict.problems[:3]) or "no answer"
 
 
 def _text(value: object) -> str:

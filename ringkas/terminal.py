@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from ringkas.documents import Article, SummaryResult
 from ringkas.language import language_name
+from ringkas.model_server.names import short_model_name
 from ringkas.urls import without_credentials
 
 if TYPE_CHECKING:
@@ -80,7 +81,7 @@ def _footer(result: SummaryResult) -> str:
         tokens = f"cached · 0 tokens now (made with {tokens})"
     minutes = article.reading_minutes
     reading = f"{minutes} min read ({article.word_count:,} words)"
-    return f"— {language} · {summary.model} · {tokens} · {reading}"
+    return f"— {language} · {short_model_name(summary.model)} · {tokens} · {reading}"
 
 
 def format_extract(article: Article) -> str:

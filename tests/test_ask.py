@@ -256,7 +256,12 @@ async def test_ask_errors_are_told_plainly(
 async def test_model_text_cannot_ping_or_inject_markup(
     slack_app: SlackApp, slack_stub: SlackStub, openai_stub: OpenAIStub, web: WebStub
 ) -> None:
-    openai_stub.responder = model(["**Yes.** @channel <!here> <@U0999> see <https://evil.test|this> & more"])
+    openai_stub.responder = model(
+        [
+            "**Yes.** Bing shows AI answers for 40 percent. "
+            "@channel <!here> <@U0999> see <https://evil.test|this> & more"
+        ]
+    )
     thread = await summarize_here(slack_app, web)
     assert await slack_app.event(mention("<@UBOT> anything?", thread_ts=thread)) == 200
     await slack_app.settle()

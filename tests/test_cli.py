@@ -62,8 +62,8 @@ async def test_summarize_url_in_the_pages_language_then_from_cache(openai_stub, 
     assert len(openai_stub.requests) == 1
     assert "write every field in Indonesian" in request_text(openai_stub.requests[0])
     assert "Garuda-7B" in request_text(openai_stub.requests[0])
-    assert "TL;DR: stub text" in out
-    assert "Key points:" in out and "Why it matters: stub text" in out
+    assert "TL;DR: " in out and "Garuda-7B" in out  # the stand-in writes from the page's own sentences
+    assert "Key points:" in out and "Why it matters: " in out
     assert "Kabar Kecerdasan" in out and "Dewi Lestari" in out and "2025-03-11" in out
     footer = out.strip().splitlines()[-1]
     assert (

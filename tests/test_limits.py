@@ -35,8 +35,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def page(title: str, words: int = 400, *, canonical: str | None = None) -> str:
-    sentence = "{} sentence number {} about models, chips and open weights."
-    body = " ".join(sentence.format(title, i) for i in range(words // 9))
+    # Varied sentences: a page of one sentence repeated gets a summary whose points repeat (refused).
+    sentences = (
+        "{} sentence number {} about models, chips and open weights.",
+        "{} reports that {} new accelerators reached data centers.",
+        "{} says benchmark scores rose by {} points on coding tasks.",
+        "Analysts expect {} to spend {} million dollars on training.",
+    )
+    body = " ".join(sentences[i % 4].format(title, i) for i in range(words // 9))
     link = f'<link rel="canonical" href="{canonical}">' if canonical else ""
     return (f"<html><head><title>{title}</title>{link}</head><body><article><h1>{title}</h1>"
             f"<p>{body}</p></article></body></html>")

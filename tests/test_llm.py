@@ -178,7 +178,9 @@ async def test_json_object_rejected_falls_back_to_plain_text(openai_stub, make_s
     await llm.aclose()
     assert completion.data == {"answer": "hi", "points": [], "score": 2}
     kinds = [(r.get("response_format") or {}).get("type") for r in openai_stub.requests]
-    assert kinds == ["json_schema", "json_object", None]
+    # json_schema, then llama-cpp-python's json_object+schema, then plain json_object, then the prompt alone
+    assert kinds == ["json_schema", "json_object", "json_object", None]
+    assert "schema" in openai_stub.requests[1]["response_format"]
     assert "Reply with one JSON object" in request_text(openai_stub.requests[-1])
 
 
@@ -290,3 +292,30 @@ async def test_a_base_url_that_is_not_a_model_server_says_what_to_check(web, mak
     await llm.aclose()
     assert "OPENAI_BASE_URL" in info.value.user_message and "OPENAI_MODEL" in info.value.user_message
     assert web.hits["/somewhere/chat/completions"] == 1 and web.hits["/somewhere/v1/chat/completions"] == 1
+
+
+async def test_a_refused_optional_parameter_is_dropped_and_remembered(openai_stub, make_settings) -> None:
+    llm = _llm(make_settings)
+    openai_stub.raw_next(
+        json.dumps({"error": {"message": "Unrecognized request argument supplied: stream_options"}}),
+        status=400,
+    )
+    first = await llm.complete(MESSAGES, purpose="test")
+    second = await llm.complete(MESSAGES, purpose="test")
+    await llm.aclose()
+    assert first.text == second.text == "stub answer"
+    assert "stream_options" in openai_stub.requests[0]
+    assert all("stream_options" not in body for body in openai_stub.requests[1:])
+    assert all(body["stream"] is True for body in openai_stub.requests)  # still streamed
+    assert len(openai_stub.requests) == 3
+
+
+async def test_a_server_error_mentioning_a_stream_is_an_outage_not_a_refusal(
+    openai_stub, make_settings
+) -> None:
+    llm = _llm(make_settings)
+    openai_stub.raw_next(json.dumps({"error": {"message": "upstream stream closed early"}}), status=502)
+    completion = await llm.complete(MESSAGES, purpose="test")
+    await llm.aclose()
+    assert completion.text == "stub answer"
+    assert openai_stub.requests[1]["stream"] is True  # retried as it was

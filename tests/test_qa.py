@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +16,7 @@ from sqlalchemy import select
 from ringkas.articles import ArticleStore
 from ringkas.config import Settings
 from ringkas.documents import Article
+from ringkas.errors import ModelOutputInvalid
 from ringkas.fetch import SafeFetcher
 from ringkas.llm import LLM
 from ringkas.prompts import load_prompt
@@ -174,7 +177,7 @@ async def test_follow_up_carries_the_thread_history(make_qa: Callable[..., QA]) 
 async def test_history_is_budgeted_newest_first(make_qa: Callable[..., QA]) -> None:
     qa = make_qa(MAX_INPUT_TOKENS="3000")
     article_id = await qa.article(SHORT, title="GPT-5 Turbo pricing", url="https://news.example/gpt5")
-    filler = "This is a long earlier answer that goes on about many details. " * 12
+    filler = "The model will be available in the API first in the United States, later in Europe. " * 12
     for turn in range(8):
         qa.stub.responder = answering(f"Answer number {turn}. {filler}")
         await qa.ask(f"Question number {turn}?", [article_id])
@@ -438,3 +441,22 @@ async def test_a_short_follow_up_takes_its_language_only_from_same_script_histor
     assert first.language == "id"
     follow_up = await qa.ask("Siapa CEO-nya?", [article_id], thread=thread)
     assert follow_up.language == "id"
+
+
+async def test_an_answer_that_shares_nothing_with_the_article_is_not_posted(
+    make_qa: Callable[..., QA], caplog: pytest.LogCaptureFixture
+) -> None:
+    qa = make_qa(OPENAI_MODEL=f"weak-qa-model-{uuid.uuid4().hex[:8]}")  # logged once per model and process
+    article_id = await qa.article(SHORT, title="GPT-5 Turbo pricing", url="https://news.example/gpt5-weak")
+    qa.stub.responder = answering("Quantum pineapple harmonies drift beneath velvet spreadsheets tonight.")
+    caplog.set_level(logging.WARNING, logger="ringkas.quality")
+    for question in ("How much does it cost?", "When is it available?"):
+        with pytest.raises(ModelOutputInvalid) as caught:
+            await qa.ask(question, [article_id])
+        assert "didn't match the article" in caught.value.user_message
+    weak = [r for r in caplog.records if "unusable answers" in r.getMessage()]
+    assert len(weak) == 1  # logged once for the model, not per message
+
+    qa.stub.responder = answering("The article does not say what it costs in Europe.")
+    answer = await qa.ask("What does it cost in Europe?", [article_id])
+    assert "does not say" in answer.text  # a clear "not in the article" is an answer

@@ -118,10 +118,16 @@ async def test_a_long_article_is_never_tokenized_on_the_event_loop(
         return real(self, text)
 
     monkeypatch.setattr(tiktoken.Encoding, "encode_ordinary", recording)
-    paragraph = "Microsoft and OpenAI extended their partnership, Satya Nadella said on Monday. " * 4
-    text = "\n\n".join(f"{i}. {paragraph}" for i in range(2_000))  # ~650 000 characters
-    article = Article(url="https://news.example/a", canonical_url="https://news.example/a", title="A",
-                      text=text, language="en", id=1)
+    sentences = [
+        "Microsoft and OpenAI extended their partnership, Satya Nadella said on Monday.",
+        "All of OpenAI's cloud workloads will run on Azure from next year onwards.",
+        "Developers get access to new models through the Azure OpenAI service.",
+        "Analysts expect the deal to raise pressure on Google and Amazon in cloud computing.",
+        "The companies did not disclose the size of the new investment in the announcement.",
+    ]
+    text = "\n\n".join(f"{i}. " + " ".join(sentences[i % 5 :] + sentences[: i % 5]) for i in range(2_000))
+    article = Article(url="https://news.example/a", canonical_url="https://news.example/a",
+                      title="Microsoft extends OpenAI deal", text=text, language="en", id=1)
     for cap in ("12000", "2000000"):  # map-reduced, and sent whole under a huge cap
         llm = LLM(make_settings(MAX_INPUT_TOKENS=cap))
         try:

@@ -9,7 +9,7 @@ from typing import Any
 from handlers.links import display_host
 from handlers.render import escape, failure_message, link, status_message
 from tests.slack_app import BOT_USER_ID, SlackApp, mention
-from tests.support.openai_stub import OpenAIStub, fake_for_schema
+from tests.support.openai_stub import OpenAIStub, fake_for_schema, summary_with
 from tests.support.slack_stub import SlackStub
 from tests.support.web_stub import WebStub
 
@@ -31,10 +31,13 @@ PAGE = (
 
 def _hostile_model(body: dict[str, Any]) -> str:
     fmt = body.get("response_format") or {}
-    data = fake_for_schema(fmt["json_schema"]["schema"]) if fmt.get("type") == "json_schema" else {}
-    if not isinstance(data, dict):
-        data = {}
-    data.update(
+    schema = fmt["json_schema"]["schema"] if fmt.get("type") == "json_schema" else {}
+    if "tldr" not in (schema.get("properties") or {}):
+        return json.dumps(fake_for_schema(schema) if schema else {})
+    # Hostile text inside an otherwise real summary: pure junk would be stopped by the answer checks.
+    data = summary_with(
+        body,
+        schema,
         title="<!here> title",
         tldr="Ignore that: <!everyone> see <https://evil.example/login|https://bank.example> now @channel",
         key_points=["<@U0CEO> approved it", f"{RLO}gnirts desrever", "&lt;!channel&gt; stays text"],

@@ -20,7 +20,7 @@ from ringkas.service import Ringkas, SingleFlight
 from ringkas.storage import Database
 from ringkas.storage.tables import ArticleRow, ModelCallRow, SummaryRow
 from tests.conftest import FIXTURES
-from tests.support.openai_stub import request_text
+from tests.support.openai_stub import request_text, summary_from_source
 
 PAGES = FIXTURES / "summaries"
 ID_PAGE = (PAGES / "berita-ai-id.html").read_text(encoding="utf-8")
@@ -199,9 +199,9 @@ async def test_two_processes_racing_store_one_summary(openai_stub, web, database
 
     def distinct(body: dict) -> str:
         n = next(counter)
-        return json.dumps(
-            {"title": "T", "tldr": f"take {n}", "key_points": ["a", "b", "c"], "why_it_matters": "w"}
-        )
+        data = summary_from_source(body, {"properties": {"tldr": {}, "why_it_matters": {}}}) or {}
+        data["tldr"] = f"{data.get('tldr')} Take {n}."  # each model run writes a different summary
+        return json.dumps(data)
 
     openai_stub.responder = distinct
     openai_stub.delay = 0.1
@@ -365,3 +365,14 @@ async def test_single_flight_shares_results_and_errors() -> None:
     with pytest.raises(RuntimeError):
         await flights.run("k", boom)
     assert (await flights.run("k", work))[0] == 42  # a failure is not remembered
+
+
+async def test_another_model_makes_its_own_summary(openai_stub, web, database, make_service) -> None:
+    url = web.add("/model-switch", EN_PAGE)
+    first = await make_service(database).summarize(url)
+    switched = make_service(database, OPENAI_MODEL="/models/SmolLM2-135M-Instruct.Q4_1.gguf")
+    second = await switched.summarize(url)
+    assert first.cached is False and second.cached is False  # OPENAI_MODEL is part of the cache key
+    assert second.summary.model == "SmolLM2-135M-Instruct.Q4_1"  # footers show a short name, not the path
+    assert (await switched.summarize(url)).cached is True
+    assert (await make_service(database).summarize(url)).summary.model == "gpt-4.1-mini"

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from ringkas.storage.tables import SlackRequestRow
 from tests.conftest import SIGNING_SECRET
 from tests.slack_app import BOT_USER_ID, MakeSlackApp, SlackApp, mention, message, next_ts
-from tests.support.openai_stub import OpenAIStub, fake_for_schema
+from tests.support.openai_stub import OpenAIStub, fake_for_schema, summary_with
 from tests.support.slack_signing import event_body, signed_headers
 from tests.support.slack_stub import SlackStub
 from tests.support.web_stub import WebStub
@@ -28,11 +28,15 @@ def article_page(web: WebStub, path: str = "/story", title: str | None = None) -
 
 
 def summary_responder(**fields: Any):  # type: ignore[no-untyped-def]
-    """A model stand-in answering summary requests with `fields` over the schema-shaped default."""
+    """A model stand-in answering summary requests with `fields` added to a summary of the page."""
 
     def respond(body: dict[str, Any]) -> str:
         fmt = body.get("response_format") or {}
-        data = fake_for_schema(fmt["json_schema"]["schema"]) if fmt.get("type") == "json_schema" else {}
+        schema = fmt["json_schema"]["schema"] if fmt.get("type") == "json_schema" else {}
+        if "tldr" in (schema.get("properties") or {}):
+            # Added to a real summary of the page: pure junk would be stopped by the answer checks.
+            return json.dumps(summary_with(body, schema, **fields))
+        data = fake_for_schema(schema) if schema else {}
         if not isinstance(data, dict) or ("tldr" not in data and fmt.get("type") != "json_schema"):
             data = {"title": "t", "tldr": "stub", "key_points": ["a", "b", "c"], "why_it_matters": "w"}
         data.update(fields)

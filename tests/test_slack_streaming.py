@@ -77,7 +77,10 @@ async def test_a_stream_that_breaks_midway_is_completed_once(
 async def test_streamed_text_is_inert_and_appends_are_throttled(
     slack_app: SlackApp, slack_stub: SlackStub, openai_stub: OpenAIStub, web: WebStub
 ) -> None:
-    hostile = ("Ping <!channel> and @here, <@U0BAD> <https://evil.test|click>. " * 40).strip()
+    hostile = " ".join(  # grounded enough to pass the answer checks, hostile in every line
+        f"Ping <!channel> and @here, <@U0BAD> <https://evil.test|click>. Point {i}: Bing shows AI answers "
+        "for about 40 percent of US English searches." for i in range(20)
+    )
     openai_stub.responder = model([hostile])
     thread = await summarize_here(slack_app, web)
     openai_stub.stream_chunk = 3  # ~900 pieces from the model

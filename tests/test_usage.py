@@ -19,6 +19,7 @@ from ringkas.storage.tables import ModelCallRow
 from ringkas.terminal import format_usage
 from ringkas.usage import usage_report
 from tests.conftest import FIXTURES
+from tests.support.openai_stub import summary_from_source
 
 REPO = Path(__file__).resolve().parents[1]
 EN_PAGE = (FIXTURES / "summaries" / "injection-en.html").read_text(encoding="utf-8")
@@ -29,7 +30,7 @@ def _fixed_usage(body: dict) -> dict:
     fmt = body.get("response_format") or {}
     schema = (fmt.get("json_schema") or {}).get("schema") or {}
     props = schema.get("properties", {})
-    content = {
+    content = summary_from_source(body, schema) or {
         name: (["point one", "point two", "point three"] if spec.get("type") == "array" else "text")
         for name, spec in props.items()
     }

@@ -16,6 +16,11 @@ The real `openai` SDK talks to it over HTTP on 127.0.0.1 (set `OPENAI_BASE_URL` 
 - Requests with `"stream": true` are answered as a server-sent event stream of chat.completion.chunk
   objects, `stub.stream_chunk` characters each, `stub.stream_delay` seconds apart (benchmarks); the
   last chunk carries usage when `stream_options.include_usage` asks for it.
+- The default responder writes summaries the way a competent model would: from the source block's own
+  sentences (`summary_from_source`), or, when another language is asked for, sentences in that language
+  naming the source's people, firms and numbers; `summary_with(body, schema, **fields)` adds test text
+  (hostile, huge) to such a summary so it still passes the answer checks. Weak-model behaviours and
+  stand-ins of specific servers are in `model_servers.py`.
 - `skipping(responder)` wraps a responder so that its JSON answers leave out items of an array (a model
   that skips stories).
 - `stub.v1_only = True` serves Chat Completions only under /v1 (404 "page not found" at the root, like
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -69,13 +75,177 @@ def request_text(body: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+_SOURCE_BLOCK = re.compile(r"<(source-[0-9a-f]+)>(.*?)</\1>", re.S)
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+
+
+def source_sentences(body: dict[str, Any]) -> tuple[str, list[str]]:
+    """The title and sentences of the source material a summary request carries (empty: none)."""
+    match = None
+    for message in body.get("messages", []):
+        content = message.get("content")
+        if isinstance(content, str):
+            match = _SOURCE_BLOCK.search(content) or match
+    if match is None:
+        return "", []
+    title = ""
+    sentences: list[str] = []
+    for line in match.group(2).splitlines():
+        line = line.strip().lstrip("-• ").strip()
+        if line.startswith("Title: "):
+            title = line[len("Title: ") :]
+            continue
+        if re.match(r"^(Site|Author|Published): ", line):
+            continue
+        sentences.extend(s.strip() for s in _SENTENCE.split(line) if len(s.split()) >= 4)
+    return title, sentences
+
+
+_WANTED_LANGUAGE = re.compile(r"write every field in ([A-Z][a-z]+)|for a busy reader, in ([A-Z][a-z]+) only")
+_TEMPLATES = {
+    "en": (
+        "News about {a} and {b}",
+        "The article reports new developments involving {a}, {b} and {c}.",
+        [
+            "According to the article, {a} plays a central role in the story.",
+            "The report also describes what {b} is doing and why it is relevant.",
+            "It further mentions {c} as part of the same development.",
+        ],
+        "It shows how {a} and {b} may change the market for people who follow AI.",
+    ),
+    "id": (
+        "Kabar tentang {a} dan {b}",
+        "Artikel ini melaporkan perkembangan terbaru yang melibatkan {a}, {b} dan {c}.",
+        [
+            "Menurut artikel tersebut, {a} memegang peran penting dalam cerita ini.",
+            "Laporan itu juga menjelaskan apa yang sedang dilakukan oleh {b} saat ini.",
+            "Artikel tersebut juga menyebut {c} sebagai bagian dari perkembangan yang sama.",
+        ],
+        "Hal ini menunjukkan bagaimana {a} dan {b} bisa mengubah pasar bagi para pengamat AI.",
+    ),
+}
+
+
+def _source_names(sentences: list[str]) -> list[str]:
+    names: list[str] = []
+    for sentence in sentences:
+        for word in sentence.split()[1:]:
+            word = word.strip(".,;:!?()\"'“”‘’")
+            specific = word[:1].isupper() or any(ch.isdigit() for ch in word)
+            if len(word) > 2 and specific and word not in names:
+                names.append(word)
+    return [*names, "the company", "the model", "the team"][:3]
+
+
+def summary_from_source(body: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any] | None:
+    """What a competent model writes for a summary schema: the source's own sentences, or (when another
+    language is asked for) sentences in that language naming the source's people, firms and numbers."""
+    if "tldr" not in (schema.get("properties") or {}):
+        return None
+    title, sentences = source_sentences(body)
+    if not sentences:
+        return None
+    points = sentences[1:4] or sentences[:1]
+    data = {"title": title or sentences[0][:100], "tldr": sentences[0], "key_points": points}
+    why = sentences[min(4, len(sentences) - 1)]
+    wanted = _WANTED_LANGUAGE.search(request_text(body))
+    if wanted:
+        from ringkas.language import LANGUAGE_NAMES, detect_language
+
+        code = {name: c for c, name in LANGUAGE_NAMES.items()}.get(wanted.group(1) or wanted.group(2))
+        if code in _TEMPLATES and detect_language(" ".join(sentences)) not in (code, None):
+            a, b, c = _source_names(sentences)
+            head, tldr, lines, why_line = _TEMPLATES[code]
+            data = {
+                "title": head.format(a=a, b=b),
+                "tldr": tldr.format(a=a, b=b, c=c),
+                "key_points": [line.format(a=a, b=b, c=c) for line in lines],
+            }
+            why = why_line.format(a=a, b=b)
+    if "why_it_matters" in schema["properties"]:
+        data["why_it_matters"] = why
+    return data
+
+
+def summary_with(body: dict[str, Any], schema: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """A plausible summary of the request's source with `fields` added to it (hostile or huge model
+    text that still reads as a summary of the article, so it passes the answer checks and is shown)."""
+    data = summary_from_source(body, schema) or fake_for_schema(schema)
+    for name, value in fields.items():
+        base = data.get(name)
+        if isinstance(value, list):
+            sources = source_sentences(body)[1][1:] or (base if isinstance(base, list) and base else [""])
+            data[name] = [f"{sources[i % len(sources)]} {item}".strip() for i, item in enumerate(value)]
+        elif isinstance(base, str) and name != "title":
+            data[name] = f"{base} {value}"
+        else:
+            data[name] = value
+    return data
+
+
 def default_responder(body: dict[str, Any]) -> str | dict[str, Any]:
     fmt = body.get("response_format") or {}
-    if fmt.get("type") == "json_schema":
-        return json.dumps(fake_for_schema(fmt["json_schema"]["schema"]))
-    if fmt.get("type") == "json_object":
+    schema = (fmt.get("json_schema") or {}).get("schema") or fmt.get("schema")
+    if isinstance(schema, dict):
+        return json.dumps(summary_from_source(body, schema) or fake_for_schema(schema), ensure_ascii=False)
+    if fmt.get("type") == "json_object" or '"tldr"' in request_text(body):
+        summary = summary_from_source(body, {"properties": {"tldr": {}, "why_it_matters": {}}})
+        if summary is not None:
+            return json.dumps(summary, ensure_ascii=False)
         return json.dumps({"result": "stub text"})
+    _title, sentences = source_sentences(body)
+    if sentences:  # notes on a part of a long text
+        return "\n".join(f"- {s}" for s in sentences[:6])
     return "stub answer"
+
+
+def completion_chunks(
+    payload: dict[str, Any], *, include_usage: bool, pieces: int = 4
+) -> list[dict[str, Any]]:
+    """A chat.completion as the chat.completion.chunk objects a streaming server sends for it."""
+    base = {
+        "id": payload.get("id", "chatcmpl-stub"),
+        "object": "chat.completion.chunk",
+        "created": payload.get("created", int(time.time())),
+        "model": payload.get("model", "stub-model"),
+    }
+    chunks: list[dict[str, Any]] = []
+    for choice in payload.get("choices", []):
+        message = choice.get("message") or {}
+        content = message.get("content") or ""
+        index = choice.get("index", 0)
+        chunks.append(
+            {**base, "choices": [{"index": index, "delta": {"role": "assistant"}, "finish_reason": None}]}
+        )
+        step = max(1, -(-len(content) // max(1, pieces)))
+        for start in range(0, len(content), step):
+            delta = {"content": content[start : start + step]}
+            chunks.append({**base, "choices": [{"index": index, "delta": delta, "finish_reason": None}]})
+        chunks.append(
+            {**base, "choices": [{"index": index, "delta": {}, "finish_reason": choice.get("finish_reason")}]}
+        )
+    if include_usage and payload.get("usage"):
+        chunks.append({**base, "choices": [], "usage": payload["usage"]})
+    return chunks
+
+
+async def stream_completion(
+    request: web.Request,
+    payload: dict[str, Any],
+    *,
+    include_usage: bool,
+    pieces: int = 4,
+    chunk_delay: float = 0.0,
+) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    await response.prepare(request)
+    for chunk in completion_chunks(payload, include_usage=include_usage, pieces=pieces):
+        await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        if chunk_delay:
+            await asyncio.sleep(chunk_delay)
+    await response.write(b"data: [DONE]\n\n")
+    await response.write_eof()
+    return response
 
 
 class OpenAIStub:
@@ -88,6 +258,7 @@ class OpenAIStub:
         self.v1_only = False
         self.stream_chunk = 12
         self.stream_delay = 0.0
+        self.stream_pieces = 4  # content chunks per streamed answer
         self._failures: list[tuple[int, float | None]] = []
         self._raw: list[tuple[int, bytes, str, dict[str, str]]] = []
         self._runner: web.AppRunner | None = None
@@ -207,11 +378,13 @@ class OpenAIStub:
                 )
             answer = self.responder(body)
             if isinstance(answer, dict):
-                return web.json_response(answer)
+                return await self._reply(request, body, answer)
             if body.get("stream"):
                 return await self._stream(request, body, answer)
             prompt_tokens = max(1, len(request_text(body)) // 4)
-            return web.json_response(
+            return await self._reply(
+                request,
+                body,
                 {
                     "id": f"chatcmpl-stub-{len(self.requests)}",
                     "object": "chat.completion",
@@ -229,10 +402,21 @@ class OpenAIStub:
                         "completion_tokens": max(1, len(answer) // 4),
                         "total_tokens": prompt_tokens + max(1, len(answer) // 4),
                     },
-                }
+                },
             )
         finally:
             self.in_flight -= 1
+
+    async def _reply(
+        self, request: web.Request, body: dict[str, Any], payload: dict[str, Any]
+    ) -> web.StreamResponse:
+        """The completion as JSON, or as a server-sent event stream when the request asked to stream."""
+        if not body.get("stream") or not isinstance(payload.get("choices"), list):
+            return web.json_response(payload)
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        return await stream_completion(
+            request, payload, include_usage=include_usage, pieces=self.stream_pieces
+        )
 
 
 def skipping(

@@ -1,0 +1,1 @@
+"""What each OpenAI-compatible model server supports: probing, refusals understood, learned limits."""
