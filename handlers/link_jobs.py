@@ -180,6 +180,8 @@ async def run_link_job(deps: Deps, client: Any, job: Job) -> None:
     if progress is not None and retry is None:
         await progress.finish(not failed)
     if retry is not None:
+        if progress is not None:
+            await progress.withdraw()
         raise retry  # the others are answered; the job comes back for the rest
 
 

@@ -61,6 +61,15 @@ class Progress:
             await self._react("reactions_remove", WORKING)
             await self._react("reactions_add", DONE if ok else FAILED)
 
+    async def withdraw(self) -> None:
+        """The job goes back to the queue (an outage): take the marker down; the run that finishes the
+        work shows its own progress if it is slow, and nothing is left behind if it is quick."""
+        if self.shown == "status":
+            await self._set_status("")
+        elif self.shown == "reaction":
+            await self._react("reactions_remove", WORKING)
+        self.shown = None
+
     async def _set_status(self, text: str) -> bool:
         assert self.thread_ts is not None
         try:

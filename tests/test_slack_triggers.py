@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from tests.slack_app import MakeSlackApp, SlackApp, message, message_action, reaction
-from tests.support.openai_stub import OpenAIStub
+from tests.support.openai_stub import OpenAIStub, summary_tldrs
 from tests.support.slack_stub import SlackStub
 from tests.support.web_stub import WebStub
 from tests.test_slack_events import all_text, article_page, request_rows
 
 
 async def test_a_memo_reaction_summarizes_the_message_in_its_thread(
-    slack_app: SlackApp, slack_stub: SlackStub, web: WebStub
+    slack_app: SlackApp, slack_stub: SlackStub, web: WebStub, openai_stub: OpenAIStub
 ) -> None:
     await slack_app.command("auto off")  # passive summaries off: only the reaction asks
     await slack_app.settle()
@@ -24,7 +24,7 @@ async def test_a_memo_reaction_summarizes_the_message_in_its_thread(
     assert await slack_app.event(reaction("memo", shared, user="U0003")) == 200
     await slack_app.settle()
     [summary] = slack_stub.posted()
-    assert summary["thread_ts"] == shared["ts"] and summary["text"] == "stub text"
+    assert summary["thread_ts"] == shared["ts"] and summary["text"] in summary_tldrs(openai_stub)
     assert "<@U0003>" in all_text(summary)  # names who asked
     [row] = await request_rows(slack_app)
     assert (row.kind, row.state, row.message_ts) == ("reaction", "done", shared["ts"])

@@ -439,3 +439,17 @@ def skipping(
         return json.dumps(data)
 
     return answer
+
+
+def summary_tldrs(stub: OpenAIStub) -> set[str]:
+    """The TL;DRs the default responder wrote for the summary requests the stand-in received."""
+    found: set[str] = set()
+    for body in stub.requests:
+        answer = default_responder(body)
+        try:
+            data = json.loads(answer) if isinstance(answer, str) else None
+        except ValueError:
+            continue
+        if isinstance(data, dict) and isinstance(data.get("tldr"), str):
+            found.add(data["tldr"])
+    return found
