@@ -5,6 +5,7 @@
     python bot.py extract URL|FILE        print the text the model would read
     python bot.py digest [--dry-run]      run due digests now (or print one, touching nothing)
     python bot.py usage [--days N]        token usage by feature, channel and model
+    python bot.py jobs [--all] [--retry ID]  pending and failed jobs; queue a failed one again
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 from ringkas.config import Settings
 from ringkas.errors import ConfigError, RingkasError
 from ringkas.fetch import SafeFetcher
-from ringkas.limits import LimitGuard, Limits
+from ringkas.limits import AdaptiveLimit, LimitGuard, Limits
 from ringkas.llm import LLM
 from ringkas.logs import configure_logging
 from ringkas.service import Ringkas
@@ -58,7 +59,10 @@ async def build_core(settings: Settings, *, create_tables: bool = True) -> Core:
         timeout=settings.fetch_timeout,
         max_bytes=settings.fetch_max_bytes,
     )
-    llm = LLM(settings, db=db)
+    llm = LLM(settings, db=db, max_concurrency=settings.model_concurrency)
+    # The guard around each model request: MODEL_CONCURRENCY at most, fewer for a while after 429s.
+    llm._limit = AdaptiveLimit(settings.model_concurrency)  # type: ignore[assignment]
+    _time_calls(fetcher, llm)
     ringkas = Ringkas(settings=settings, db=db, fetcher=fetcher, llm=llm)
     limits = LimitGuard(db, Limits.from_settings(settings))
     ringkas.limits = limits  # links per user per hour, checked where a shared link enters the pipeline
@@ -66,7 +70,71 @@ async def build_core(settings: Settings, *, create_tables: bool = True) -> Core:
     return Core(settings=settings, db=db, fetcher=fetcher, llm=llm, ringkas=ringkas)
 
 
+def _time_calls(fetcher: SafeFetcher, llm: LLM) -> None:
+    """Fetch and model latencies for /metrics, measured where the services are wired."""
+    from ringkas.metrics import FETCH_SECONDS, MODEL_SECONDS, timed
+
+    fetch, complete = fetcher.fetch, llm.complete
+
+    async def timed_fetch(*args, **kwargs):  # type: ignore[no-untyped-def]
+        async with timed(FETCH_SECONDS):
+            return await fetch(*args, **kwargs)
+
+    async def timed_complete(*args, **kwargs):  # type: ignore[no-untyped-def]
+        async with timed(MODEL_SECONDS):
+            return await complete(*args, **kwargs)
+
+    fetcher.fetch = timed_fetch  # type: ignore[method-assign]
+    llm.complete = timed_complete  # type: ignore[method-assign]
+
+
 # --- Slack app ---------------------------------------------------------------------------------
+
+
+@dataclass
+class JobsRuntime:
+    """Durable work of this process: the queue in the database, the Slack outbox, and the worker."""
+
+    queue: object  # ringkas.jobs.JobQueue
+    outbox: object  # ringkas.jobs.Outbox
+    worker: object  # ringkas.jobs.Worker
+    intake: object  # ringkas.jobs.intake.Intake: claims + jobs written before the acks, batched
+
+
+def build_jobs(settings: Settings, db: Database, client: object, deps: object) -> JobsRuntime:
+    from functools import partial
+
+    from handlers.link_jobs import LINK_JOB, give_up_link_job, run_link_job
+    from ringkas.jobs import JobKind, JobQueue, Outbox, Worker
+
+    queue = JobQueue(db, lease_seconds=settings.job_lease, deadline_seconds=settings.retry_deadline)
+    kinds = {
+        LINK_JOB: JobKind(run=partial(run_link_job, deps, client),
+                          give_up=partial(give_up_link_job, deps, client)),
+    }
+    worker = Worker(queue, kinds, concurrency=settings.job_concurrency,
+                    poll_interval=min(1.0, settings.job_lease / 4))
+    worker.observe = _observe_job
+    from ringkas.jobs.intake import Intake
+
+    intake = Intake(deps.state, queue)  # type: ignore[attr-defined]
+    return JobsRuntime(queue=queue, outbox=Outbox(db), worker=worker, intake=intake)
+
+
+def keyed_digest_poster(client: object, deps: object) -> object:
+    """The digest poster with keyed posts: a run resumed after a crash never posts its digest twice."""
+    import handlers
+    from handlers.delivery import KeyedPoster, KeyedPosts
+
+    return KeyedPoster(handlers.digest_poster(KeyedPosts(client), deps))  # type: ignore[arg-type]
+
+
+def _observe_job(outcome: str, job: object, seconds: float) -> None:
+    from ringkas.metrics import JOB_RUNS, JOB_SECONDS
+
+    kind = str(getattr(job, "kind", "?"))
+    JOB_RUNS.labels(kind=kind, outcome=outcome).inc()
+    JOB_SECONDS.labels(kind=kind).observe(seconds)
 
 
 @dataclass
@@ -77,9 +145,12 @@ class SlackRuntime:
     scheduler: object | None
 
     async def aclose(self, grace: float = 30.0) -> None:
-        """Stop the scheduler, let summaries in progress finish (up to `grace` s), then close the core."""
+        """Stop the scheduler, let jobs and summaries in progress finish (up to `grace` s; unfinished jobs
+        are given back to the queue for the next start or another process), then close the core."""
         if self.scheduler is not None:
             await self.scheduler.shutdown()  # type: ignore[attr-defined]
+        self.deps.tasks.closing = True  # type: ignore[attr-defined]
+        await self.deps.jobs.worker.stop(grace)  # type: ignore[attr-defined]
         await self.deps.tasks.drain(grace)  # type: ignore[attr-defined]
         await self.core.aclose()
 
@@ -93,7 +164,14 @@ def slack_client(settings: Settings):  # type: ignore[no-untyped-def]
     )
     from slack_sdk.web.async_client import AsyncWebClient
 
-    return AsyncWebClient(
+    from ringkas.metrics import SLACK_SECONDS, timed
+
+    class TimedWebClient(AsyncWebClient):
+        async def api_call(self, api_method: str, *args, **kwargs):  # type: ignore[no-untyped-def, override]
+            async with timed(SLACK_SECONDS, method=api_method):
+                return await super().api_call(api_method, *args, **kwargs)
+
+    return TimedWebClient(
         token=settings.slack_bot_token,
         base_url=settings.slack_api_url,
         timeout=30,
@@ -184,7 +262,9 @@ async def build_slack_app(settings: Settings, *, start_scheduler: bool = True) -
         app = AsyncApp(
             client=client,
             signing_secret=settings.slack_signing_secret or "socket-mode-does-not-sign",
-            process_before_response=False,
+            # Listeners return fast (slow work goes to jobs and background tasks); waiting for them before
+            # the ack is what lets a link be recorded as a job before Slack considers it delivered.
+            process_before_response=True,
         )
     if identity is not None:
         _share_identity(app, identity)
@@ -198,9 +278,11 @@ async def build_slack_app(settings: Settings, *, start_scheduler: bool = True) -
         questions=QuestionService(settings=settings, db=core.db, llm=core.llm, ringkas=core.ringkas),
         digests=digests,
     )
-    scheduler = DigestScheduler(digests, post=handlers.digest_poster(client, deps))
+    deps.jobs = build_jobs(settings, core.db, client, deps)
+    scheduler = DigestScheduler(digests, post=keyed_digest_poster(client, deps))
     deps.scheduler = scheduler
     handlers.register(app, deps)
+    await deps.jobs.worker.start()
     if start_scheduler:
         await scheduler.start()
     return SlackRuntime(core=core, app=app, deps=deps, scheduler=scheduler)
@@ -208,8 +290,31 @@ async def build_slack_app(settings: Settings, *, start_scheduler: bool = True) -
 
 async def serve_http(runtime: SlackRuntime, port: int, host: str = "0.0.0.0") -> object:  # noqa: S104
     """Serve POST /slack/events (checked before Bolt sees it) and GET /healthz; returns the server."""
+    from aiohttp import web
+
     from handlers.http_server import bolt_dispatch, serve
     from ringkas.limits import ReplayStore
+
+    jobs = runtime.deps.jobs  # type: ignore[attr-defined]
+
+    async def queue_detail() -> dict[str, object]:
+        detail: dict[str, object] = {"jobs_running": len(jobs.worker.running),
+                                     "job_concurrency": jobs.worker.concurrency}
+        try:
+            detail["queue_depth"] = await jobs.queue.depth()
+        except Exception:
+            detail["queue_depth"] = None
+        return detail
+
+    async def metrics(_request: web.Request) -> web.Response:
+        from ringkas.metrics import JOBS_RUNNING_HERE, exposition
+
+        JOBS_RUNNING_HERE.set(len(jobs.worker.running))
+        try:
+            body, content_type = await exposition(runtime.core.db)
+        except Exception:
+            return web.Response(status=503, text="database unreachable\n")
+        return web.Response(body=body, headers={"Content-Type": content_type})
 
     return await serve(
         signing_secret=runtime.core.settings.slack_signing_secret or "",
@@ -218,6 +323,8 @@ async def serve_http(runtime: SlackRuntime, port: int, host: str = "0.0.0.0") ->
         first_sight=ReplayStore(runtime.core.db).first_sight,
         port=port,
         host=host,
+        health_detail=queue_detail,
+        routes={"/metrics": metrics},
     )
 
 
@@ -314,12 +421,11 @@ async def cmd_digest(settings: Settings, dry_run: bool) -> int:
         digests = DigestService(
             settings=settings, db=core.db, fetcher=core.fetcher, llm=core.llm, ringkas=core.ringkas
         )
-        import handlers
 
         if not settings.slack_bot_token:
             raise ConfigError("SLACK_BOT_TOKEN is required to post digests (use --dry-run to print one)")
         client = slack_client(settings)
-        posted = await digests.run_due(post=handlers.digest_poster(client, None))
+        posted = await digests.run_due(post=keyed_digest_poster(client, None))
         print(f"posted {posted} digest(s)")
         return 0
     finally:
@@ -353,6 +459,33 @@ async def cmd_usage(settings: Settings, days: int) -> int:
         await db.dispose()
 
 
+async def cmd_jobs(settings: Settings, show_all: bool, retry: int | None) -> int:
+    from ringkas.jobs import JobQueue
+    from ringkas.jobs.report import format_jobs
+
+    db = Database(settings.database_url)
+    try:
+        await db.create_all()
+        queue = JobQueue(db, lease_seconds=settings.job_lease, deadline_seconds=settings.retry_deadline)
+        if retry is not None:
+            if not await queue.retry(retry):
+                print(f"error: no unfinished job with id {retry}", file=sys.stderr)
+                return 1
+            print(f"job {retry} queued again; a running bot takes it within seconds")
+            return 0
+        states = ("queued", "running", "failed", "done") if show_all else ("queued", "running", "failed")
+        print(format_jobs(await queue.list_jobs(states, limit=500), await queue.counts()))
+        return 0
+    finally:
+        await db.dispose()
+
+
+def _job_id(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"must be a job id (a whole number), not {text!r}")
+    return int(text)
+
+
 def _days(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= 3660:
         raise argparse.ArgumentTypeError(f"must be a whole number of days from 1 to 3660, not {text!r}")
@@ -378,6 +511,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p_dig.add_argument("--dry-run", action="store_true", help="build a digest of the last 24 h and print it")
     p_use = sub.add_parser("usage", help="token usage by feature, channel and model")
     p_use.add_argument("--days", type=_days, default=30, metavar="N", help="how many days back (default 30)")
+    p_jobs = sub.add_parser("jobs", help="pending and failed jobs; --retry ID queues one again")
+    p_jobs.add_argument("--all", action="store_true", help="list finished (done) jobs too")
+    p_jobs.add_argument("--retry", type=_job_id, metavar="ID", help="queue this failed (or stuck) job again")
     return parser.parse_args(argv)
 
 
@@ -386,7 +522,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings: Settings | None = None
     try:
         settings = Settings.from_env()
-        configure_logging(settings, quiet=args.command in {"summarize", "extract", "digest", "usage"})
+        configure_logging(settings, quiet=args.command in {"summarize", "extract", "digest", "usage", "jobs"})
         for insecure in settings.insecure_api_urls():
             log.warning("ALLOW_INSECURE_API_URLS: credentials will travel in CLEAR TEXT to %s", insecure)
         if args.command == "summarize":
@@ -400,6 +536,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(cmd_digest(settings, args.dry_run))
         if args.command == "usage":
             return asyncio.run(cmd_usage(settings, args.days))
+        if args.command == "jobs":
+            return asyncio.run(cmd_jobs(settings, args.all, args.retry))
         from ringkas.startup import missing_for_slack, setup_guide
 
         missing = missing_for_slack(settings)

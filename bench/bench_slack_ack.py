@@ -5,6 +5,9 @@
 1. Ack latency: `--events` signed `message` events (each with its own article link) POSTed `--batch` at a
    time to the running app (HTTP mode) while the model stand-in takes `--model-delay` s per answer.
    Target: p99 < 100 ms.
+   Throughput: the wall time until every summary is posted against the floor the model allows,
+   `events × model calls per link × model delay / MODEL_CONCURRENCY` (`--model-concurrency`, default the
+   setting's 16). Goal: within 1.1×. The job insert is part of the ack path, so the ack numbers include it.
 2. Overhead: `--sequential` events one after another; for each, the time from sending the event to the
    summary arriving at Slack (chat.update) minus the page fetch time and the model time measured at the
    stand-ins. Target: p50 < 150 ms.
@@ -87,6 +90,17 @@ def _marker(text: str) -> str:
     return text[start:end]
 
 
+async def settle(runtime: Any) -> None:
+    """Until every accepted link is answered: background tasks done, no job queued or running."""
+    deps = runtime.deps
+    while True:
+        await deps.tasks.join()
+        await deps.jobs.worker.join()
+        await asyncio.sleep(0.05)
+        if not len(deps.tasks) and not deps.jobs.worker.running and not await deps.jobs.queue.depth():
+            return
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
@@ -120,7 +134,8 @@ async def main(args: argparse.Namespace) -> None:
         "OPENAI_API_KEY": "sk-bench", "OPENAI_BASE_URL": openai_stub.base_url,
         "DATABASE_URL": f"sqlite:///{tmp.name}/bench.db", "FETCH_ALLOW_HOSTS": "127.0.0.1",
         "SLACK_BOT_TOKEN": "xoxb-bench", "SLACK_SIGNING_SECRET": SECRET, "SLACK_API_URL": slack_stub.api_url,
-        "LOG_LEVEL": "WARNING", "LOG_FORMAT": "text",
+        "LOG_LEVEL": "WARNING", "LOG_FORMAT": "text", "MODEL_CONCURRENCY": str(args.model_concurrency),
+        "JOB_CONCURRENCY": str(args.job_concurrency),
     })
     import logging
 
@@ -137,7 +152,7 @@ async def main(args: argparse.Namespace) -> None:
             # Warm up (auth.test, first DB connections) with an event that is not measured.
             warm = site.add("/warm", ARTICLE.replace(TITLE, f"Story 999999 {TITLE}"))
             await post_event(http, events_url, 999999, warm)
-            await runtime.deps.tasks.join()
+            await settle(runtime)
 
             acks: list[float] = []
             began = time.perf_counter()
@@ -151,17 +166,22 @@ async def main(args: argparse.Namespace) -> None:
                 await asyncio.gather(*(one(i) for i in range(first, min(first + args.batch, args.events))))
                 if args.verbose:
                     print(describe(f"  batch {first // args.batch + 1}", acks[before:]))
-            await runtime.deps.tasks.join()
+            await settle(runtime)
             burst_seconds = time.perf_counter() - began
             print(f"model stand-in delay: {args.model_delay:.1f} s per answer")
             print(describe(f"ack latency ({args.events} events, {args.batch} at a time)", acks))
             print(f"all {args.events} summaries posted after {burst_seconds:.1f} s "
                   f"({len(slack_stub.calls_to('chat.update'))} chat.update calls)")
+            calls = len(openai_stub.requests) - 1  # minus the warm-up
+            floor = calls * args.model_delay / args.model_concurrency
+            print(f"throughput: {calls} model calls at {args.model_delay:.1f} s with MODEL_CONCURRENCY="
+                  f"{args.model_concurrency} (at most {openai_stub.max_in_flight} at once seen): floor "
+                  f"{floor:.1f} s, wall {burst_seconds:.1f} s = {burst_seconds / floor:.2f}× the floor")
 
             overheads: list[float] = []
             for i in range(args.events, total):
                 sent = await post_event(http, events_url, i, links[i])
-                await runtime.deps.tasks.join()
+                await settle(runtime)
                 marker = f"Story {i}"
                 done = updated_at(slack_stub, marker)
                 model = sum(end - start for start, end in openai_stub.spans.get(marker, []))
@@ -187,5 +207,7 @@ if __name__ == "__main__":
     parser.add_argument("--batch", type=int, default=50)
     parser.add_argument("--model-delay", type=float, default=3.0)
     parser.add_argument("--sequential", type=int, default=20)
+    parser.add_argument("--model-concurrency", type=int, default=16, help="MODEL_CONCURRENCY for the run")
+    parser.add_argument("--job-concurrency", type=int, default=32, help="JOB_CONCURRENCY for the run")
     parser.add_argument("--verbose", action="store_true", help="also print each batch's ack latency")
     asyncio.run(main(parser.parse_args()))

@@ -15,9 +15,10 @@ import time
 from typing import Any
 
 from handlers.deps import Deps
+from handlers.link_jobs import accept_links
 from handlers.links import command_links, slack_unescape
 from handlers.render import command_help_text, escape, language_label, usage_text, user_mention
-from handlers.summaries import LinkJob, split_links, summarize_links
+from handlers.summaries import LinkJob, split_links
 from ringkas.config import validate_language
 from ringkas.errors import ConfigError
 
@@ -86,7 +87,6 @@ async def handle_summarize(
         await ack(text=usage_text(f"I couldn't find a web link in “{text[:200]}”."))
         return
     accepted, skipped = split_links(links, deps.settings.max_links_per_message)
-    await ack()
     job = LinkJob(
         kind="command",
         team_id=team_id,
@@ -100,7 +100,9 @@ async def handle_summarize(
         requested_by=user_id,
         response_url=command.get("response_url"),
     )
-    deps.tasks.spawn(summarize_links(deps, client, job), name=f"command:summarize:{channel_id}")
+    # The links become jobs before the ack goes out (process_before_response): acked means recorded.
+    await accept_links(deps, client, job)
+    await ack()
 
 
 def resolve_language(word: str) -> str:

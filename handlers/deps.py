@@ -76,6 +76,7 @@ class Deps:
     digests: DigestService | None = None  # daily digests (issue 5)
     scheduler: Any = None  # ringkas.digest.scheduler.DigestScheduler when running as an app
     tasks: BackgroundTasks = field(default_factory=BackgroundTasks)  # slow work after the ack
+    jobs: Any = None  # bot.JobsRuntime: durable jobs (queue, outbox, worker, intake)
     # At most this many links are fetched and summarized at once, handed out fairly by user and channel;
     # the rest wait with their progress shown.
     slots: FairSlots = field(default_factory=lambda: FairSlots(MAX_CONCURRENT_LINKS))

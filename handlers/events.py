@@ -14,9 +14,11 @@ from typing import Any
 
 from handlers import questions
 from handlers.deps import Deps
+from handlers.link_jobs import accept_links
 from handlers.links import extract_links, mentions_user, strip_mentions
 from handlers.render import failure_text, help_message
-from handlers.summaries import APOLOGY, LinkJob, split_links, summarize_links
+from handlers.summaries import APOLOGY, LinkJob, split_links
+from ringkas.slack_state import ChannelSettings
 
 log = logging.getLogger("ringkas.slack.events")
 
@@ -49,10 +51,9 @@ def register(app: Any, deps: Deps) -> None:
             return
         team_id = _team_id(body, event, context)
         bot_user_id = context.get("bot_user_id")
-        deps.tasks.spawn(
-            handle_mention(deps, client, team_id=team_id, event=event, bot_user_id=bot_user_id),
-            name=f"mention:{event.get('channel')}:{event.get('ts')}",
-        )
+        # Awaited before the ack goes out (process_before_response): links become jobs in the database
+        # first; anything slow is handed to `deps.tasks`.
+        await handle_mention(deps, client, team_id=team_id, event=event, bot_user_id=bot_user_id)
 
     @app.event("message")
     async def on_message(body: dict[str, Any], event: dict[str, Any], context: Any, client: Any) -> None:
@@ -60,10 +61,7 @@ def register(app: Any, deps: Deps) -> None:
             return
         team_id = _team_id(body, event, context)
         bot_user_id = context.get("bot_user_id")
-        deps.tasks.spawn(
-            handle_message(deps, client, team_id=team_id, event=event, bot_user_id=bot_user_id),
-            name=f"message:{event.get('channel')}:{event.get('ts')}",
-        )
+        await handle_message(deps, client, team_id=team_id, event=event, bot_user_id=bot_user_id)
 
 
 async def handle_mention(
@@ -78,8 +76,11 @@ async def handle_mention(
         await _summarize(deps, client, kind="mention", team_id=team_id, event=event, links=links,
                          thread_ts=str(event.get("thread_ts") or ts))
         return
-    await _no_link(deps, client, team_id=team_id, channel_id=channel_id, event=event, text=text,
-                   bot_user_id=bot_user_id, reply_thread=str(event.get("thread_ts") or ts))
+    deps.tasks.spawn(
+        _no_link(deps, client, team_id=team_id, channel_id=channel_id, event=event, text=text,
+                 bot_user_id=bot_user_id, reply_thread=str(event.get("thread_ts") or ts)),
+        name=f"mention:{channel_id}:{ts}",
+    )
 
 
 async def handle_message(
@@ -97,12 +98,22 @@ async def handle_message(
             await _summarize(deps, client, kind="dm", team_id=team_id, event=event, links=links,
                              thread_ts=thread_ts)
         else:
-            await _no_link(deps, client, team_id=team_id, channel_id=channel_id, event=event, text=text,
-                           bot_user_id=bot_user_id, reply_thread=thread_ts)
+            deps.tasks.spawn(
+                _no_link(deps, client, team_id=team_id, channel_id=channel_id, event=event, text=text,
+                         bot_user_id=bot_user_id, reply_thread=thread_ts),
+                name=f"dm:{channel_id}:{ts}",
+            )
         return
     if not links or mentions_user(text, bot_user_id):
         return  # nothing to do, or the app_mention event handles it
-    channel = await deps.state.channel_settings(team_id, channel_id)
+    try:
+        channel = await deps.state.channel_settings(team_id, channel_id)
+    except Exception as exc:
+        # The database is out: the links are recorded when it is back (passive summaries are on unless a
+        # channel turned them off).
+        log.warning("could not read the channel's settings", extra={"channel": channel_id,
+                                                                   "error": type(exc).__name__})
+        channel = ChannelSettings()
     if not channel.passive_summaries:
         return
     await _summarize(deps, client, kind="message", team_id=team_id, event=event, links=links,
@@ -124,7 +135,7 @@ async def _summarize(
         links=accepted,
         skipped=skipped,
     )
-    await summarize_links(deps, client, job)
+    await accept_links(deps, client, job)
 
 
 async def _no_link(

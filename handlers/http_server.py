@@ -337,6 +337,8 @@ def build_web_app(
     health: Callable[[], Awaitable[bool]],
     guard: ConnectionGuard,
     rejected: RejectionLog,
+    health_detail: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+    routes: dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] | None = None,
     first_sight: Callable[[str], Awaitable[bool]] | None = None,
 ) -> web.Application:
     @web.middleware
@@ -389,12 +391,15 @@ def build_web_app(
 
     async def healthz(_request: web.Request) -> web.Response:
         if await health():
-            return web.json_response({"ok": True})
+            detail = await health_detail() if health_detail is not None else {}
+            return web.json_response({"ok": True, **detail})
         return web.json_response({"ok": False, "error": "database unreachable"}, status=503)
 
     web_app = web.Application(middlewares=[track], client_max_size=MAX_BODY_BYTES)
     web_app.router.add_post(SLACK_PATH, slack_events)
     web_app.router.add_get("/healthz", healthz)
+    for path, handler in (routes or {}).items():  # e.g. GET /metrics
+        web_app.router.add_get(path, handler)
     return web_app
 
 
@@ -408,6 +413,8 @@ async def serve(
     max_connections: int | None = None,
     idle_timeout: float = IDLE_TIMEOUT,
     body_timeout: float = BODY_TIMEOUT,
+    health_detail: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+    routes: dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] | None = None,
     first_sight: Callable[[str], Awaitable[bool]] | None = None,
 ) -> HttpServer:
     """Start serving; returns the running server (its `addresses`, and `cleanup()` to stop)."""
@@ -415,7 +422,7 @@ async def serve(
     gate = SlackGate(signing_secret=signing_secret, body_timeout=body_timeout)
     web_app = build_web_app(
         gate=gate, dispatch=dispatch, health=health, guard=guard, rejected=RejectionLog(),
-        first_sight=first_sight,
+        first_sight=first_sight, health_detail=health_detail, routes=routes,
     )
     runner = web.AppRunner(web_app, access_log=None, keepalive_timeout=idle_timeout, handle_signals=False)
     await runner.setup()

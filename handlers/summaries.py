@@ -6,7 +6,6 @@ Runs after Slack has been acknowledged, inside `deps.tasks`. One link failing ne
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,15 +16,8 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from handlers.deps import Deps
 from handlers.render import (
     Message,
-    failure_message,
-    failure_text,
     fit,
-    skipped_links_message,
-    status_message,
-    summary_message,
 )
-from ringkas.documents import SummaryResult, UsageContext
-from ringkas.errors import RingkasError
 
 log = logging.getLogger("ringkas.slack.summaries")
 
@@ -204,124 +196,3 @@ class Reply:
                 log.warning("chat.update failed, posting anew", extra={"error": slack_error(exc)})
         self.ts = await self._post(message)
         return self.ts
-
-
-async def summarize_links(deps: Deps, client: Any, job: LinkJob) -> None:
-    """Summarize every link of `job` that no earlier delivery of the same message already took."""
-    claimed: list[tuple[str, int]] = []
-    try:
-        for url in job.links:
-            request_id = await deps.state.claim(
-                kind=job.kind, team_id=job.team_id, channel_id=job.channel_id, message_ts=job.message_ts,
-                link=url, user_id=job.user_id, reclaim_after=link_deadline(deps) + 300,
-            )
-            if request_id is not None:
-                claimed.append((url, request_id))
-    except Exception:
-        # The database is down or locked for too long: nothing can be recorded, so nothing is started.
-        log.exception("could not record the request", extra={"channel": job.channel_id, "kind": job.kind})
-        if job.kind != "message":  # someone asked explicitly: say so rather than stay silent
-            await apologise(client, job)
-        return
-    if not claimed:
-        log.info("links already handled", extra={"channel": job.channel_id, "message_ts": job.message_ts})
-        return
-    language = await summary_language(deps, job.team_id, job.channel_id)
-
-    # Progress for every link first, in order, so the thread reads in the order the links were shared.
-    replies: list[tuple[str, int, Reply]] = []
-    for url, request_id in claimed:
-        reply = Reply(client, job)
-        try:
-            await reply.start(status_message(url, requested_by=job.requested_by))
-        except Exception:
-            log.exception("could not post progress", extra={"channel": job.channel_id, "link": url})
-        replies.append((url, request_id, reply))
-    # Only the delivery that won the message's first link tells about skipped ones (said once).
-    if job.skipped and claimed[0][0] == job.links[0]:
-        try:
-            note = skipped_links_message(job.skipped, deps.settings.max_links_per_message)
-            await Reply(client, job).start(note)
-        except Exception:
-            log.exception("could not post the skipped-links note", extra={"channel": job.channel_id})
-
-    await asyncio.gather(
-        *(_one_link(deps, job, url, request_id, reply, language) for url, request_id, reply in replies)
-    )
-
-
-async def _interrupted(deps: Deps, job: LinkJob, url: str, request_id: int, reply: Reply) -> None:
-    try:
-        async with asyncio.timeout(5):
-            reply_ts = await reply.finish(failure_message(url, INTERRUPTED, requested_by=job.requested_by))
-            await deps.state.finish(request_id, state="failed", error_code="interrupted", reply_ts=reply_ts)
-    except Exception:
-        log.exception("could not tell about the interrupted link", extra={"channel": job.channel_id})
-
-
-async def apologise(client: Any, job: LinkJob) -> None:
-    """Tell the person, where the answer would have gone, that their request failed on our side."""
-    try:
-        await Reply(client, job).start(failure_text(APOLOGY))
-    except Exception:
-        log.exception("could not apologise either", extra={"channel": job.channel_id, "kind": job.kind})
-
-
-async def _one_link(deps: Deps, job: LinkJob, url: str, request_id: int, reply: Reply, language: str) -> None:
-    extra = {"channel": job.channel_id, "message_ts": job.message_ts, "link": url, "kind": job.kind}
-    result: SummaryResult | None = None
-    error_code: str | None = None
-    try:
-        user, channel = (job.team_id, job.user_id or job.channel_id), (job.team_id, job.channel_id)
-        async with deps.slots.slot(user=user, channel=channel), asyncio.timeout(link_deadline(deps)):
-            result = await deps.ringkas.summarize(
-                url,
-                language=language,
-                context=UsageContext(team_id=job.team_id, channel_id=job.channel_id, user_id=job.user_id),
-            )
-        message = summary_message(result, shared_url=url, requested_by=job.requested_by)
-    except RingkasError as exc:
-        error_code = exc.code
-        log.info("link not summarized", extra={**extra, "error": exc.code, "detail": exc.detail})
-        message = failure_message(url, exc.user_message, requested_by=job.requested_by)
-    except TimeoutError:
-        error_code = "deadline"
-        log.warning("link took too long", extra=extra)
-        message = failure_message(url, TOO_SLOW, requested_by=job.requested_by)
-    except Exception:
-        error_code = "internal"
-        log.exception("summarizing a link failed unexpectedly", extra=extra)
-        message = failure_message(url, APOLOGY, requested_by=job.requested_by)
-    except asyncio.CancelledError:
-        # Shutdown ran out of grace: replace the progress message so nobody waits for a summary that
-        # will not come, then let the cancellation go on.
-        log.warning("link interrupted by shutdown", extra=extra)
-        await _interrupted(deps, job, url, request_id, reply)
-        raise
-
-    reply_ts: str | None = None
-    try:
-        reply_ts = await reply.finish(message)
-    except Exception:
-        log.exception("could not deliver the result to Slack", extra=extra)
-        error_code = error_code or "slack_error"
-
-    article_id = result.article.id if result is not None else None
-    try:
-        thread_ts = job.thread_ts or reply_ts
-        if article_id is not None and thread_ts:
-            await deps.state.link_thread(
-                team_id=job.team_id, channel_id=job.channel_id, thread_ts=thread_ts, article_id=article_id,
-                message_ts=job.message_ts, shared_by=job.user_id,
-            )
-        await deps.state.finish(
-            request_id,
-            state="failed" if error_code else "done",
-            error_code=error_code,
-            article_id=article_id,
-            reply_ts=reply_ts,
-        )
-    except Exception:
-        log.exception("could not record the outcome", extra=extra)
-    log.info("link handled", extra={**extra, "state": "failed" if error_code else "done",
-                                    "cached": bool(result and result.cached)})

@@ -46,6 +46,10 @@ class Settings:
     slack_api_url: str = DEFAULT_SLACK_API_URL
     port: int = 3000
     max_links_per_message: int = 5
+    model_concurrency: int = 16  # model requests at once (lowered for a while after 429s)
+    job_concurrency: int = 32  # jobs (links, questions, digests) one process works on at once
+    job_lease: float = 60.0  # s: a job whose worker stopped renewing this long is taken by another
+    retry_deadline: float = 1800.0  # s: outages (model, database, Slack) are waited out this long
     digest_feeds: tuple[str, ...] = ()
     digest_feeds_file: str | None = None  # DIGEST_FEEDS named a file: its lines may carry feed options
     digest_time: str = "08:00"
@@ -315,6 +319,10 @@ def _parse(env: Mapping[str, str]) -> Settings:
         slack_api_url=slack_api_url,
         port=_int(env, "PORT", 3000, minimum=1, maximum=65535),
         max_links_per_message=_int(env, "MAX_LINKS_PER_MESSAGE", 5, minimum=1, maximum=20),
+        model_concurrency=_int(env, "MODEL_CONCURRENCY", 16, minimum=1, maximum=1000),
+        job_concurrency=_int(env, "JOB_CONCURRENCY", 32, minimum=1, maximum=1000),
+        job_lease=_float(env, "JOB_LEASE", 60.0, minimum=1, maximum=3600),
+        retry_deadline=_float(env, "RETRY_DEADLINE", 1800.0, minimum=1, maximum=7 * 24 * 3600),
         digest_feeds=parse_feed_list(_get(env, "DIGEST_FEEDS")),
         digest_feeds_file=feed_list_file(_get(env, "DIGEST_FEEDS")),
         digest_time=validate_hhmm(_get(env, "DIGEST_TIME") or "08:00"),

@@ -8,10 +8,12 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
+from ringkas.jobs.queue import JobQueue
 from ringkas.storage import Database
 from ringkas.storage.base import utcnow
 from ringkas.storage.tables import ChannelSettingsRow, SlackRequestRow, ThreadArticleRow
@@ -19,6 +21,20 @@ from ringkas.storage.tables import ChannelSettingsRow, SlackRequestRow, ThreadAr
 log = logging.getLogger("ringkas.slack_state")
 
 REQUEST_STATES = frozenset({"pending", "done", "failed"})
+
+
+@dataclass(frozen=True)
+class AcceptSpec:
+    """One Slack message's links to claim, and the job that will summarize them."""
+
+    kind: str
+    team_id: str
+    channel_id: str
+    message_ts: str
+    links: tuple[str, ...]
+    user_id: str | None
+    job_kind: str
+    payload: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -50,18 +66,8 @@ class SlackState:
         pending after that long (its process died mid-way) may be taken over once by a redelivery.
         """
         key = request_key(team_id, channel_id, message_ts, link)
-        # The key holds the full values; the columns keep what fits (PostgreSQL refuses longer strings, and a
-        # slash command's trigger id, used as its message ts, is longer than any message ts).
-        row = SlackRequestRow(
-            key=key,
-            kind=kind[:16],
-            team_id=team_id[:32],
-            channel_id=channel_id[:32],
-            message_ts=message_ts[:32],
-            link=link[:2048],
-            user_id=user_id[:32] if user_id else user_id,
-            state="pending",
-        )
+        row = self._request_row(key, kind=kind, team_id=team_id, channel_id=channel_id, message_ts=message_ts,
+                                link=link, user_id=user_id)
         try:
             async with self.db.session() as session:
                 session.add(row)
@@ -71,6 +77,74 @@ class SlackState:
             if reclaim_after is None:
                 return None
         return await self._reclaim(key, reclaim_after)
+
+    async def accept(
+        self, *, kind: str, team_id: str, channel_id: str, message_ts: str, links: list[str],
+        user_id: str | None, queue: JobQueue, job_kind: str, payload: dict[str, Any],
+    ) -> list[tuple[str, int]]:
+        """Claim the links of one Slack message and add ONE job for those not claimed before, in one
+        transaction: the (link, request id) pairs claimed now (empty: all were claimed before).
+
+        Called before Slack is acknowledged: once Slack has its ack, the work is in the database and any
+        process (this one after a crash included) will do it. The job's payload gets `links`: the claimed
+        links with their request ids; its key is the first claimed link's request key.
+        """
+        spec = AcceptSpec(kind=kind, team_id=team_id, channel_id=channel_id, message_ts=message_ts,
+                          links=tuple(links), user_id=user_id, job_kind=job_kind, payload=payload)
+        for attempt in range(4):
+            try:
+                async with self.db.write_session() as session:
+                    # The first try assumes a new message (the usual case): one round trip less.
+                    return await self._claim(session, spec, queue, look_first=attempt > 0)
+            except IntegrityError:
+                continue  # another delivery of the same message claimed some links meanwhile: look again
+        return []
+
+    async def accept_many(self, specs: list[AcceptSpec], queue: JobQueue) -> list[list[tuple[str, int]]]:
+        """`accept` for several messages in ONE transaction (acks arriving together share one commit).
+        Raises IntegrityError when any of them was claimed before: then accept them one by one."""
+        async with self.db.write_session() as session:
+            return [await self._claim(session, spec, queue, look_first=False) for spec in specs]
+
+    async def _claim(self, session: Any, spec: AcceptSpec, queue: JobQueue, *,
+                     look_first: bool) -> list[tuple[str, int]]:
+        keys = {link: request_key(spec.team_id, spec.channel_id, spec.message_ts, link)
+                for link in spec.links}
+        taken: set[str] = set()
+        if look_first:
+            taken = set(await session.scalars(
+                select(SlackRequestRow.key).where(SlackRequestRow.key.in_(list(keys.values())))
+            ))
+        rows = [
+            (link, self._request_row(key, kind=spec.kind, team_id=spec.team_id, channel_id=spec.channel_id,
+                                     message_ts=spec.message_ts, link=link, user_id=spec.user_id))
+            for link, key in keys.items() if key not in taken
+        ]
+        if not rows:
+            return []
+        session.add_all([row for _link, row in rows])
+        await session.flush()
+        claimed = [(link, row.id) for link, row in rows]
+        links_payload = [{"link": link, "request_id": request_id} for link, request_id in claimed]
+        job_payload = {**spec.payload, "links": links_payload, "first_claimed": claimed[0][0]}
+        await queue.add(session, kind=spec.job_kind, key=keys[claimed[0][0]], payload=job_payload)
+        return claimed
+
+    @staticmethod
+    def _request_row(key: str, *, kind: str, team_id: str, channel_id: str, message_ts: str, link: str,
+                     user_id: str | None) -> SlackRequestRow:
+        # The key holds the full values; the columns keep what fits (PostgreSQL refuses longer strings, and a
+        # slash command's trigger id, used as its message ts, is longer than any message ts).
+        return SlackRequestRow(
+            key=key,
+            kind=kind[:16],
+            team_id=team_id[:32],
+            channel_id=channel_id[:32],
+            message_ts=message_ts[:32],
+            link=link[:2048],
+            user_id=user_id[:32] if user_id else user_id,
+            state="pending",
+        )
 
     async def _reclaim(self, key: str, after: float) -> int | None:
         cutoff = utcnow() - timedelta(seconds=after)
@@ -115,7 +189,7 @@ class SlackState:
             values["article_id"] = article_id
         if reply_ts is not None:
             values["reply_ts"] = reply_ts
-        async with self.db.session() as session:
+        async with self.db.write_session() as session:
             statement = update(SlackRequestRow).where(SlackRequestRow.id == request_id).values(**values)
             await session.execute(statement)
 

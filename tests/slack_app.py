@@ -157,11 +157,13 @@ class SlackApp:
     async def settle(self, quiet: float = 0.1, timeout: float = 60.0) -> None:
         """Wait until every piece of slow work started by the requests so far has finished."""
         tasks = self.runtime.deps.tasks
+        jobs = self.runtime.deps.jobs
         async with asyncio.timeout(timeout):
             while True:
                 await tasks.join()
+                await jobs.worker.join()
                 await asyncio.sleep(quiet)  # a listener may still be about to start its work
-                if not len(tasks):
+                if not len(tasks) and not jobs.worker.running and not await jobs.queue.depth():
                     return
 
 

@@ -27,7 +27,7 @@ from ringkas.digest.models import (
 from ringkas.digest.outlets import site_label
 from ringkas.digest.schedule import due_today, local_date
 from ringkas.digest.select import in_window, per_source_cap, select_stories
-from ringkas.digest.store import MAX_ATTEMPTS, DigestStore
+from ringkas.digest.store import HEARTBEAT, MAX_ATTEMPTS, DigestStore
 from ringkas.digest.write import DigestWriter
 from ringkas.documents import UsageContext
 from ringkas.errors import RingkasError
@@ -259,7 +259,29 @@ class DigestService:
     async def run_channel(
         self, subscription: Subscription, *, post: Poster, now: datetime | None = None
     ) -> RunResult:
-        """Today's digest for one subscribed channel, at most once per local day across all processes."""
+        """Today's digest for one subscribed channel, at most once per local day across all processes.
+
+        While it runs, a heartbeat renews the claim: a process that dies mid-run (while building or while
+        posting) stops renewing, and any process (this one restarted included) takes the run over."""
+        now = now or self.clock()
+        day = local_date(now, subscription.timezone).isoformat()
+        beat = asyncio.get_running_loop().create_task(self._heartbeat(subscription, day))
+        try:
+            return await self._run_channel(subscription, post=post, now=now)
+        finally:
+            beat.cancel()
+
+    async def _heartbeat(self, subscription: Subscription, day: str) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT.total_seconds())
+            try:
+                await self.store.renew_claim(subscription.team_id, subscription.channel_id, day)
+            except Exception as exc:  # a database blip: the next beat tries again
+                log.warning("digest heartbeat failed", extra={"error": type(exc).__name__})
+
+    async def _run_channel(
+        self, subscription: Subscription, *, post: Poster, now: datetime | None = None
+    ) -> RunResult:
         now = now or self.clock()
         team_id, channel_id = subscription.team_id, subscription.channel_id
         day = local_date(now, subscription.timezone).isoformat()
@@ -317,8 +339,9 @@ class DigestService:
                 continue
             day = local_date(now, subscription.timezone).isoformat()
             run = await self.store.run(subscription.team_id, subscription.channel_id, day)
-            retry = run is not None and run.state == "failed" and run.attempts < MAX_ATTEMPTS
-            if run is None or run.state == "claimed" or retry:
+            retry = run is not None and run.state in ("failed", "uncertain") and run.attempts < MAX_ATTEMPTS
+            # claimed/posting: in progress, or its claimer died (claim_run decides, with one winner)
+            if run is None or run.state in ("claimed", "posting") or retry:
                 due.append(subscription)
         return due
 

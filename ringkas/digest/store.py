@@ -29,6 +29,22 @@ from ringkas.storage.digest_tables import (
 from ringkas.storage.tables import ArticleRow, SummaryRow, ThreadArticleRow
 
 OWNER = f"{socket.gethostname()}:{os.getpid()}"[:128]
+STALE_AFTER = timedelta(minutes=3)  # a run whose claimer stopped its heartbeat (every 30 s) this long
+HEARTBEAT = timedelta(seconds=30)
+
+
+def owner_is_dead(owner: str | None) -> bool:
+    """True when `owner` (host:pid) is a process of this host that no longer runs (a crash, a restart)."""
+    host, _, pid = (owner or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # exists, owned by someone else
+    return False
 SHARED_EXCERPT_CHARS = 700
 MAX_ATTEMPTS = 3  # tries per channel and day when building or posting fails
 ITEM_CHUNK = 500  # feed items per database round trip
@@ -122,14 +138,17 @@ class DigestStore:
 
     async def claim_run(
         self, team_id: str, channel_id: str, local_date: str, *,
-        stale_after: timedelta = timedelta(minutes=30),
+        stale_after: timedelta = STALE_AFTER,
     ) -> int | None:
         """Claim today's digest for a channel; the id when this process won, None when someone else has it.
 
         A new day is claimed by INSERT (the UNIQUE constraint picks one winner). A run that failed before
         anything was posted, or whose claimer vanished while building (stale `claimed`), is taken over by a
-        conditional UPDATE, which also has exactly one winner. A run in `posting` is never taken over: we
-        cannot know whether Slack received it, and a missing digest beats a duplicate.
+        conditional UPDATE, which also has exactly one winner. A run whose claimer died (a process of this
+        host that is gone, or one that stopped renewing `claimed_at` for `stale_after`) is taken over whatever
+        it was doing, `posting` included, and so is an `uncertain` one: the digest poster looks in Slack for
+        the message an earlier attempt may have posted (message metadata with the run's key) before posting,
+        so taking over never doubles a digest.
         """
         now = utcnow()
         try:
@@ -143,18 +162,23 @@ class DigestStore:
                 return row.id
         except IntegrityError:
             pass
+        where = (
+            DigestRunRow.team_id == team_id,
+            DigestRunRow.channel_id == channel_id,
+            DigestRunRow.local_date == local_date,
+        )
         async with self.db.session() as session:
+            owner = await session.scalar(select(DigestRunRow.owner).where(*where))
+            in_flight = DigestRunRow.state.in_(("claimed", "posting"))
+            takeovers = [
+                and_(DigestRunRow.state.in_(("failed", "uncertain")), DigestRunRow.attempts < MAX_ATTEMPTS),
+                and_(in_flight, DigestRunRow.claimed_at < now - stale_after),
+            ]
+            if owner_is_dead(owner):
+                takeovers.append(and_(in_flight, DigestRunRow.owner == owner))
             result = await session.execute(
                 update(DigestRunRow)
-                .where(
-                    DigestRunRow.team_id == team_id,
-                    DigestRunRow.channel_id == channel_id,
-                    DigestRunRow.local_date == local_date,
-                    or_(
-                        and_(DigestRunRow.state == "failed", DigestRunRow.attempts < MAX_ATTEMPTS),
-                        and_(DigestRunRow.state == "claimed", DigestRunRow.claimed_at < now - stale_after),
-                    ),
-                )
+                .where(*where, or_(*takeovers))
                 .values(
                     state="claimed", owner=OWNER, claimed_at=now, error=None,
                     attempts=DigestRunRow.attempts + 1,
@@ -162,6 +186,21 @@ class DigestStore:
                 .returning(DigestRunRow.id)
             )
             return result.scalar_one_or_none()
+
+    async def renew_claim(self, team_id: str, channel_id: str, local_date: str) -> None:
+        """The heartbeat of a run in progress here: keeps others from taking it over as stale."""
+        async with self.db.session() as session:
+            await session.execute(
+                update(DigestRunRow)
+                .where(
+                    DigestRunRow.team_id == team_id,
+                    DigestRunRow.channel_id == channel_id,
+                    DigestRunRow.local_date == local_date,
+                    DigestRunRow.owner == OWNER,
+                    DigestRunRow.state.in_(("claimed", "posting")),
+                )
+                .values(claimed_at=utcnow())
+            )
 
     async def mark_posting(self, run_id: int, *, window_start: datetime, window_end: datetime,
                            stories: int, items_read: int) -> None:
@@ -178,7 +217,8 @@ class DigestStore:
         await self._update_run(run_id, state="failed", error=error[:1000])
 
     async def mark_uncertain(self, run_id: int, error: str) -> None:
-        """Posting broke midway: Slack may have the message, so this day is never tried again."""
+        """Posting broke midway: Slack may have the message. Tried again (up to MAX_ATTEMPTS): the poster
+        looks for it in Slack before posting."""
         await self._update_run(run_id, state="uncertain", error=error[:1000])
 
     async def _update_run(self, run_id: int, **values: object) -> None:

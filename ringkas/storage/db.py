@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -9,7 +10,13 @@ from pathlib import Path
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from ringkas.config import redact_url
 from ringkas.errors import ConfigError
@@ -46,9 +53,14 @@ class Database:
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._write_lock: asyncio.Lock | None = None
 
     async def create_all(self) -> None:
         async with self.engine.begin() as conn:
+            if not self.is_sqlite:
+                # N processes starting together on one PostgreSQL: one creates the tables, the others wait
+                # and find them (CREATE TABLE races fail on PostgreSQL's catalog otherwise).
+                await conn.execute(text("SELECT pg_advisory_xact_lock(7423515)"))
             await conn.run_sync(Base.metadata.create_all)
 
     async def ping(self) -> bool:
@@ -64,6 +76,30 @@ class Database:
         """A session in a transaction: committed on success, rolled back on error."""
         async with self.sessions() as session, session.begin():
             yield session
+
+    @asynccontextmanager
+    async def write_session(self) -> AsyncIterator[AsyncSession]:
+        """`session()` for a short write on the hot path (acks, job leases, the outbox). On SQLite, writers of
+        this process queue here instead of inside SQLite's busy handler, whose back-off sleeps (up to 100 ms
+        a try) made acknowledgements wait behind the workers' writes."""
+        async with self._write_turn(), self.session() as session:
+            yield session
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """A Core connection in a transaction, queued like `write_session`."""
+        async with self._write_turn(), self.engine.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def _write_turn(self) -> AsyncIterator[None]:
+        if not self.is_sqlite:
+            yield
+            return
+        if self._write_lock is None:
+            self._write_lock = asyncio.Lock()
+        async with self._write_lock:
+            yield
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -6,6 +6,10 @@ Retry-After (`stub.rate_limit_next(method, n, retry_after)`), and receives slash
 `response_url` posts at `stub.response_url(name)` (recorded in `stub.responses`).
 Socket Mode: `apps.connections.open` returns a WebSocket URL served here; the socket sends
 `hello`, and `await stub.socket_send(envelope)` pushes an envelope; acks land in `stub.socket_acks`.
+Like Slack, it keeps the messages posted (`stub.messages`, with their `metadata`), edits them on
+chat.update, and returns them from conversations.history / conversations.replies (unless `stub.replies`
+holds a canned thread). Outages: `stub.fail_status = 500` answers every method with that status;
+`await stub.go_down()` / `await stub.come_back()` refuse connections in between.
 """
 
 from __future__ import annotations
@@ -50,6 +54,10 @@ class SlackStub:
         self.socket_connected = asyncio.Event()
         self.port = 0
         self.replies: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self.messages: dict[str, list[dict[str, Any]]] = {}  # channel -> messages posted, oldest first
+        self.fail_status: int | None = None  # every Web API call answers this HTTP status while set
+        self.delays: dict[str, float] = {}  # method -> seconds to wait before answering (slow Slack)
+        self._site: web.TCPSite | None = None
 
     @property
     def base(self) -> str:
@@ -99,10 +107,25 @@ class SlackStub:
         app.router.add_get("/socket", self._socket)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._site = site
         return self
+
+    async def go_down(self) -> None:
+        """Refuse connections (the port closes) until `come_back`."""
+        assert self._site is not None
+        await self._site.stop()
+
+    async def come_back(self) -> None:
+        assert self._runner is not None
+        self._site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+        await self._site.start()
+
+    def thread(self, channel: str, ts: str) -> list[dict[str, Any]]:
+        """A thread as Slack keeps it: the parent (if posted here) and its replies."""
+        return [m for m in self.messages.get(channel, []) if m["ts"] == ts or m.get("thread_ts") == ts]
 
     async def stop(self) -> None:
         for ws in list(self._sockets):
@@ -134,6 +157,10 @@ class SlackStub:
         }
         call = Call(method, args, headers)
         self.calls.append(call)
+        if self.fail_status is not None:
+            return web.json_response({"ok": False, "error": "internal_error"}, status=self.fail_status)
+        if self.delays.get(method):
+            await asyncio.sleep(self.delays[method])
         limits = self._rate_limits.get(method)
         if limits:
             retry_after = limits.pop(0)
@@ -147,7 +174,7 @@ class SlackStub:
         return web.json_response(call.response)
 
     def _next_ts(self) -> str:
-        return f"1700000000.{next(self._ts):06d}"
+        return f"{int(time.time())}.{next(self._ts):06d}"  # now, like Slack's (history's `oldest` works)
 
     def _answer(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
         if method == "auth.test":
@@ -165,7 +192,17 @@ class SlackStub:
             message = {"type": "message", "ts": ts, "text": args.get("text", ""), "bot_id": BOT_ID}
             if "thread_ts" in args:
                 message["thread_ts"] = args["thread_ts"]
+            metadata = args.get("metadata")
+            if isinstance(metadata, str):
+                metadata = json.loads(metadata)
+            if metadata:
+                message["metadata"] = metadata
+            self.messages.setdefault(str(args.get("channel")), []).append(dict(message))
             return {"ok": True, "channel": args.get("channel"), "ts": ts, "message": message}
+        if method == "chat.update":
+            for stored in self.messages.get(str(args.get("channel")), []):
+                if stored["ts"] == args.get("ts"):
+                    stored["text"] = args.get("text", "")
         if method in {"chat.update", "chat.appendStream", "chat.stopStream"}:
             return {
                 "ok": True,
@@ -181,7 +218,14 @@ class SlackStub:
             return {"ok": True, "channel": {"id": args.get("channel"), "name": "general", "is_member": True}}
         if method == "conversations.replies":
             key = (str(args.get("channel")), str(args.get("ts")))
-            return {"ok": True, "messages": self.replies.get(key, []), "has_more": False}
+            if key in self.replies:
+                return {"ok": True, "messages": self.replies[key], "has_more": False}
+            return {"ok": True, "messages": self.thread(*key), "has_more": False}
+        if method == "conversations.history":
+            oldest = float(args.get("oldest") or 0)
+            top = [m for m in self.messages.get(str(args.get("channel")), [])
+                   if "thread_ts" not in m and float(m["ts"]) >= oldest]
+            return {"ok": True, "messages": list(reversed(top)), "has_more": False}
         if method == "apps.connections.open":
             return {"ok": True, "url": f"ws://127.0.0.1:{self.port}/socket"}
         if method == "users.info":

@@ -1,0 +1,286 @@
+"""Links -> summaries as durable jobs.
+
+Before Slack is acknowledged, every new link of a message is claimed and ONE job for the message is added
+in the same transaction (`accept_links`). A worker in any process runs the job (`run_link_job`): progress
+for each link in the order shared, the summaries, then each answer through the outbox (the progress
+message edited into it). Run again after a crash at any point, the job repeats no Slack write: each is
+stored under a key of the job and link, and looked up in Slack before it is sent again.
+
+Outages (model, database, Slack) make the job wait and run again; after RETRY_DEADLINE the person is told
+plainly, once (`give_up_link_job`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+from typing import Any
+
+from handlers.delivery import SlackSender, message_payload
+from handlers.deps import Deps
+from handlers.render import (
+    Message,
+    failure_message,
+    failure_text,
+    skipped_links_message,
+    status_message,
+    summary_message,
+)
+from handlers.summaries import APOLOGY, TOO_SLOW, LinkJob, Reply, link_deadline, summary_language
+from ringkas.documents import SummaryResult, UsageContext
+from ringkas.errors import ModelUnavailable, RingkasError
+from ringkas.jobs import DeliveryFailed, Job, OutboxEntry, RetryLater
+from ringkas.jobs.worker import OUTAGE_ERRORS
+from ringkas.slack_state import AcceptSpec
+from ringkas.storage.base import utcnow
+
+log = logging.getLogger("ringkas.slack.links")
+
+LINK_JOB = "links"  # the job kind: the links of one Slack message (or one /summarize)
+OUTAGE = ("I couldn't reach the services I need (the language model, the database or Slack) for too long, "
+          "so I gave up on this link. Please share it again later.")
+
+
+# --- before the ack ------------------------------------------------------------------------------
+
+
+async def accept_links(deps: Deps, client: Any, job: LinkJob) -> int:
+    """Record the links of `job` as claimed requests plus one job, before Slack is acknowledged.
+
+    Returns how many links were new (a redelivery finds them claimed). When the database cannot be
+    reached, they are recorded in the background as soon as it is back (within RETRY_DEADLINE).
+    """
+    try:
+        accepted = await _accept(deps, job)
+    except Exception as exc:
+        log.warning("could not record the request now; retrying in the background",
+                    extra={"channel": job.channel_id, "kind": job.kind, "error": type(exc).__name__})
+        deps.tasks.spawn(_accept_when_possible(deps, client, job), name=f"accept:{job.channel_id}")
+        return 0
+    if accepted:
+        deps.jobs.worker.wake()
+    else:
+        log.info("links already handled", extra={"channel": job.channel_id, "message_ts": job.message_ts})
+    return accepted
+
+
+async def _accept(deps: Deps, job: LinkJob) -> int:
+    payload = {
+        "kind": job.kind, "team_id": job.team_id, "channel_id": job.channel_id, "message_ts": job.message_ts,
+        "thread_ts": job.thread_ts, "user_id": job.user_id, "requested_by": job.requested_by,
+        "response_url": job.response_url, "skipped": job.skipped, "cap": deps.settings.max_links_per_message,
+        "first_link": job.links[0] if job.links else None,
+    }
+    claimed = await deps.jobs.intake.accept(AcceptSpec(
+        kind=job.kind, team_id=job.team_id, channel_id=job.channel_id, message_ts=job.message_ts,
+        links=tuple(job.links), user_id=job.user_id, job_kind=LINK_JOB, payload=payload,
+    ))
+    return len(claimed)
+
+
+async def _accept_when_possible(deps: Deps, client: Any, job: LinkJob) -> None:
+    loop = asyncio.get_running_loop()
+    give_up_at = loop.time() + deps.settings.retry_deadline
+    wait = 1.0
+    while loop.time() < give_up_at and not deps.tasks.closing:
+        await asyncio.sleep(wait)
+        wait = min(30.0, wait * 2)
+        try:
+            if await _accept(deps, job):
+                deps.jobs.worker.wake()
+            return
+        except Exception as exc:
+            log.warning("still cannot record the request",
+                        extra={"channel": job.channel_id, "error": type(exc).__name__})
+    log.error("gave up recording a request", extra={"channel": job.channel_id, "kind": job.kind})
+    if job.kind != "message":  # someone asked explicitly: say so rather than stay silent
+        try:
+            await Reply(client, job).start(failure_text(APOLOGY))
+        except Exception:
+            log.exception("could not apologise either", extra={"channel": job.channel_id})
+
+
+# --- the job ---------------------------------------------------------------------------------------
+
+
+def model_outage(exc: ModelUnavailable) -> bool:
+    """The model was out (5xx, 429, timeouts, unreadable bodies, after the client's own retries), as opposed
+    to refusing the request for good (a wrong key or model name, no quota): only an outage is waited out.
+    ringkas.llm says so in the detail of the errors it raised after retrying ("… after N attempts")."""
+    return " attempts" in (exc.detail or "")
+
+
+def _key(job: Job, index: int, what: str) -> str:
+    return f"{job.key}:{index}:{what}"
+
+
+async def run_link_job(deps: Deps, client: Any, job: Job) -> None:
+    p = job.payload
+    links: list[dict[str, Any]] = list(p["links"])
+    outbox = deps.jobs.outbox
+    sender = SlackSender(client)
+    todo = [i for i in range(len(links)) if await outbox.get(_key(job, i, "result")) is None]
+    retry: RetryLater | None = None
+    if todo:
+        progress = asyncio.create_task(_show_progress(deps, sender, job, todo))
+        try:
+            language = await summary_language(deps, p["team_id"], p["channel_id"])
+            outcomes = await asyncio.gather(
+                *(_summarize(deps, job, str(links[i]["link"]), language) for i in todo),
+                return_exceptions=True,
+            )
+        except BaseException:
+            # Shutdown: a progress post half made is found (or made) by the next run of this job.
+            progress.cancel()
+            await asyncio.gather(progress, return_exceptions=True)
+            raise
+        await progress
+        for i, outcome in zip(todo, outcomes, strict=True):
+            if isinstance(outcome, (RetryLater, *OUTAGE_ERRORS)):
+                retry = outcome if isinstance(outcome, RetryLater) else RetryLater(f"outage: {outcome!r}")
+                continue
+            if isinstance(outcome, BaseException):
+                log.error("summarizing a link failed unexpectedly", exc_info=outcome,
+                          extra={"job": job.id, "link": links[i]["link"]})
+                apology = failure_message(str(links[i]["link"]), APOLOGY, requested_by=p.get("requested_by"))
+                outcome = (apology,
+                           None, "internal")
+            message, article_id, error_code = outcome
+            await _store_result(deps, sender, job, i, message, article_id=article_id, error_code=error_code)
+    await _deliver_results(deps, sender, job, give_up_at=job.give_up_at)
+    if retry is not None:
+        raise retry  # the others are answered; the job comes back for the rest
+
+
+async def give_up_link_job(deps: Deps, client: Any, job: Job, reason: str) -> None:
+    """The job cannot be finished (outages past RETRY_DEADLINE, or a bug): say so plainly, once per link."""
+    p = job.payload
+    sender = SlackSender(client)
+    outage = reason.startswith("deadline")
+    for i, item in enumerate(p["links"]):
+        message = failure_message(str(item["link"]), OUTAGE if outage else APOLOGY,
+                                  requested_by=p.get("requested_by"))
+        # A result stored earlier (Slack was what was down) wins over this message.
+        await _store_result(deps, sender, job, i, message, article_id=None,
+                            error_code="outage" if outage else "internal")
+    # The deadline has passed: a few more minutes to get the word out, not another half hour.
+    await _deliver_results(deps, sender, job, give_up_at=utcnow() + timedelta(minutes=2))
+
+
+async def _show_progress(deps: Deps, sender: SlackSender, job: Job, todo: list[int]) -> None:
+    """Progress for each link, in the order shared (so the thread reads in that order)."""
+    p = job.payload
+    for i in todo:
+        url = str(p["links"][i]["link"])
+        entry = await deps.jobs.outbox.put(
+            _key(job, i, "progress"), job_id=job.id, action="post", channel_id=p["channel_id"],
+            thread_ts=p.get("thread_ts"),
+            payload=message_payload(status_message(url, requested_by=p.get("requested_by")),
+                                    response_url=p.get("response_url"), visible=False),
+        )
+        try:
+            await deps.jobs.outbox.deliver(entry, sender, give_up_at=job.give_up_at)
+        except DeliveryFailed:
+            log.warning("could not post progress", extra={"channel": p["channel_id"], "job": job.id})
+    # Only the delivery that won the message's first link tells about skipped ones (said once).
+    if p.get("skipped") and 0 in todo and p.get("first_claimed") == p.get("first_link"):
+        note = skipped_links_message(list(p["skipped"]), int(p.get("cap") or 0))
+        entry = await deps.jobs.outbox.put(
+            f"{job.key}:skipped", job_id=job.id, action="post", channel_id=p["channel_id"],
+            thread_ts=p.get("thread_ts"), payload=message_payload(note, response_url=p.get("response_url")),
+        )
+        try:
+            await deps.jobs.outbox.deliver(entry, sender, give_up_at=job.give_up_at)
+        except DeliveryFailed:
+            log.warning("could not post the skipped-links note", extra={"channel": p["channel_id"]})
+
+
+async def _summarize(deps: Deps, job: Job, url: str, language: str) -> tuple[Message, int | None, str | None]:
+    """(message, article id, error code) for one link; RetryLater when the model is out."""
+    p = job.payload
+    requested_by = p.get("requested_by")
+    extra = {"channel": p["channel_id"], "message_ts": p["message_ts"], "link": url, "job": job.id}
+    user, channel = (p["team_id"], p.get("user_id") or p["channel_id"]), (p["team_id"], p["channel_id"])
+    try:
+        # Work slots handed out fairly by user and channel (ringkas.limits.FairSlots).
+        async with deps.slots.slot(user=user, channel=channel), asyncio.timeout(link_deadline(deps)):
+            result: SummaryResult = await deps.ringkas.summarize(
+                url, language=language,
+                context=UsageContext(team_id=p["team_id"], channel_id=p["channel_id"],
+                                     user_id=p.get("user_id")),
+            )
+    except ModelUnavailable as exc:
+        if model_outage(exc):
+            # An outage, not an answer: the job waits and runs again (up to RETRY_DEADLINE).
+            raise RetryLater(f"model unavailable: {exc.detail or exc.code}") from exc
+        log.info("link not summarized", extra={**extra, "error": exc.code, "detail": exc.detail})
+        return failure_message(url, exc.user_message, requested_by=requested_by), None, exc.code
+    except RingkasError as exc:
+        log.info("link not summarized", extra={**extra, "error": exc.code, "detail": exc.detail})
+        return failure_message(url, exc.user_message, requested_by=requested_by), None, exc.code
+    except TimeoutError:
+        log.warning("link took too long", extra=extra)
+        return failure_message(url, TOO_SLOW, requested_by=requested_by), None, "deadline"
+    log.info("link summarized", extra={**extra, "cached": result.cached})
+    return summary_message(result, shared_url=url, requested_by=requested_by), result.article.id, None
+
+
+async def _store_result(deps: Deps, sender: SlackSender, job: Job, index: int, message: Message, *,
+                        article_id: int | None, error_code: str | None) -> OutboxEntry:
+    """The answer as an outbox entry: the progress message edited into it, or a new post when there is
+    none (or a response_url answer when the progress went that way). A stored answer is kept."""
+    p = job.payload
+    outbox = deps.jobs.outbox
+    key = _key(job, index, "result")
+    stored = await outbox.get(key)
+    if stored is not None:
+        return stored
+    payload = message_payload(message, article_id=article_id, error_code=error_code)
+    where = {"job_id": job.id, "channel_id": p["channel_id"], "thread_ts": p.get("thread_ts")}
+    progress = await outbox.get(_key(job, index, "progress"))
+    if progress is not None and progress.state == "pending" and progress.attempts:
+        # Cut off mid-post: it may have reached Slack. Look before choosing between edit and post.
+        found = await sender.find(progress)
+        if found:
+            await outbox.mark_sent(progress, found)
+            progress = await outbox.get(progress.key)
+    if progress is not None and progress.state == "sent" and progress.message_ts:
+        return await outbox.put(key, action="update", target_ts=progress.message_ts, payload=payload, **where)
+    if progress is not None and progress.state == "sent" and p.get("response_url"):
+        return await outbox.put(key, action="respond",
+                                payload={**payload, "url": p["response_url"], "visible": True}, **where)
+    return await outbox.put(key, action="post", payload={**payload, "response_url": p.get("response_url")},
+                            **where)
+
+
+async def _deliver_results(deps: Deps, sender: SlackSender, job: Job, *, give_up_at: Any) -> None:
+    p = job.payload
+    for i, item in enumerate(p["links"]):
+        entry = await deps.jobs.outbox.get(_key(job, i, "result"))
+        if entry is None:
+            continue
+        reply_ts: str | None = entry.message_ts
+        error_code = entry.payload.get("error_code")
+        if entry.state == "pending":
+            try:
+                reply_ts = await deps.jobs.outbox.deliver(entry, sender, give_up_at=give_up_at)
+            except DeliveryFailed:
+                log.exception("could not deliver the result to Slack",
+                              extra={"job": job.id, "link": item["link"]})
+                error_code = error_code or "slack_error"
+        elif entry.state == "failed":
+            error_code = error_code or "slack_error"
+        await _record(deps, p, int(item["request_id"]), entry.payload.get("article_id"), reply_ts, error_code)
+
+
+async def _record(deps: Deps, p: dict[str, Any], request_id: int, article_id: int | None,
+                  reply_ts: str | None, error_code: str | None) -> None:
+    thread_ts = p.get("thread_ts") or reply_ts
+    if article_id is not None and thread_ts and not error_code:
+        await deps.state.link_thread(
+            team_id=p["team_id"], channel_id=p["channel_id"], thread_ts=thread_ts, article_id=int(article_id),
+            message_ts=p["message_ts"], shared_by=p.get("user_id"),
+        )
+    await deps.state.finish(request_id, state="failed" if error_code else "done", error_code=error_code,
+                            article_id=article_id, reply_ts=reply_ts)

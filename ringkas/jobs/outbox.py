@@ -1,0 +1,167 @@
+"""The outbox: what a job will write to Slack is stored before it is written, then delivered until Slack
+takes it (or the deadline passes) and marked sent with the message ts.
+
+Delivery itself is a `Sender` given by the Slack glue. It raises `SendLater` for 429s and outages and
+`SendRefused` for answers that will not change; for an entry whose `attempts` is above 1 it first looks
+whether an earlier attempt reached Slack (a crash between sending and recording), so a retry never
+doubles a message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from ringkas.storage import Database
+from ringkas.storage.base import utcnow
+from ringkas.storage.job_tables import OutboxRow
+
+log = logging.getLogger("ringkas.outbox")
+
+ACTIONS = frozenset({"post", "update", "delete", "unreact", "respond"})
+
+
+class SendLater(Exception):
+    """Slack cannot take it now (429, 5xx, unreachable): try again after `delay` seconds (None: back off)."""
+
+    def __init__(self, reason: str, delay: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.delay = delay
+
+
+class SendRefused(Exception):
+    """Slack refused it for good (channel gone, not allowed): retrying cannot help."""
+
+
+class DeliveryFailed(Exception):
+    """An outbox entry could not be delivered before its deadline, or was refused."""
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    id: int
+    key: str
+    job_id: int | None
+    action: str
+    channel_id: str
+    thread_ts: str | None
+    target_ts: str | None
+    payload: dict[str, Any]
+    state: str
+    attempts: int
+    message_ts: str | None
+    created_at: datetime
+
+
+class Sender(Protocol):
+    async def send(self, entry: OutboxEntry) -> str | None: ...
+
+
+def _entry(row: Any) -> OutboxEntry:
+    return OutboxEntry(
+        id=row.id, key=row.key, job_id=row.job_id, action=row.action, channel_id=row.channel_id,
+        thread_ts=row.thread_ts, target_ts=row.target_ts, payload=dict(row.payload or {}), state=row.state,
+        attempts=row.attempts, message_ts=row.message_ts, created_at=row.created_at,
+    )
+
+
+_COLUMNS = tuple(getattr(OutboxRow, name) for name in (
+    "id", "key", "job_id", "action", "channel_id", "thread_ts", "target_ts", "payload", "state", "attempts",
+    "message_ts", "created_at",
+))
+
+
+class Outbox:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def get(self, key: str) -> OutboxEntry | None:
+        async with self.db.engine.connect() as conn:
+            row = (await conn.execute(select(*_COLUMNS).where(OutboxRow.key == key))).first()
+        return _entry(row) if row is not None else None
+
+    async def put(self, key: str, *, action: str, channel_id: str, payload: dict[str, Any],
+                  job_id: int | None = None, thread_ts: str | None = None,
+                  target_ts: str | None = None) -> OutboxEntry:
+        """Store a write to make; if `key` was stored before (a job run again), the stored entry wins."""
+        if action not in ACTIONS:
+            raise ValueError(f"unknown outbox action {action!r}")
+        existing = await self.get(key)
+        if existing is not None:
+            return existing
+        try:
+            async with self.db.write() as conn:
+                await conn.execute(insert(OutboxRow).values(
+                    key=key, job_id=job_id, action=action, channel_id=channel_id, thread_ts=thread_ts,
+                    target_ts=target_ts, payload=payload, state="pending", attempts=0, created_at=utcnow(),
+                ))
+        except IntegrityError:
+            pass  # stored meanwhile by another run of the same job
+        stored = await self.get(key)
+        assert stored is not None
+        return stored
+
+    async def start_attempt(self, entry: OutboxEntry) -> OutboxEntry:
+        """Count a send before making it: after a crash, attempts > 0 says "look before sending again"."""
+        async with self.db.write() as conn:
+            await conn.execute(
+                update(OutboxRow).where(OutboxRow.id == entry.id).values(attempts=OutboxRow.attempts + 1)
+            )
+        stored = await self.get(entry.key)
+        assert stored is not None
+        return stored
+
+    async def mark_sent(self, entry: OutboxEntry, message_ts: str | None) -> None:
+        async with self.db.write() as conn:
+            await conn.execute(update(OutboxRow).where(OutboxRow.id == entry.id).values(
+                state="sent", message_ts=message_ts, sent_at=utcnow(), last_error=None))
+
+    async def mark_failed(self, entry: OutboxEntry, error: str) -> None:
+        async with self.db.write() as conn:
+            await conn.execute(update(OutboxRow).where(OutboxRow.id == entry.id).values(
+                state="failed", last_error=error[:2000]))
+
+    async def note_error(self, entry: OutboxEntry, error: str) -> None:
+        async with self.db.write() as conn:
+            await conn.execute(
+                update(OutboxRow).where(OutboxRow.id == entry.id).values(last_error=error[:2000])
+            )
+
+    async def deliver(self, entry: OutboxEntry, sender: Sender, *, give_up_at: datetime,
+                      backoff: float = 2.0, backoff_cap: float = 60.0) -> str | None:
+        """Deliver `entry` (if not sent yet) and return its message ts; waits out 429s and outages until
+        `give_up_at`. Raises DeliveryFailed when Slack refuses it or the deadline passes."""
+        wait = backoff
+        while True:
+            if entry.state == "sent":
+                return entry.message_ts
+            if entry.state == "failed":
+                raise DeliveryFailed(f"outbox entry {entry.key} failed before")
+            entry = await self.start_attempt(entry)
+            try:
+                message_ts = await sender.send(entry)
+            except SendRefused as exc:
+                await self.mark_failed(entry, f"refused: {exc}")
+                raise DeliveryFailed(str(exc)) from exc
+            except SendLater as exc:
+                remaining = (give_up_at - utcnow()).total_seconds()
+                if remaining <= 0:
+                    await self.mark_failed(entry, f"deadline passed: {exc.reason}")
+                    raise DeliveryFailed(f"Slack did not take it before the deadline: {exc.reason}") from exc
+                delay = min(remaining, exc.delay if exc.delay is not None else wait)
+                wait = min(backoff_cap, wait * 2)
+                log.warning("Slack cannot take a message now; retrying",
+                            extra={"outbox": entry.id, "reason": exc.reason, "retry_in": round(delay, 1),
+                                   "attempt": entry.attempts})
+                await self.note_error(entry, exc.reason)
+                await asyncio.sleep(delay)
+                continue
+            await self.mark_sent(entry, message_ts)
+            return message_ts

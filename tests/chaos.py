@@ -1,0 +1,230 @@
+"""Real `python bot.py` processes for crash tests and the chaos benchmark: start, send signed events,
+`kill -9`, restart on the same database, and count what Slack (the stand-in) ended up showing."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from tests.support.slack_signing import event_body, signed_headers
+from tests.support.slack_stub import SlackStub
+
+ROOT = Path(__file__).resolve().parents[1]
+PROGRESS_WORDS = ("Reading", "⏳", ":hourglass")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def bot_env(*, home: Path, database_url: str, slack_api_url: str, openai_base_url: str, signing_secret: str,
+            **extra: str) -> dict[str, str]:
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(home),
+        "TIKTOKEN_CACHE_DIR": os.environ.get("TIKTOKEN_CACHE_DIR", ""),
+        "OPENAI_API_KEY": "sk-test-secret-key",
+        "OPENAI_BASE_URL": openai_base_url,
+        "DATABASE_URL": database_url,
+        "FETCH_ALLOW_HOSTS": "127.0.0.1",
+        "SLACK_BOT_TOKEN": "xoxb-process-test",
+        "SLACK_SIGNING_SECRET": signing_secret,
+        "SLACK_API_URL": slack_api_url,
+        "LOG_FORMAT": "json",
+        "LOG_LEVEL": "WARNING",
+    }
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Bot:
+    env: dict[str, str]
+    signing_secret: str
+    port: int = 0
+    proc: asyncio.subprocess.Process | None = None
+    log: Path | None = None
+    _log_file: Any = field(default=None, repr=False)
+
+    async def start(self, timeout: float = 60.0) -> Bot:
+        self.port = free_port()
+        self.log = Path(self.env["HOME"]) / f"bot-{self.port}.log"
+        self._log_file = self.log.open("wb")
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "bot.py", cwd=ROOT, env={**self.env, "PORT": str(self.port)},
+            stdout=asyncio.subprocess.DEVNULL, stderr=self._log_file,
+        )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        async with aiohttp.ClientSession() as http:
+            while loop.time() < deadline:
+                if self.proc.returncode is not None:
+                    raise AssertionError(f"bot.py exited early: {self.log.read_text()[-2000:]}")
+                try:
+                    async with http.get(f"http://127.0.0.1:{self.port}/healthz") as response:
+                        if response.status == 200:
+                            return self
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.1)
+        raise AssertionError("bot.py never became healthy")
+
+    async def event(self, event: dict[str, Any], *, event_id: str, retry_num: int | None = None) -> int:
+        body = event_body(event, event_id=event_id)
+        headers = signed_headers(self.signing_secret, body, content_type="application/json")
+        if retry_num is not None:
+            headers["X-Slack-Retry-Num"] = str(retry_num)
+            headers["X-Slack-Retry-Reason"] = "http_error"
+        async with aiohttp.ClientSession() as http, http.post(
+            f"http://127.0.0.1:{self.port}/slack/events", data=body.encode(), headers=headers
+        ) as response:
+            return response.status
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.proc.wait(), 30)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+
+@dataclass
+class Outcome:
+    sent: int
+    answered_once: int
+    lost: int
+    twice: int
+    stuck: int
+
+    def row(self) -> str:
+        return f"{self.sent} | {self.answered_once} | {self.lost} | {self.twice} | {self.stuck}"
+
+
+def outcome(stub: SlackStub, channel: str, threads: dict[str, str]) -> Outcome:
+    """`threads`: thread ts -> a title only the answer for that thread contains."""
+    messages = stub.messages.get(channel, [])
+    once = lost = twice = 0
+    for thread_ts, title in threads.items():
+        answers = [m for m in messages if m.get("thread_ts") == thread_ts and title in m.get("text", "")]
+        if not answers:
+            lost += 1
+        elif len(answers) == 1:
+            once += 1
+        else:
+            twice += 1
+    bot_posts = [m for m in messages if m.get("thread_ts") in threads]
+    extra = len(bot_posts) - len(threads)  # one message per request (the progress edited into the answer)
+    stuck = sum(1 for m in messages if any(word in m.get("text", "") for word in PROGRESS_WORDS))
+    return Outcome(sent=len(threads), answered_once=once, lost=lost, twice=twice + max(0, extra - twice),
+                   stuck=stuck)
+
+
+async def wait_until(predicate: Any, timeout: float) -> bool:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(0.1)
+    return bool(predicate())
+
+
+# --- digests ---------------------------------------------------------------------------------------
+
+
+async def subscribe_due_now(database_url: str, team_id: str, channels: list[str]) -> None:
+    """Subscribe `channels` to a digest due a minute ago (UTC), subscribed since yesterday."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from ringkas.digest.store import DigestStore
+    from ringkas.storage import Database
+    from ringkas.storage.base import utcnow
+    from ringkas.storage.digest_tables import DigestSubscriptionRow
+
+    db = Database(database_url)
+    await db.create_all()
+    try:
+        store = DigestStore(db)
+        at = (utcnow() - timedelta(minutes=1)).strftime("%H:%M")
+        for channel in channels:
+            await store.subscribe(team_id, channel, time=at, timezone="UTC", created_by=None)
+        async with db.session() as session:
+            yesterday = utcnow() - timedelta(days=1)
+            await session.execute(
+                update(DigestSubscriptionRow).values(created_at=yesterday, updated_at=yesterday)
+            )
+    finally:
+        await db.dispose()
+
+
+def ai_feed(web: Any, name: str, count: int = 6) -> str:
+    """An RSS feed of fresh AI stories on the web stand-in; returns its URL."""
+    from datetime import UTC, datetime, timedelta
+
+    from tests.test_digest_support import rss
+
+    now = datetime.now(UTC)
+    entries = [(f"{name} lab releases open model number {i} with new AI benchmark results",
+                web.url(f"/{name}/story-{i}"), now - timedelta(hours=i + 1)) for i in range(count)]
+    return str(web.add(f"/{name}.xml", rss(f"{name} AI news", entries, description="A new AI model."),
+                       content_type="application/rss+xml"))
+
+
+def digests_posted(stub: SlackStub, channel: str) -> int:
+    """Top-level digest messages in a channel (each day's digest is one top-level post)."""
+    return sum(1 for m in stub.messages.get(channel, []) if "thread_ts" not in m)
+
+
+async def digest_crash_scenario(stub: SlackStub, model: Any, web: Any, home: Path, database_url: str,
+                                signing_secret: str, openai_base_url: str) -> dict[str, int]:
+    """Two channels' digests: the process is killed while building, restarted, killed again while Slack
+    is receiving the digest post, restarted. Returns channel -> digests posted."""
+    from tests.test_digest_support import digest_responder
+
+    channels = ["CDIGESTA", "CDIGESTB"]
+    await subscribe_due_now(database_url, "T0001", channels)
+    feeds = ",".join(ai_feed(web, name) for name in ("alpha", "beta"))
+    model.responder = digest_responder
+    env = bot_env(home=home, database_url=database_url, slack_api_url=stub.api_url,
+                  openai_base_url=openai_base_url, signing_secret=signing_secret, DIGEST_FEEDS=feeds)
+    model.delay = 2.0
+    first = await Bot(env, signing_secret).start()
+    await wait_until(lambda: len(model.requests) > 0, 60)  # building
+    first.kill9()
+    await first.stop()
+    stub.delays["chat.postMessage"] = 3.0  # Slack takes its time: the next process dies mid-post
+    posts_before = len(stub.calls_to("chat.postMessage"))
+    second = await Bot(env, signing_secret).start()
+    await wait_until(lambda: len(stub.calls_to("chat.postMessage")) > posts_before, 120)
+    second.kill9()
+    await second.stop()
+    stub.delays.clear()
+    model.delay = 0.0
+    third = await Bot(env, signing_secret).start()
+    try:
+        await wait_until(lambda: all(digests_posted(stub, c) >= 1 for c in channels), 120)
+        await asyncio.sleep(2)
+    finally:
+        await third.stop()
+    return {channel: digests_posted(stub, channel) for channel in channels}
