@@ -45,6 +45,7 @@ class Core:
     ringkas: Ringkas
 
     async def aclose(self) -> None:
+        await self.ringkas.aclose()  # the document reader's worker processes
         await self.fetcher.aclose()
         await self.llm.aclose()
         await self.db.dispose()

@@ -1,115 +1,77 @@
-"""Extraction speed and quality per page, and how plain trafilatura configurations compare.
+"""Extraction quality and speed on the development set: Ringkas against trafilatura alone.
 
-    python bench/bench_extract.py [--runs 5]
+    python bench/bench_extract.py [--worst 10]
 
-Pages: tests/fixtures/pages/*.html plus ../shared/fixtures/*.html (beside the repo) when present.
-For each page it prints Ringkas's extraction time (median of --runs) and text length, then the text
-length of every trafilatura configuration that was compared. Where tests/fixtures/pages/expectations.json
-lists a page, "miss" counts article paragraphs missing from the text and "junk" counts boilerplate
-snippets (ads, "Baca juga", comments, newsletter boxes, ...) that leaked into it.
+Uses ../shared/extraction-dev (300 annotated real pages and its scorer, beside the repository); skips
+with a message when it is absent. Prints precision, recall, F1, pages that failed (raised or came
+back empty) and ms/page for trafilatura alone (`include_comments=False`) and for
+`ringkas.extract.article_from_file` (the path of `python bot.py extract FILE`), then the ratios the
+issue asks for: F1 at least trafilatura's, no failure where it finds text, at most 1.3x its time.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
-import statistics
+import logging
 import sys
-import time
+import warnings
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+DEV = ROOT.parent / "shared" / "extraction-dev"
 sys.path.insert(0, str(ROOT))
 
-import trafilatura  # noqa: E402
-from trafilatura.deduplication import LRUCache  # noqa: E402
-from trafilatura.utils import load_html  # noqa: E402
 
-from ringkas.documents import FetchResult  # noqa: E402
-from ringkas.errors import RingkasError  # noqa: E402
-from ringkas.extract import decode_body, extract_article  # noqa: E402
-
-PAGES = ROOT / "tests" / "fixtures" / "pages"
-SHARED = ROOT.parent / "shared" / "fixtures"
-EXPECTATIONS: dict[str, Any] = json.loads((PAGES / "expectations.json").read_text(encoding="utf-8"))
-
-BASE = {"include_comments": False, "include_tables": True, "output_format": "markdown"}
-CONFIGS: dict[str, dict[str, Any]] = {
-    "default": {},
-    "precision": {"favor_precision": True},
-    "recall": {"favor_recall": True},
-    "fast": {"fast": True},
-    "txt-default": {"output_format": "txt"},
-}
+def load_scorer():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("extraction_dev_score", DEV / "score.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def pages() -> list[Path]:
-    found = sorted(PAGES.glob("*.html"))
-    if SHARED.is_dir():
-        found += sorted(SHARED.glob("*.html"))
-    return found
-
-
-def score(name: str, text: str) -> str:
-    expected = EXPECTATIONS.get(name)
-    if not expected:
-        return ""
-    miss = sum(1 for snippet in expected["must"] if snippet not in text)
-    junk = sum(1 for snippet in expected["must_not"] if snippet in text)
-    return f"miss={miss}/{len(expected['must'])} junk={junk}/{len(expected['must_not'])}"
-
-
-def trafilatura_text(html: str, url: str | None, options: dict[str, Any]) -> str:
-    tree = load_html(html)
-    if tree is None:
-        return ""
-    merged = {**BASE, **options}
-    return trafilatura.extract(tree, url=url, deduplicate=LRUCache(maxsize=4096), **merged) or ""
-
-
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--runs", type=int, default=5, help="timed runs per page (median is shown)")
+    parser.add_argument("--worst", type=int, default=0, help="list the N pages where Ringkas loses most")
     args = parser.parse_args()
-
-    # warm up: language model, trafilatura/lxml caches
-    warm = PAGES / "en_article_sidebars.html"
-    url = "https://warm.example/"
-    extract_article(FetchResult(url, url, 200, "text/html", None, warm.read_bytes()))
-
-    totals: list[float] = []
-    print(f"{'page':34} {'ms':>7} {'chars':>6}  quality")
-    for path in pages():
-        name = path.name
-        url = EXPECTATIONS.get(name, {}).get("url", f"https://bench.example/{name}")
-        body = path.read_bytes()
-        fetched = FetchResult(url, url, 200, "text/html", None, body)
-        timings = []
-        text = ""
-        error = ""
-        for _ in range(max(1, args.runs)):
-            started = time.perf_counter()
-            try:
-                text = extract_article(fetched).text
-            except RingkasError as exc:
-                error = exc.user_message
-            timings.append((time.perf_counter() - started) * 1000)
-        ms = statistics.median(timings)
-        totals.append(ms)
-        print(f"{name[:34]:34} {ms:7.1f} {len(text):6d}  {score(name, text) or error}")
-        html, _ = decode_body(body)
-        for config, options in CONFIGS.items():
-            started = time.perf_counter()
-            other = trafilatura_text(html, url, options)
-            other_ms = (time.perf_counter() - started) * 1000
-            print(f"    trafilatura {config:21} {other_ms:7.1f} {len(other):6d}  {score(name, other)}")
-    if totals:
-        median, worst = statistics.median(totals), max(totals)
-        print(f"\n{len(totals)} pages: median {median:.1f} ms, max {worst:.1f} ms per page")
+    if not (DEV / "score.py").is_file() or not (DEV / "evaldata.json").is_file():
+        print(f"skipped: the development set is not at {DEV} (it lives beside the repository, in ../shared)")
+        return 0
+    warnings.filterwarnings("ignore")
+    logging.disable(logging.CRITICAL)
+    scorer = load_scorer()
+    data = json.loads((DEV / "evaldata.json").read_text(encoding="utf-8"))
+    scorer.project_extractor(DEV / "pages" / next(iter(data.values()))["file"])  # warm up models, caches
+    rows = {
+        "trafilatura alone": scorer.score(scorer.trafilatura_alone, data, DEV / "pages"),
+        "ringkas (bot.py extract)": scorer.score(scorer.project_extractor, data, DEV / "pages"),
+    }
+    empty = {}
+    for name, result in rows.items():
+        empty[name] = {file for loss, file, found, want, leaked in result["per_page"] if found == 0 and want}
+    print(f"{len(data)} pages of {DEV}")
+    print(f"{'extractor':28s} {'P':>6s} {'R':>6s} {'F1':>6s} {'failed':>6s} {'ms/page':>8s}")
+    for name, result in rows.items():
+        print(f"{name:28s} {result['precision']:6.3f} {result['recall']:6.3f} {result['f1']:6.3f} "
+              f"{len(result['failed']):6d} {result['ms_per_page']:8.1f}")
+    alone, ours = rows["trafilatura alone"], rows["ringkas (bot.py extract)"]
+    lost = sorted(empty["ringkas (bot.py extract)"] - empty["trafilatura alone"])
+    print(f"\nF1 ringkas - trafilatura: {ours['f1'] - alone['f1']:+.3f}")
+    ratio = ours["ms_per_page"] / alone["ms_per_page"]
+    print(f"time ratio ringkas / trafilatura: {ratio:.2f}x (goal <= 1.3x)")
+    print(f"failures: {len(ours['failed'])}; trafilatura finds text, ringkas none: {len(lost)}")
+    for line in ours["failed"]:
+        print(f"    failed {line}")
+    for file in lost:
+        print(f"    lost {file}")
+    for _loss, file, found, want, leaked in ours["per_page"][: args.worst]:
+        print(f"    {file}: {found}/{want} main-text snippets, {leaked} boilerplate snippets")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -31,6 +31,7 @@ from handlers.render import (
 from handlers.summaries import post_message
 from ringkas.errors import RingkasError
 from ringkas.qa import Answer, EmptyQuestion, NoArticle
+from ringkas.reading.markdown import bold_to_slack
 
 log = logging.getLogger("ringkas.handlers.questions")
 
@@ -40,9 +41,6 @@ QUESTION_SHOWN_CHARS = 600
 _MENTION = re.compile(r"<@[UW][A-Z0-9]+(?:\|[^>]*)?>")
 _LINK_MARKUP = re.compile(r"<(?:https?|mailto):[^<>]*>", re.I)
 _BARE_LINK = re.compile(r"(?<![\w/])https?://[^\s<>]+", re.I)
-_BOLD = re.compile(r"\*\*(\S(?:.*?\S)?)\*\*")
-_HEADING = re.compile(r"^#{1,6}\s+(.+)$", re.M)
-_QUOTE_LINE = re.compile(r"^&gt;\s?", re.M)
 _NOT_IN_CHANNEL = {"not_in_channel", "channel_not_found", "is_archived"}
 _HELP_WORDS = frozenset({"help", "bantuan", "usage", "-h", "--help"})
 _WORD = re.compile(r"\w")
@@ -234,11 +232,19 @@ def question_text(text: str | None, *, strip_links: bool = True) -> str:
 
 
 def slack_answer_text(text: str) -> str:
-    """Model text (light markdown) as safe Slack mrkdwn: escaped, no pings, **bold** -> *bold*."""
+    """Model text (light markdown) as safe Slack mrkdwn: escaped, no pings, **bold** -> *bold*.
+
+    Linear time (no backtracking regex over model text): `x **a` repeated froze the event loop."""
     safe = escape(text.strip())
-    safe = _HEADING.sub(r"*\1*", safe)
-    safe = _BOLD.sub(r"*\1*", safe)
-    return _QUOTE_LINE.sub("> ", safe)  # keep the model's block quotes
+    lines = []
+    for line in safe.split("\n"):
+        heading = line.lstrip("#")
+        if 1 <= len(line) - len(heading) <= 6 and heading[:1] in {" ", "\t"} and heading.strip():
+            line = f"*{heading.strip()}*"
+        elif line.startswith("&gt;"):
+            line = "> " + line[4:].removeprefix(" ")  # keep the model's block quotes
+        lines.append(line)
+    return bold_to_slack("\n".join(lines))
 
 
 def _words(language: str | None) -> dict[str, str]:

@@ -79,6 +79,14 @@ class NotFound(RingkasError):
     default_message = "I couldn't find that."
 
 
+class TooComplex(RingkasError):
+    code = "too_complex"
+    default_message = (
+        "That page is too complex for me to read safely (it is built from far more elements or "
+        "attributes than a real article has, or reading it took too long), so I stopped."
+    )
+
+
 class LimitReached(RingkasError):
     """A cost or fairness limit (links per user per hour, model tokens per channel or workspace per day)."""
 

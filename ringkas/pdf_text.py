@@ -149,11 +149,12 @@ def _info(reader: Any) -> dict[str, str | None]:
 
 
 def _child(max_pages: int, seconds: float, max_chars: int) -> int:
-    started = time.monotonic()
     _limit_memory(PDF_MEMORY_LIMIT)
     body = sys.stdin.buffer.read()
     try:
         from pypdf import PdfReader
+
+        started = time.monotonic()  # the time limit is for reading, not for importing pypdf
 
         reader = PdfReader(io.BytesIO(body), strict=False)
         if reader.is_encrypted:

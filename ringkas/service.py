@@ -22,11 +22,12 @@ from ringkas.articles import ArticleStore, content_hash
 from ringkas.config import Settings
 from ringkas.documents import Article, Summary, SummaryResult, UsageContext
 from ringkas.errors import InvalidURL, NotFound
-from ringkas.extract import article_from_file, extract_article
+from ringkas.extract import article_from_file
 from ringkas.fetch import SafeFetcher
 from ringkas.language import normalize_language
 from ringkas.limits import LimitGuard
 from ringkas.llm import LLM
+from ringkas.reading import DocumentReader
 from ringkas.storage import Database
 from ringkas.summarize import Summarizer
 from ringkas.urls import canonicalize, is_http_url, same_path, same_site
@@ -78,6 +79,8 @@ class Ringkas:
         self.llm = llm
         self.summarizer = Summarizer(llm, max_calls=settings.max_model_calls_per_article)
         self.store = ArticleStore(db)
+        # Fetched documents are parsed in limited worker processes, started on first use.
+        self.reader = DocumentReader(deadline=settings.fetch_timeout)
         # Cost limits (ringkas/limits), set by the wiring for the Slack app; the terminal has none.
         self.limits: LimitGuard | None = None
         # Local files are for the terminal commands only: a Slack message must never read server files.
@@ -86,13 +89,16 @@ class Ringkas:
         self._summary_flights: SingleFlight[Summary] = SingleFlight()
         self._request_flights: SingleFlight[SummaryResult] = SingleFlight()
 
+    async def aclose(self) -> None:
+        await self.reader.aclose()
+
     # --- articles --------------------------------------------------------------------------------
 
     async def extract(self, source: str) -> Article:
         """The article at a URL or in a local file, freshly fetched and extracted; not stored."""
         if is_http_url(source):
             fetched = await self.fetcher.fetch(source.strip())
-            article = await asyncio.to_thread(extract_article, fetched)
+            article = await self.reader.read(fetched)
             return self._checked_canonical(article, fetched.final_url)
         return await self._file_article(source)
 
@@ -121,7 +127,7 @@ class Ringkas:
         if stored is not None:
             return stored
         fetched = await self.fetcher.fetch(url)
-        article = await asyncio.to_thread(extract_article, fetched)
+        article = await self.reader.read(fetched)
         article = self._checked_canonical(article, fetched.final_url)
         aliases = [url, canonical, fetched.final_url, canonicalize(fetched.final_url)]
         twin = await self._same_text_elsewhere(article)
