@@ -167,3 +167,18 @@ async def test_digest_now_in_slack_with_a_skipping_model(
     assert rendered.count("Summary of") >= 2
     for headline, _ in STORIES:
         assert headline.split()[0] in rendered
+
+
+async def test_digest_now_names_failed_feeds_in_the_footer(
+    make_slack_app, slack_stub, openai_stub, web
+) -> None:
+    openai_stub.responder = digest_responder
+    urls = serve(web, now=datetime.now(UTC))
+    html = b"<!doctype html><html><head><title>Blog</title></head><body>x</body></html>"
+    page = web.add("/blog.html", html, content_type="text/html")
+    app = await make_slack_app(DIGEST_FEEDS=",".join([*urls, web.url("/gone.xml"), page]))
+    await app.command("now", command="/digest")
+    await app.settle()
+    footer = slack_stub.posted()[0]["blocks"][-1]["elements"][0]["text"]
+    assert "from 2 of 4 sources" in footer and "2 source(s) unavailable: " in footer
+    assert "127.0.0.1 (HTTP 404" in footer and "names no feed" in footer
