@@ -180,5 +180,5 @@ async def test_digest_now_names_failed_feeds_in_the_footer(
     await app.command("now", command="/digest")
     await app.settle()
     footer = slack_stub.posted()[0]["blocks"][-1]["elements"][0]["text"]
-    assert "from 2 of 4 sources" in footer and "2 source(s) unavailable: " in footer
+    assert "from 2 of 4 sources" in footer and "2 sources unavailable: " in footer
     assert "127.0.0.1 (HTTP 404" in footer and "names no feed" in footer

@@ -90,7 +90,7 @@ async def test_english_article_in_an_indonesian_channel_gets_an_indonesian_headl
     heading = summary["blocks"][0]["text"]["text"]
     assert heading.startswith(f"*<{url}|Model terbuka memuncaki tolok ukur pemrograman>*")
     assert "Judul asli: _Open-weight model tops coding benchmark_" in heading
-    assert summary["text"] == "Model terbuka kini paling unggul."  # the notification is the TL;DR
+    assert summary["text"].endswith("Model terbuka kini paling unggul.")  # the notification is the TL;DR
 
 
 async def test_short_questions_follow_the_channel_language(
