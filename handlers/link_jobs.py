@@ -51,7 +51,7 @@ from ringkas.errors import ModelUnavailable, RingkasError
 from ringkas.i18n import N_, Translator
 from ringkas.jobs import DeliveryFailed, Job, OutboxEntry, RetryLater
 from ringkas.jobs.worker import OUTAGE_ERRORS
-from ringkas.slack_state import AcceptSpec
+from ringkas.slack_state import AcceptSpec, ThreadLink
 from ringkas.storage.base import utcnow
 
 log = logging.getLogger("ringkas.slack.links")
@@ -139,7 +139,9 @@ async def run_link_job(deps: Deps, client: Any, job: Job) -> None:
     links: list[dict[str, Any]] = list(p["links"])
     outbox = deps.jobs.outbox
     sender = SlackSender(client)
-    todo = [i for i in range(len(links)) if await outbox.get(_key(job, i, "result")) is None]
+    stored = await outbox.get_many([_key(job, i, "result") for i in range(len(links))])
+    todo = [i for i in range(len(links)) if _key(job, i, "result") not in stored]
+    started: set[str] = set()  # entries whose first send attempt was counted when they were stored
     retry: RetryLater | None = None
     progress: Progress | None = None
     if todo:
@@ -175,8 +177,12 @@ async def run_link_job(deps: Deps, client: Any, job: Job) -> None:
                 outcome = (apology,
                            None, "internal")
             message, article_id, error_code = outcome
-            await _store_result(deps, sender, job, i, message, article_id=article_id, error_code=error_code)
-    failed = await _deliver_results(deps, sender, job, give_up_at=job.give_up_at)
+            entry = await _store_result(deps, job, i, message, article_id=article_id, error_code=error_code,
+                                        started=True)
+            stored[entry.key] = entry
+            started.add(entry.key)
+    failed = await _deliver_results(deps, sender, job, give_up_at=job.give_up_at, entries=stored,
+                                    started=started)
     if progress is not None and retry is None:
         await progress.finish(not failed)
     if retry is not None:
@@ -195,7 +201,7 @@ async def give_up_link_job(deps: Deps, client: Any, job: Job, reason: str) -> No
         message = failure_message(str(item["link"]), _(OUTAGE if outage else APOLOGY),
                                   requested_by=p.get("requested_by"), _=_)
         # A result stored earlier (Slack was what was down) wins over this message.
-        await _store_result(deps, sender, job, i, message, article_id=None,
+        await _store_result(deps, job, i, message, article_id=None,
                             error_code="outage" if outage else "internal")
     # The deadline has passed: a few more minutes to get the word out, not another half hour.
     await _deliver_results(deps, sender, job, give_up_at=utcnow() + timedelta(minutes=2))
@@ -248,47 +254,39 @@ async def _summarize(
     return summary_message(result, shared_url=url, requested_by=requested_by), result.article.id, None
 
 
-async def _store_result(deps: Deps, sender: SlackSender, job: Job, index: int, message: Message, *,
-                        article_id: int | None, error_code: str | None) -> OutboxEntry:
-    """The answer as an outbox entry: the progress message edited into it, or a new post when there is
-    none (or a response_url answer when the progress went that way). A stored answer is kept."""
+async def _store_result(deps: Deps, job: Job, index: int, message: Message, *, article_id: int | None,
+                        error_code: str | None, started: bool = False) -> OutboxEntry:
+    """The answer as an outbox entry: a new post (a response_url answer when the bot may not post in the
+    channel). An answer stored before (by an earlier run of the job) is kept."""
     p = job.payload
-    outbox = deps.jobs.outbox
-    key = _key(job, index, "result")
-    stored = await outbox.get(key)
-    if stored is not None:
-        return stored
     payload = message_payload(message, article_id=article_id, error_code=error_code)
-    where = {"job_id": job.id, "channel_id": p["channel_id"], "thread_ts": p.get("thread_ts")}
-    progress = await outbox.get(_key(job, index, "progress"))
-    if progress is not None and progress.state == "pending" and progress.attempts:
-        # Cut off mid-post: it may have reached Slack. Look before choosing between edit and post.
-        found = await sender.find(progress)
-        if found:
-            await outbox.mark_sent(progress, found)
-            progress = await outbox.get(progress.key)
-    if progress is not None and progress.state == "sent" and progress.message_ts:
-        return await outbox.put(key, action="update", target_ts=progress.message_ts, payload=payload, **where)
-    if progress is not None and progress.state == "sent" and p.get("response_url"):
-        return await outbox.put(key, action="respond",
-                                payload={**payload, "url": p["response_url"], "visible": True}, **where)
-    return await outbox.put(key, action="post", payload={**payload, "response_url": p.get("response_url")},
-                            **where)
+    return await deps.jobs.outbox.put(
+        _key(job, index, "result"), action="post", job_id=job.id, channel_id=p["channel_id"],
+        thread_ts=p.get("thread_ts"), payload={**payload, "response_url": p.get("response_url")},
+        started=started,
+    )
 
 
-async def _deliver_results(deps: Deps, sender: SlackSender, job: Job, *, give_up_at: Any) -> bool:
-    """Send every stored answer not sent yet; True when any link failed (or could not be told)."""
+async def _deliver_results(deps: Deps, sender: SlackSender, job: Job, *, give_up_at: Any,
+                           entries: dict[str, OutboxEntry] | None = None,
+                           started: set[str] | frozenset[str] = frozenset()) -> bool:
+    """Send every stored answer not sent yet; True when any link failed (or could not be told).
+    `entries`: the job's result entries as this run knows them (read from the outbox when not given)."""
     p = job.payload
+    keys = [_key(job, i, "result") for i in range(len(p["links"]))]
+    if entries is None:
+        entries = await deps.jobs.outbox.get_many(keys)
     failed = False
-    for i, item in enumerate(p["links"]):
-        entry = await deps.jobs.outbox.get(_key(job, i, "result"))
+    for key, item in zip(keys, p["links"], strict=True):
+        entry = entries.get(key)
         if entry is None:
             continue
         reply_ts: str | None = entry.message_ts
         error_code = entry.payload.get("error_code")
         if entry.state == "pending":
             try:
-                reply_ts = await deps.jobs.outbox.deliver(entry, sender, give_up_at=give_up_at)
+                reply_ts = await deps.jobs.outbox.deliver(entry, sender, give_up_at=give_up_at,
+                                                          started=key in started)
             except DeliveryFailed:
                 log.exception("could not deliver the result to Slack",
                               extra={"job": job.id, "link": item["link"]})
@@ -303,10 +301,10 @@ async def _deliver_results(deps: Deps, sender: SlackSender, job: Job, *, give_up
 async def _record(deps: Deps, p: dict[str, Any], request_id: int, article_id: int | None,
                   reply_ts: str | None, error_code: str | None) -> None:
     thread_ts = p.get("thread_ts") or reply_ts
+    thread = None
     if article_id is not None and thread_ts and not error_code:
-        await deps.state.link_thread(
-            team_id=p["team_id"], channel_id=p["channel_id"], thread_ts=thread_ts, article_id=int(article_id),
-            message_ts=p["message_ts"], shared_by=p.get("user_id"),
-        )
+        thread = ThreadLink(team_id=p["team_id"], channel_id=p["channel_id"], thread_ts=thread_ts,
+                            article_id=int(article_id), message_ts=p["message_ts"],
+                            shared_by=p.get("user_id"))
     await deps.state.finish(request_id, state="failed" if error_code else "done", error_code=error_code,
-                            article_id=article_id, reply_ts=reply_ts)
+                            article_id=article_id, reply_ts=reply_ts, thread=thread)

@@ -10,9 +10,10 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Iterable
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, literal, select, union_all, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
@@ -58,37 +59,43 @@ class ArticleStore:
     # --- articles --------------------------------------------------------------------------------
 
     async def get(self, article_id: int) -> Article | None:
-        async with self.db.session() as session:
-            row = await session.get(ArticleRow, article_id)
-            return _article(row) if row is not None else None
+        async with self.db.engine.connect() as conn:
+            row = (await conn.execute(select(ArticleRow).where(ArticleRow.id == article_id))).first()
+        return _article(row) if row is not None else None
 
     async def get_by_url(self, *urls: str) -> Article | None:
-        """The article any of these URLs (as shared, or canonical) led to before, if stored."""
+        """The article any of these URLs (as shared, or canonical) led to before, if stored.
+
+        One round trip: articles stored under any of the URLs, and articles any of them is an alias of;
+        the first URL that matches wins (its own article before the one it is an alias of)."""
         keys = list(dict.fromkeys(url_key(u) for u in urls if u))
         if not keys:
             return None
-        async with self.db.session() as session:
-            for key in keys:
-                row = await session.scalar(select(ArticleRow).where(ArticleRow.canonical_url == key))
-                if row is None:
-                    article_id = await session.scalar(
-                        select(ArticleAliasRow.article_id).where(ArticleAliasRow.url == key)
-                    )
-                    row = await session.get(ArticleRow, article_id) if article_id is not None else None
-                if row is not None:
-                    return _article(row)
-        return None
+        own = select(ArticleRow, ArticleRow.canonical_url.label("matched"), literal(0).label("via_alias")) \
+            .where(ArticleRow.canonical_url.in_(keys))
+        aliased = (
+            select(ArticleRow, ArticleAliasRow.url.label("matched"), literal(1).label("via_alias"))
+            .join(ArticleAliasRow, ArticleAliasRow.article_id == ArticleRow.id)
+            .where(ArticleAliasRow.url.in_(keys))
+        )
+        async with self.db.engine.connect() as conn:
+            rows = (await conn.execute(union_all(own, aliased))).all()
+        if not rows:
+            return None
+        rank = {key: i for i, key in enumerate(keys)}
+        best = min(rows, key=lambda row: (rank.get(row.matched, len(rank)), row.via_alias))
+        return _article(best)
 
     async def get_by_content(self, digest: str) -> Article | None:
         """The most recently fetched article whose stored text has this content hash."""
-        async with self.db.session() as session:
-            row = await session.scalar(
+        async with self.db.engine.connect() as conn:
+            row = (await conn.execute(
                 select(ArticleRow)
                 .where(ArticleRow.content_hash == digest)
                 .order_by(ArticleRow.fetched_at.desc())
                 .limit(1)
-            )
-            return _article(row) if row is not None else None
+            )).first()
+        return _article(row) if row is not None else None
 
     async def save(self, article: Article, *, aliases: Iterable[str] = ()) -> Article:
         """Insert or refresh the article under its canonical URL; every alias then points to it.
@@ -112,46 +119,48 @@ class ArticleStore:
             "content_hash": digest,
             "fetched_at": utcnow(),
         }
-        async with self.db.session() as session:
-            await session.execute(
-                self._insert(ArticleRow)
-                .values(**values)
+        alias_keys = sorted({url_key(a) for a in aliases if a} - {key})
+        async with self.db.write() as conn:
+            # A new article (the usual case) is stored and known by its id in one statement.
+            article_id = await conn.scalar(
+                self._insert(ArticleRow).values(**values)
                 .on_conflict_do_nothing(index_elements=["canonical_url"])
+                .returning(ArticleRow.id)
             )
-            row = await session.scalar(select(ArticleRow).where(ArticleRow.canonical_url == key))
-            if row is None:  # pragma: no cover - the insert or the conflicting row must exist
-                raise RuntimeError("article row vanished after upsert")
-            if row.content_hash != digest:
-                log.info("article text changed; refreshing it", extra={"article_id": row.id})
-                for name, value in values.items():
-                    if name != "canonical_url":
-                        setattr(row, name, value)
-                await session.execute(delete(SummaryRow).where(SummaryRow.article_id == row.id))
-            alias_keys = {url_key(a) for a in aliases if a} - {key}
-            for alias in sorted(alias_keys):
+            stored = values
+            if article_id is None:
+                row = (await conn.execute(select(ArticleRow).where(ArticleRow.canonical_url == key))).first()
+                if row is None:  # pragma: no cover - the insert or the conflicting row must exist
+                    raise RuntimeError("article row vanished after upsert")
+                article_id = row.id
+                if row.content_hash != digest:
+                    log.info("article text changed; refreshing it", extra={"article_id": row.id})
+                    changed = {name: value for name, value in values.items() if name != "canonical_url"}
+                    await conn.execute(update(ArticleRow).where(ArticleRow.id == row.id).values(**changed))
+                    await conn.execute(delete(SummaryRow).where(SummaryRow.article_id == row.id))
+                else:
+                    stored = dict(row._mapping)
+            if alias_keys:
                 statement = self._insert(ArticleAliasRow).values(
-                    url=alias, article_id=row.id, created_at=utcnow()
+                    [{"url": alias, "article_id": article_id, "created_at": utcnow()} for alias in alias_keys]
                 )
-                await session.execute(
-                    statement.on_conflict_do_update(
-                        index_elements=["url"], set_={"article_id": statement.excluded.article_id}
-                    )
-                )
-            await session.flush()
-            return _article(row)
+                await conn.execute(statement.on_conflict_do_update(
+                    index_elements=["url"], set_={"article_id": statement.excluded.article_id}
+                ))
+        return _article(SimpleNamespace(**{**stored, "id": article_id}))
 
     # --- summaries -------------------------------------------------------------------------------
 
     async def get_summary(self, article_id: int, language: str, prompt_version: str) -> Summary | None:
-        async with self.db.session() as session:
-            row = await session.scalar(
+        async with self.db.engine.connect() as conn:
+            row = (await conn.execute(
                 select(SummaryRow).where(
                     SummaryRow.article_id == article_id,
                     SummaryRow.language == language,
                     SummaryRow.prompt_version == prompt_version,
                 )
-            )
-            return _summary(row) if row is not None else None
+            )).first()
+        return _summary(row) if row is not None else None
 
     async def save_summary(self, article_id: int, summary: Summary) -> Summary:
         """Store the summary unless another writer stored one for this key first; return the stored one."""
@@ -169,22 +178,25 @@ class ArticleStore:
             "model_calls": summary.usage.calls,
             "created_at": summary.created_at or utcnow(),
         }
-        async with self.db.session() as session:
-            await session.execute(
+        async with self.db.write() as conn:
+            stored_id = await conn.scalar(
                 self._insert(SummaryRow)
                 .values(**values)
                 .on_conflict_do_nothing(index_elements=["article_id", "language", "prompt_version"])
+                .returning(SummaryRow.id)
             )
-            row = await session.scalar(
+            if stored_id is not None:  # ours is the stored one: no need to read it back
+                return _summary(SimpleNamespace(**values))
+            row = (await conn.execute(
                 select(SummaryRow).where(
                     SummaryRow.article_id == article_id,
                     SummaryRow.language == summary.language,
                     SummaryRow.prompt_version == summary.prompt_version,
                 )
-            )
-            if row is None:  # pragma: no cover
-                raise RuntimeError("summary row vanished after upsert")
-            return _summary(row)
+            )).first()
+        if row is None:  # pragma: no cover
+            raise RuntimeError("summary row vanished after upsert")
+        return _summary(row)
 
 
 async def record_model_call(
@@ -197,7 +209,7 @@ async def record_model_call(
     article_id: int | None,
 ) -> None:
     """One row in `model_calls`. Bookkeeping must never break the answer, so failures are only logged."""
-    row = ModelCallRow(
+    statement = insert(ModelCallRow).values(
         purpose=purpose[:32],
         model=model[:128],
         prompt_tokens=usage.prompt_tokens,
@@ -208,13 +220,13 @@ async def record_model_call(
         created_at=utcnow(),
     )
     try:
-        async with db.session() as session:
-            session.add(row)
+        async with db.write() as conn:
+            await conn.execute(statement)
     except (SQLAlchemyError, OSError) as exc:
         log.warning("could not record model usage", extra={"purpose": purpose, "error": type(exc).__name__})
 
 
-def _article(row: ArticleRow) -> Article:
+def _article(row: Any) -> Article:
     return Article(
         url=row.url,
         canonical_url=row.canonical_url,
@@ -229,7 +241,7 @@ def _article(row: ArticleRow) -> Article:
     )
 
 
-def _summary(row: SummaryRow) -> Summary:
+def _summary(row: Any) -> Summary:
     return Summary(
         tldr=row.tldr,
         key_points=tuple(str(p) for p in (row.key_points or [])),

@@ -124,9 +124,8 @@ class Ringkas:
         return article
 
     async def _fetch_and_store(self, url: str, canonical: str) -> Article:
-        stored = await self.store.get_by_url(url, canonical)  # a flight that just ended may have stored it
-        if stored is not None:
-            return stored
+        # Not looked up again here: a flight that ended between the caller's lookup and this one costs a
+        # second fetch at worst, and `save` keeps one row per canonical URL either way.
         fetched = await self.fetcher.fetch(url)
         article = await self.reader.read(fetched)
         article = self._checked_canonical(article, fetched.final_url)

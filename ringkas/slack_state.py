@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from ringkas.jobs.queue import JobQueue
@@ -21,6 +24,7 @@ from ringkas.storage.tables import ChannelSettingsRow, SlackRequestRow, ThreadAr
 log = logging.getLogger("ringkas.slack_state")
 
 REQUEST_STATES = frozenset({"pending", "done", "failed"})
+SETTINGS_TTL = 2.0  # s a channel's settings are kept in memory
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,18 @@ class AcceptSpec:
     user_id: str | None
     job_kind: str
     payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ThreadLink:
+    """An article summarized in a thread (`SlackState.link_thread`)."""
+
+    team_id: str
+    channel_id: str
+    thread_ts: str
+    article_id: int
+    message_ts: str | None
+    shared_by: str | None
 
 
 @dataclass(frozen=True)
@@ -181,7 +197,9 @@ class SlackState:
         error_code: str | None = None,
         article_id: int | None = None,
         reply_ts: str | None = None,
+        thread: ThreadLink | None = None,
     ) -> None:
+        """Settle a request; with `thread`, also remember its article in that thread (one transaction)."""
         if state not in REQUEST_STATES:
             raise ValueError(f"unknown request state {state!r}")
         values: dict[str, object] = {"state": state, "error_code": error_code, "updated_at": utcnow()}
@@ -189,9 +207,27 @@ class SlackState:
             values["article_id"] = article_id
         if reply_ts is not None:
             values["reply_ts"] = reply_ts
-        async with self.db.write_session() as session:
-            statement = update(SlackRequestRow).where(SlackRequestRow.id == request_id).values(**values)
-            await session.execute(statement)
+        async with self.db.write() as conn:
+            if thread is not None:
+                await conn.execute(self._thread_upsert(thread))
+            await conn.execute(
+                update(SlackRequestRow).where(SlackRequestRow.id == request_id).values(**values)
+            )
+
+    def _thread_upsert(self, link: ThreadLink) -> Any:
+        """Insert the thread's article, or (linked before) refresh its time so "latest article" follows the
+        newest share."""
+        insert = sqlite_insert if self.db.is_sqlite else postgresql_insert
+        now = utcnow()
+        return insert(ThreadArticleRow).values(
+            team_id=link.team_id, channel_id=link.channel_id, thread_ts=link.thread_ts,
+            article_id=link.article_id,
+            # a slash command's trigger id (its "message ts") is longer than a ts
+            message_ts=link.message_ts[:32] if link.message_ts else link.message_ts,
+            shared_by=link.shared_by, created_at=now,
+        ).on_conflict_do_update(
+            index_elements=["team_id", "channel_id", "thread_ts", "article_id"], set_={"created_at": now}
+        )
 
     async def request_state(self, request_id: int) -> str | None:
         async with self.db.session() as session:
@@ -265,11 +301,28 @@ class SlackState:
     # --- channel settings ----------------------------------------------------------------------
 
     async def channel_settings(self, team_id: str, channel_id: str) -> ChannelSettings:
-        async with self.db.session() as session:
-            row = await session.get(ChannelSettingsRow, (team_id, channel_id))
-            if row is None:
-                return ChannelSettings()
-            return ChannelSettings(passive_summaries=bool(row.passive_summaries), language=row.language)
+        """A channel's settings. Read on every shared link (before the ack, and again by its job), so they
+        are kept for SETTINGS_TTL s; a change made through this process is seen at once (the cache lives
+        on the Database, shared by every SlackState of the process), one made by another process within
+        SETTINGS_TTL s."""
+        cache: dict[tuple[str, str], tuple[float, ChannelSettings]] = self.db.memo.setdefault(
+            "channel_settings", {})
+        now = time.monotonic()
+        known = cache.get((team_id, channel_id))
+        if known is not None and known[0] > now:
+            return known[1]
+        async with self.db.engine.connect() as conn:
+            row = (await conn.execute(
+                select(ChannelSettingsRow.passive_summaries, ChannelSettingsRow.language).where(
+                    ChannelSettingsRow.team_id == team_id, ChannelSettingsRow.channel_id == channel_id)
+            )).first()
+        settings = ChannelSettings()
+        if row is not None:
+            settings = ChannelSettings(passive_summaries=bool(row.passive_summaries), language=row.language)
+        if len(cache) > 10_000:
+            cache.clear()
+        cache[(team_id, channel_id)] = (now + SETTINGS_TTL, settings)
+        return settings
 
     async def set_passive(self, team_id: str, channel_id: str, enabled: bool) -> None:
         await self._upsert_settings(team_id, channel_id, passive_summaries=enabled)
@@ -279,6 +332,13 @@ class SlackState:
         await self._upsert_settings(team_id, channel_id, language=language)
 
     async def _upsert_settings(self, team_id: str, channel_id: str, **values: object) -> None:
+        self.db.memo.get("channel_settings", {}).pop((team_id, channel_id), None)
+        try:
+            await self._write_settings(team_id, channel_id, **values)
+        finally:
+            self.db.memo.get("channel_settings", {}).pop((team_id, channel_id), None)
+
+    async def _write_settings(self, team_id: str, channel_id: str, **values: object) -> None:
         for _attempt in range(3):
             try:
                 async with self.db.session() as session:

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ringkas.storage import Database
 from ringkas.storage.base import utcnow
@@ -82,41 +83,57 @@ class Outbox:
     def __init__(self, db: Database) -> None:
         self.db = db
 
+    def _insert(self) -> Any:
+        return sqlite_insert(OutboxRow) if self.db.is_sqlite else postgresql_insert(OutboxRow)
+
     async def get(self, key: str) -> OutboxEntry | None:
         async with self.db.engine.connect() as conn:
             row = (await conn.execute(select(*_COLUMNS).where(OutboxRow.key == key))).first()
         return _entry(row) if row is not None else None
 
+    async def get_many(self, keys: list[str]) -> dict[str, OutboxEntry]:
+        """The entries stored under any of `keys`, by key, in one round trip."""
+        if not keys:
+            return {}
+        async with self.db.engine.connect() as conn:
+            rows = (await conn.execute(select(*_COLUMNS).where(OutboxRow.key.in_(keys)))).all()
+        return {row.key: _entry(row) for row in rows}
+
     async def put(self, key: str, *, action: str, channel_id: str, payload: dict[str, Any],
                   job_id: int | None = None, thread_ts: str | None = None,
-                  target_ts: str | None = None) -> OutboxEntry:
-        """Store a write to make; if `key` was stored before (a job run again), the stored entry wins."""
+                  target_ts: str | None = None, started: bool = False) -> OutboxEntry:
+        """Store a write to make; if `key` was stored before (a job run again), the stored entry wins.
+
+        `started=True` counts a send attempt with the insert (the caller delivers the entry returned right
+        away with `deliver(..., started=True)`): one statement less; a crash before the send only means the
+        retry looks in Slack first."""
         if action not in ACTIONS:
             raise ValueError(f"unknown outbox action {action!r}")
-        existing = await self.get(key)
-        if existing is not None:
-            return existing
-        try:
-            async with self.db.write() as conn:
-                await conn.execute(insert(OutboxRow).values(
+        async with self.db.write() as conn:
+            row = (await conn.execute(
+                self._insert().values(
                     key=key, job_id=job_id, action=action, channel_id=channel_id, thread_ts=thread_ts,
-                    target_ts=target_ts, payload=payload, state="pending", attempts=0, created_at=utcnow(),
-                ))
-        except IntegrityError:
-            pass  # stored meanwhile by another run of the same job
-        stored = await self.get(key)
+                    target_ts=target_ts, payload=payload, state="pending", attempts=1 if started else 0,
+                    created_at=utcnow(),
+                ).on_conflict_do_nothing(index_elements=["key"]).returning(*_COLUMNS)
+            )).first()
+        if row is not None:
+            return _entry(row)
+        stored = await self.get(key)  # stored before, by an earlier run of the same job
         assert stored is not None
+        if started and stored.state == "pending":
+            stored = await self.start_attempt(stored)
         return stored
 
     async def start_attempt(self, entry: OutboxEntry) -> OutboxEntry:
         """Count a send before making it: after a crash, attempts > 0 says "look before sending again"."""
         async with self.db.write() as conn:
-            await conn.execute(
+            row = (await conn.execute(
                 update(OutboxRow).where(OutboxRow.id == entry.id).values(attempts=OutboxRow.attempts + 1)
-            )
-        stored = await self.get(entry.key)
-        assert stored is not None
-        return stored
+                .returning(*_COLUMNS)
+            )).first()
+        assert row is not None
+        return _entry(row)
 
     async def mark_sent(self, entry: OutboxEntry, message_ts: str | None) -> None:
         async with self.db.write() as conn:
@@ -135,16 +152,19 @@ class Outbox:
             )
 
     async def deliver(self, entry: OutboxEntry, sender: Sender, *, give_up_at: datetime,
-                      backoff: float = 2.0, backoff_cap: float = 60.0) -> str | None:
+                      backoff: float = 2.0, backoff_cap: float = 60.0, started: bool = False) -> str | None:
         """Deliver `entry` (if not sent yet) and return its message ts; waits out 429s and outages until
-        `give_up_at`. Raises DeliveryFailed when Slack refuses it or the deadline passes."""
+        `give_up_at`. Raises DeliveryFailed when Slack refuses it or the deadline passes.
+        `started`: the first attempt was counted already (`put(..., started=True)` returned `entry`)."""
         wait = backoff
         while True:
             if entry.state == "sent":
                 return entry.message_ts
             if entry.state == "failed":
                 raise DeliveryFailed(f"outbox entry {entry.key} failed before")
-            entry = await self.start_attempt(entry)
+            if not started:
+                entry = await self.start_attempt(entry)
+            started = False
             try:
                 message_ts = await sender.send(entry)
             except SendRefused as exc:

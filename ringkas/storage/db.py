@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
@@ -54,6 +55,8 @@ class Database:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._write_lock: asyncio.Lock | None = None
+        # Small in-process caches of rows read on every request (e.g. channel settings), by name.
+        self.memo: dict[str, Any] = {}
 
     async def create_all(self) -> None:
         async with self.engine.begin() as conn:
