@@ -154,10 +154,14 @@ class SlackRuntime:
         await self.deps.jobs.worker.stop(grace)  # type: ignore[attr-defined]
         await self.deps.tasks.drain(grace)  # type: ignore[attr-defined]
         await self.core.aclose()
+        session = getattr(getattr(self.app, "client", None), "session", None)
+        if session is not None:
+            await session.close()
 
 
 def slack_client(settings: Settings):  # type: ignore[no-untyped-def]
-    """An AsyncWebClient on SLACK_API_URL that honours 429 Retry-After and retries transient errors."""
+    """An AsyncWebClient on SLACK_API_URL that honours 429 Retry-After and retries transient errors.
+    Call it inside the running event loop; its HTTP session is closed by `SlackRuntime.aclose`."""
     from slack_sdk.http_retry.builtin_async_handlers import (
         AsyncConnectionErrorRetryHandler,
         AsyncRateLimitErrorRetryHandler,
@@ -172,10 +176,15 @@ def slack_client(settings: Settings):  # type: ignore[no-untyped-def]
             async with timed(SLACK_SECONDS, method=api_method):
                 return await super().api_call(api_method, *args, **kwargs)
 
+    import aiohttp
+
     return TimedWebClient(
         token=settings.slack_bot_token,
         base_url=settings.slack_api_url,
         timeout=30,
+        # One session for every call (and Bolt's per-request clients, which share it): without it each Slack
+        # call opened and closed its own connection, a TCP (and on Slack, TLS) handshake per call.
+        session=aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)),
         retry_handlers=[
             AsyncConnectionErrorRetryHandler(max_retry_count=3),
             AsyncRateLimitErrorRetryHandler(max_retry_count=5),
@@ -258,8 +267,12 @@ async def build_slack_app(settings: Settings, *, start_scheduler: bool = True) -
         )
 
     client = slack_client(settings)
-    identity = await check_bot_token(client)
-    core = await build_core(settings)
+    try:
+        identity = await check_bot_token(client)
+        core = await build_core(settings)
+    except BaseException:
+        await client.session.close()
+        raise
     with _token_from_client_only():
         app = AsyncApp(
             client=client,
@@ -332,10 +345,10 @@ async def serve_http(runtime: SlackRuntime, port: int, host: str = "0.0.0.0") ->
 
 
 def prepare_for_traffic(runtime: SlackRuntime) -> None:
-    """Do start-up work the first request would otherwise do inside the event loop (loading the
-    tokenizer's data), then freeze the start-up heap: the garbage collector's full passes over it took
-    60-170 ms, long enough to delay Slack acknowledgements under load."""
-    runtime.core.llm.tokens.count("warm up")
+    """Freeze the start-up heap: the garbage collector's full passes over it took 60-170 ms, long enough to
+    delay Slack acknowledgements under load. The tokenizer (~75 MiB) and the language-identification model
+    (~75 MiB) are not loaded here but on first use, off the event loop (the summarizer counts an article's
+    tokens in a thread), so an idle bot does not carry them."""
     gc.collect()
     gc.freeze()
 

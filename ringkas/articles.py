@@ -103,6 +103,10 @@ class ArticleStore:
         When the stored text differs (the page changed), the text is replaced and its summaries are
         dropped, since they describe the old text.
         """
+        return (await self.save_article(article, aliases=aliases))[0]
+
+    async def save_article(self, article: Article, *, aliases: Iterable[str] = ()) -> tuple[Article, bool]:
+        """`save`, and whether the article is new here (then it has no summaries yet: none to look up)."""
         key = url_key(article.canonical_url or article.url)
         text = _storable(article.text) or ""
         digest = content_hash(text)
@@ -127,7 +131,7 @@ class ArticleStore:
                 .on_conflict_do_nothing(index_elements=["canonical_url"])
                 .returning(ArticleRow.id)
             )
-            stored = values
+            stored, created = values, article_id is not None
             if article_id is None:
                 row = (await conn.execute(select(ArticleRow).where(ArticleRow.canonical_url == key))).first()
                 if row is None:  # pragma: no cover - the insert or the conflicting row must exist
@@ -147,7 +151,7 @@ class ArticleStore:
                 await conn.execute(statement.on_conflict_do_update(
                     index_elements=["url"], set_={"article_id": statement.excluded.article_id}
                 ))
-        return _article(SimpleNamespace(**{**stored, "id": article_id}))
+        return _article(SimpleNamespace(**{**stored, "id": article_id})), created
 
     # --- summaries -------------------------------------------------------------------------------
 

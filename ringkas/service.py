@@ -23,7 +23,6 @@ from ringkas.articles import ArticleStore, content_hash
 from ringkas.config import Settings
 from ringkas.documents import Article, Summary, SummaryResult, UsageContext
 from ringkas.errors import InvalidURL, NotFound
-from ringkas.extract import article_from_file
 from ringkas.fetch import SafeFetcher
 from ringkas.language import normalize_language
 from ringkas.limits import LimitGuard
@@ -86,7 +85,7 @@ class Ringkas:
         self.limits: LimitGuard | None = None
         # Local files are for the terminal commands only: a Slack message must never read server files.
         self.allow_local_files = False
-        self._article_flights: SingleFlight[Article] = SingleFlight()
+        self._article_flights: SingleFlight[tuple[Article, bool]] = SingleFlight()
         self._summary_flights: SingleFlight[Summary] = SingleFlight()
         self._request_flights: SingleFlight[SummaryResult] = SingleFlight()
 
@@ -105,17 +104,21 @@ class Ringkas:
 
     async def get_article(self, url: str) -> Article:
         """The stored article for a link, fetching and storing it on first sight (article.id is set)."""
+        return (await self._get_article(url))[0]
+
+    async def _get_article(self, url: str) -> tuple[Article, bool]:
+        """`get_article`, and whether the article was stored just now (then it has no summaries)."""
         url = url.strip()
         if not is_http_url(url):
             raise InvalidURL()
         canonical = canonicalize(url)
         stored = await self.store.get_by_url(url, canonical)
         if stored is not None:
-            return stored
-        article, _leader = await self._article_flights.run(
+            return stored, False
+        found, _leader = await self._article_flights.run(
             canonical, lambda: self._fetch_and_store(url, canonical)
         )
-        return article
+        return found
 
     async def load_article(self, article_id: int) -> Article:
         article = await self.store.get(article_id)
@@ -123,7 +126,7 @@ class Ringkas:
             raise NotFound("I couldn't find that article any more.")
         return article
 
-    async def _fetch_and_store(self, url: str, canonical: str) -> Article:
+    async def _fetch_and_store(self, url: str, canonical: str) -> tuple[Article, bool]:
         # Not looked up again here: a flight that ended between the caller's lookup and this one costs a
         # second fetch at worst, and `save` keeps one row per canonical URL either way.
         fetched = await self.fetcher.fetch(url)
@@ -135,13 +138,13 @@ class Ringkas:
             # the same page under a parameter that changes nothing (?ref=…, a session id): reuse it, and its
             # summaries, instead of paying for the same text again
             log.info("article known by its text", extra={"article_id": twin.id})
-            return await self.store.save(twin, aliases=aliases)
-        saved = await self.store.save(article, aliases=aliases)
+            return await self.store.save(twin, aliases=aliases), False
+        saved, created = await self.store.save_article(article, aliases=aliases)
         log.info(
             "article stored",
             extra={"article_id": saved.id, "words": saved.word_count, "language": saved.language},
         )
-        return saved
+        return saved, created
 
     async def _same_text_elsewhere(self, article: Article) -> Article | None:
         """A stored article at the same path (only the query differs) with exactly this text and title,
@@ -174,6 +177,10 @@ class Ringkas:
         path = _local_path(source)
         if not path.is_file():
             raise NotFound(f"There is no file at {source}.")
+        # Imported here: extraction (trafilatura, lxml, the language model's code) runs in the reader's
+        # worker processes; this process needs it only for local files (terminal commands).
+        from ringkas.extract import article_from_file
+
         return await asyncio.to_thread(article_from_file, path)
 
     # --- summaries -------------------------------------------------------------------------------
@@ -191,8 +198,8 @@ class Ringkas:
             return await self.summarize_article(article, language=language, context=context)
 
         async def work() -> SummaryResult:
-            article = await self.get_article(source)
-            return await self.summarize_article(article, language=language, context=context)
+            article, new = await self._get_article(source)
+            return await self.summarize_article(article, language=language, context=context, new=new)
 
         result, leader = await self._request_flights.run((canonicalize(source), language), work)
         if leader or result.cached:
@@ -200,14 +207,16 @@ class Ringkas:
         return SummaryResult(article=result.article, summary=result.summary, cached=True)
 
     async def summarize_article(
-        self, article: Article, *, language: str | None = None, context: UsageContext | None = None
+        self, article: Article, *, language: str | None = None, context: UsageContext | None = None,
+        new: bool = False,
     ) -> SummaryResult:
+        """`new`: the article was stored just now, so no summary of it can be stored (none is looked up)."""
         code = self.resolve_language(article, language)
         if article.id is None:
             article = await self.store.save(article, aliases=[article.url])
         assert article.id is not None
         version = self.summarizer.prompt_version
-        cached = await self.store.get_summary(article.id, code, version)
+        cached = None if new else await self.store.get_summary(article.id, code, version)
         if cached is not None:
             log.info("summary from cache", extra={"article_id": article.id, "language": code})
             return SummaryResult(article=article, summary=cached, cached=True)

@@ -11,10 +11,12 @@ import logging
 import re
 import threading
 from dataclasses import dataclass
-
-import tiktoken
+from typing import TYPE_CHECKING
 
 from ringkas.errors import ConfigError
+
+if TYPE_CHECKING:
+    import tiktoken
 
 log = logging.getLogger("ringkas.tokens")
 
@@ -32,6 +34,10 @@ _encodings_lock = threading.Lock()
 
 
 def _load_encoding(model: str) -> tiktoken.Encoding:
+    # Imported and loaded here, on the first count: an encoding's tables take ~75 MiB, which a process that
+    # never counts tokens (or has not yet) should not carry.
+    import tiktoken
+
     names = [model, model.rsplit("/", 1)[-1], model.split(":", 1)[0]]
     encoding_name = FALLBACK_ENCODING
     for name in names:

@@ -1,0 +1,141 @@
+"""What one link costs the database, counted with SQLAlchemy's engine events, and what the bot loads at
+start. Regressions in statement counts fail here; the numbers under load are in bench/bench_link_cost.py."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from tests.slack_app import MakeSlackApp, message
+from tests.support.slack_stub import SlackStub
+from tests.support.web_stub import WebStub
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTICLE = (Path(__file__).parent / "fixtures" / "slack_article.html").read_text(encoding="utf-8")
+
+# The worker's polling is shared by every job it takes (one UPDATE … RETURNING takes many), and the test
+# harness asks for the queue depth while it waits: neither belongs to one link.
+_SHARED = re.compile(r"^(UPDATE jobs SET state=\S+ attempts=|UPDATE jobs SET lease_until|SELECT count\(\*\)"
+                     r"|DELETE FROM)")
+
+# One link's whole life: claim + job (before the ack), link limit, take, result lookup, article lookup,
+# store article (+ content-twin lookup), token budgets, store summary, record usage, outbox entry, mark
+# sent, finish request + thread link, finish job. The channel's settings (kept for 2 s) come on top, once.
+UNCACHED_STATEMENTS = 15
+UNCACHED_TRANSACTIONS = 13
+# The same link shared again: article and summary lookups instead of the budget, store and usage statements.
+CACHED_STATEMENTS = 11
+CACHED_TRANSACTIONS = 9
+
+
+class Count:
+    """Statements, and transactions that ran any of them (reads included), leaving out the shared ones."""
+
+    def __init__(self) -> None:
+        self.statements: list[str] = []
+        self.transactions = 0
+        self._fresh: set[int] = set()  # connections whose transaction has run nothing counted yet
+
+    def statement(self, conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        text = " ".join(statement.split())
+        if not _SHARED.match(text.replace(",", "")):
+            self.statements.append(text[:100])
+            if id(conn) in self._fresh:
+                self._fresh.discard(id(conn))
+                self.transactions += 1
+
+    def begin(self, conn: Any) -> None:
+        self._fresh.add(id(conn))
+
+
+@contextmanager
+def counting() -> Iterator[Count]:
+    count = Count()
+    event.listen(Engine, "before_cursor_execute", count.statement)
+    event.listen(Engine, "begin", count.begin)
+    try:
+        yield count
+    finally:
+        event.remove(Engine, "before_cursor_execute", count.statement)
+        event.remove(Engine, "begin", count.begin)
+
+
+async def test_one_link_touches_the_database_a_bounded_number_of_times(
+    make_slack_app: MakeSlackApp, slack_stub: SlackStub, web: WebStub, database_url: str
+) -> None:
+    app = await make_slack_app(DATABASE_URL=database_url)
+    link = web.add("/cost", ARTICLE)
+    # warm-up: the first request opens connections and reads what every later one keeps (auth.test)
+    await app.event(message(f"<{web.add('/warm', ARTICLE.replace('Open-weight', 'Closed-weight'))}>"))
+    await app.settle()
+
+    with counting() as uncached:
+        assert await app.event(message(f"<{link}>")) == 200
+        await app.settle()
+    with counting() as cached:
+        assert await app.event(message(f"see <{link}>")) == 200
+        await app.settle()
+
+    summaries = [c for c in slack_stub.calls_to("chat.postMessage") if "TL;DR" in str(c.args)
+                 or "tldr" in str(c.args).lower()]
+    assert len(summaries) >= 3, "each message got its summary"
+    detail = "\n".join([*uncached.statements, "-- cached --", *cached.statements])
+    for count in (uncached, cached):
+        settings = sum(1 for s in count.statements if "FROM channel_settings" in s)
+        assert settings <= 1, detail
+        count.statements = [s for s in count.statements if "FROM channel_settings" not in s]
+        count.transactions -= settings
+    assert len(uncached.statements) <= UNCACHED_STATEMENTS, detail
+    assert uncached.transactions <= UNCACHED_TRANSACTIONS, detail
+    assert len(cached.statements) <= CACHED_STATEMENTS, detail
+    print(f"uncached: {len(uncached.statements)} statements, {uncached.transactions} transactions; "
+          f"cached: {len(cached.statements)}, {cached.transactions}")
+    assert cached.transactions <= CACHED_TRANSACTIONS, detail
+    # no row is read twice within one request
+    for name in ("FROM articles", "FROM summaries", "FROM slack_outbox"):
+        assert sum(1 for s in cached.statements if s.startswith("SELECT") and name in s) <= 1, detail
+
+
+def test_starting_the_bot_loads_neither_the_tokenizer_nor_the_language_model(tmp_path: Path) -> None:
+    """Built and ready for traffic (as `python bot.py` is before its first request), the bot has not
+    loaded tiktoken's encoding, the language-identification model or the extraction libraries."""
+    script = textwrap.dedent(f"""
+        import asyncio, json, sys
+        sys.path.insert(0, {str(ROOT)!r})
+        from bot import build_slack_app, prepare_for_traffic
+        from ringkas.config import Settings
+
+        async def main():
+            settings = Settings.from_env({{
+                "OPENAI_API_KEY": "sk-test", "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
+                "DATABASE_URL": "sqlite:///{tmp_path / 'start.db'}", "SLACK_BOT_TOKEN": "xoxb-test",
+                "SLACK_SIGNING_SECRET": "s", "SLACK_API_URL": "http://127.0.0.1:9/api/", "LOG_LEVEL": "ERROR",
+            }})
+            runtime = await build_slack_app(settings, start_scheduler=False)
+            prepare_for_traffic(runtime)
+            from ringkas import language, tokens
+            print(json.dumps({{
+                "encodings": sorted(tokens._encodings),
+                "language_model": language._identifier.cache_info().currsize,
+                "modules": sorted(m for m in ("tiktoken", "trafilatura", "lxml", "py3langid")
+                                  if m in sys.modules),
+            }}))
+            await runtime.aclose(grace=1)
+
+        asyncio.run(main())
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == (
+        '{"encodings": [], "language_model": 0, "modules": []}'
+    ), done.stdout
