@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -117,10 +117,37 @@ class SlackState:
         return []
 
     async def accept_many(self, specs: list[AcceptSpec], queue: JobQueue) -> list[list[tuple[str, int]]]:
-        """`accept` for several messages in ONE transaction (acks arriving together share one commit).
+        """`accept` for several messages in ONE transaction of two statements (acks arriving together share
+        one commit): every claim in one INSERT … RETURNING, every job in one INSERT.
         Raises IntegrityError when any of them was claimed before: then accept them one by one."""
-        async with self.db.write_session() as session:
-            return [await self._claim(session, spec, queue, look_first=False) for spec in specs]
+        claims = [
+            [(link, request_key(spec.team_id, spec.channel_id, spec.message_ts, link))
+             for link in dict.fromkeys(spec.links)]
+            for spec in specs
+        ]
+        rows = [
+            self._request_values(key, kind=spec.kind, team_id=spec.team_id, channel_id=spec.channel_id,
+                                 message_ts=spec.message_ts, link=link, user_id=spec.user_id)
+            for spec, links in zip(specs, claims, strict=True) for link, key in links
+        ]
+        if not rows:
+            return [[] for _spec in specs]
+        async with self.db.write() as conn:
+            ids = {key: request_id for key, request_id in (await conn.execute(
+                insert(SlackRequestRow).values(rows).returning(SlackRequestRow.key, SlackRequestRow.id)
+            )).all()}
+            results: list[list[tuple[str, int]]] = []
+            jobs: list[tuple[str, str, dict[str, Any]]] = []
+            for spec, links in zip(specs, claims, strict=True):
+                claimed = [(link, ids[key]) for link, key in links]
+                results.append(claimed)
+                if claimed:
+                    links_payload = [{"link": link, "request_id": request_id} for link, request_id in claimed]
+                    jobs.append((spec.job_kind, links[0][1],
+                                 {**spec.payload, "links": links_payload, "first_claimed": claimed[0][0]}))
+            if jobs:
+                await conn.execute(queue.insert_many_statement(jobs))
+        return results
 
     async def _claim(self, session: Any, spec: AcceptSpec, queue: JobQueue, *,
                      look_first: bool) -> list[tuple[str, int]]:
@@ -146,21 +173,24 @@ class SlackState:
         await queue.add(session, kind=spec.job_kind, key=keys[claimed[0][0]], payload=job_payload)
         return claimed
 
-    @staticmethod
-    def _request_row(key: str, *, kind: str, team_id: str, channel_id: str, message_ts: str, link: str,
+    @classmethod
+    def _request_row(cls, key: str, *, kind: str, team_id: str, channel_id: str, message_ts: str, link: str,
                      user_id: str | None) -> SlackRequestRow:
+        return SlackRequestRow(**cls._request_values(key, kind=kind, team_id=team_id, channel_id=channel_id,
+                                                     message_ts=message_ts, link=link, user_id=user_id))
+
+    @staticmethod
+    def _request_values(key: str, *, kind: str, team_id: str, channel_id: str, message_ts: str, link: str,
+                        user_id: str | None) -> dict[str, Any]:
         # The key holds the full values; the columns keep what fits (PostgreSQL refuses longer strings, and a
         # slash command's trigger id, used as its message ts, is longer than any message ts).
-        return SlackRequestRow(
-            key=key,
-            kind=kind[:16],
-            team_id=team_id[:32],
-            channel_id=channel_id[:32],
-            message_ts=message_ts[:32],
-            link=link[:2048],
-            user_id=user_id[:32] if user_id else user_id,
-            state="pending",
-        )
+        now = utcnow()
+        return {
+            "key": key, "kind": kind[:16], "team_id": team_id[:32], "channel_id": channel_id[:32],
+            "message_ts": message_ts[:32], "link": link[:2048],
+            "user_id": user_id[:32] if user_id else user_id, "state": "pending", "created_at": now,
+            "updated_at": now,
+        }
 
     async def _reclaim(self, key: str, after: float) -> int | None:
         cutoff = utcnow() - timedelta(seconds=after)

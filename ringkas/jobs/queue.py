@@ -73,11 +73,16 @@ class JobQueue:
     # --- adding ------------------------------------------------------------------------------
 
     def insert_statement(self, *, kind: str, key: str, payload: dict[str, Any]) -> Any:
+        return self.insert_many_statement([(kind, key, payload)])
+
+    def insert_many_statement(self, jobs: list[tuple[str, str, dict[str, Any]]]) -> Any:
+        """One INSERT for several (kind, key, payload) jobs."""
         now = utcnow()
-        return insert(JobRow).values(
-            key=key, kind=kind, payload=payload, state="queued", attempts=0, run_after=now,
-            give_up_at=now + self.deadline, created_at=now, updated_at=now,
-        )
+        return insert(JobRow).values([
+            {"key": key, "kind": kind, "payload": payload, "state": "queued", "attempts": 0, "run_after": now,
+             "give_up_at": now + self.deadline, "created_at": now, "updated_at": now}
+            for kind, key, payload in jobs
+        ])
 
     async def add(self, session: AsyncSession, *, kind: str, key: str, payload: dict[str, Any]) -> None:
         """Add a job inside the caller's transaction (so it commits, or not, with the caller's other rows).
