@@ -214,6 +214,7 @@ async def run_phase(http: aiohttp.ClientSession, url: str, bot: Bot, links: list
         return len(posts), sum(1 for c in posts if "Story " in str(c.args.get("blocks", "")))
 
     posts_before, summaries_before = answers()
+    calls_before = len(stub.calls)
     before = await bot.ask("settle")
     acks: list[float] = []
     began = time.perf_counter()
@@ -237,6 +238,11 @@ async def run_phase(http: aiohttp.ClientSession, url: str, bot: Bot, links: list
     print(f"  RSS: {after['rss_kb'] / 1024:.0f} MiB now, peak {after['hwm_kb'] / 1024:.0f} MiB "
           f"(+ reader processes {after['children_rss_kb'] / 1024:.0f} MiB)")
     if verbose:
+        methods: dict[str, int] = {}
+        for call in stub.calls[calls_before:]:
+            methods[call.method] = methods.get(call.method, 0) + 1
+        shown = ", ".join(f"{m} {n / len(links):.2f}" for m, n in sorted(methods.items()))
+        print(f"  Slack calls per link: {shown}")
         print("  statements by text:")
         print("\n".join(_top(after, before, len(links))))
     return {"acks": acks, **d, "peak_mb": after["hwm_kb"] / 1024}

@@ -113,7 +113,8 @@ def describe(name: str, values_ms: list[float]) -> str:
 
 
 async def post_event(http: aiohttp.ClientSession, url: str, index: int, link: str) -> float:
-    event = {"type": "message", "channel": "C0001", "user": "U0001", "text": f"<{link}>",
+    # 20 people share the links: one person's 220 would pass LINKS_PER_USER_PER_HOUR (30) and be refused
+    event = {"type": "message", "channel": "C0001", "user": f"U{index % 20:04d}", "text": f"<{link}>",
              "ts": f"1800000000.{index:06d}", "channel_type": "channel"}
     body = event_body(event, event_id=f"EvBench{index:06d}")
     headers = signed_headers(SECRET, body, content_type="application/json")

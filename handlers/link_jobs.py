@@ -283,10 +283,18 @@ async def _deliver_results(deps: Deps, sender: SlackSender, job: Job, *, give_up
             continue
         reply_ts: str | None = entry.message_ts
         error_code = entry.payload.get("error_code")
+        request_id, article_id = int(item["request_id"]), entry.payload.get("article_id")
         if entry.state == "pending":
+            def settled(ts: str | None, code: str | None = error_code, request_id: int = request_id,
+                        article_id: int | None = article_id) -> list[Any]:
+                return deps.state.finish_statements(request_id, **_outcome(p, article_id, ts, code))
+
             try:
-                reply_ts = await deps.jobs.outbox.deliver(entry, sender, give_up_at=give_up_at,
-                                                          started=key in started)
+                # The request is settled in the same commit that records the answer as sent.
+                await deps.jobs.outbox.deliver(entry, sender, give_up_at=give_up_at, started=key in started,
+                                               also=settled)
+                failed = failed or bool(error_code)
+                continue
             except DeliveryFailed:
                 log.exception("could not deliver the result to Slack",
                               extra={"job": job.id, "link": item["link"]})
@@ -294,17 +302,19 @@ async def _deliver_results(deps: Deps, sender: SlackSender, job: Job, *, give_up
         elif entry.state == "failed":
             error_code = error_code or "slack_error"
         failed = failed or bool(error_code)
-        await _record(deps, p, int(item["request_id"]), entry.payload.get("article_id"), reply_ts, error_code)
+        await deps.state.finish(request_id, **_outcome(p, article_id, reply_ts, error_code))
     return failed
 
 
-async def _record(deps: Deps, p: dict[str, Any], request_id: int, article_id: int | None,
-                  reply_ts: str | None, error_code: str | None) -> None:
+def _outcome(p: dict[str, Any], article_id: int | None, reply_ts: str | None,
+             error_code: str | None) -> dict[str, Any]:
+    """How one link's request is settled (`SlackState.finish`), with its article remembered in the
+    answer's thread."""
     thread_ts = p.get("thread_ts") or reply_ts
     thread = None
     if article_id is not None and thread_ts and not error_code:
         thread = ThreadLink(team_id=p["team_id"], channel_id=p["channel_id"], thread_ts=thread_ts,
                             article_id=int(article_id), message_ts=p["message_ts"],
                             shared_by=p.get("user_id"))
-    await deps.state.finish(request_id, state="failed" if error_code else "done", error_code=error_code,
-                            article_id=article_id, reply_ts=reply_ts, thread=thread)
+    return {"state": "failed" if error_code else "done", "error_code": error_code, "article_id": article_id,
+            "reply_ts": reply_ts, "thread": thread}

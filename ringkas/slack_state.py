@@ -230,6 +230,18 @@ class SlackState:
         thread: ThreadLink | None = None,
     ) -> None:
         """Settle a request; with `thread`, also remember its article in that thread (one transaction)."""
+        statements = self.finish_statements(request_id, state=state, error_code=error_code,
+                                            article_id=article_id, reply_ts=reply_ts, thread=thread)
+        async with self.db.write() as conn:
+            for statement in statements:
+                await conn.execute(statement)
+
+    def finish_statements(
+        self, request_id: int, *, state: str, error_code: str | None = None, article_id: int | None = None,
+        reply_ts: str | None = None, thread: ThreadLink | None = None,
+    ) -> list[Any]:
+        """The statements of `finish`, for a caller that runs them inside its own transaction (e.g. the
+        outbox recording the answer as sent)."""
         if state not in REQUEST_STATES:
             raise ValueError(f"unknown request state {state!r}")
         values: dict[str, object] = {"state": state, "error_code": error_code, "updated_at": utcnow()}
@@ -237,12 +249,9 @@ class SlackState:
             values["article_id"] = article_id
         if reply_ts is not None:
             values["reply_ts"] = reply_ts
-        async with self.db.write() as conn:
-            if thread is not None:
-                await conn.execute(self._thread_upsert(thread))
-            await conn.execute(
-                update(SlackRequestRow).where(SlackRequestRow.id == request_id).values(**values)
-            )
+        statements = [self._thread_upsert(thread)] if thread is not None else []
+        statements.append(update(SlackRequestRow).where(SlackRequestRow.id == request_id).values(**values))
+        return statements
 
     def _thread_upsert(self, link: ThreadLink) -> Any:
         """Insert the thread's article, or (linked before) refresh its time so "latest article" follows the

@@ -31,10 +31,10 @@ _SHARED = re.compile(r"^(UPDATE jobs SET state=\S+ attempts=|UPDATE jobs SET lea
 # store article (+ content-twin lookup), token budgets, store summary, record usage, outbox entry, mark
 # sent, finish request + thread link, finish job. The channel's settings (kept for 2 s) come on top, once.
 UNCACHED_STATEMENTS = 15
-UNCACHED_TRANSACTIONS = 13
+UNCACHED_TRANSACTIONS = 12
 # The same link shared again: article and summary lookups instead of the budget, store and usage statements.
 CACHED_STATEMENTS = 11
-CACHED_TRANSACTIONS = 9
+CACHED_TRANSACTIONS = 8
 
 
 class Count:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -135,10 +136,15 @@ class Outbox:
         assert row is not None
         return _entry(row)
 
-    async def mark_sent(self, entry: OutboxEntry, message_ts: str | None) -> None:
+    async def mark_sent(self, entry: OutboxEntry, message_ts: str | None,
+                        also: Callable[[str | None], Iterable[Any]] | None = None) -> None:
+        """Record the entry as sent; `also(message_ts)` gives statements that commit with it (what the
+        caller records about the answer, e.g. its request settled)."""
         async with self.db.write() as conn:
             await conn.execute(update(OutboxRow).where(OutboxRow.id == entry.id).values(
                 state="sent", message_ts=message_ts, sent_at=utcnow(), last_error=None))
+            for statement in also(message_ts) if also is not None else ():
+                await conn.execute(statement)
 
     async def mark_failed(self, entry: OutboxEntry, error: str) -> None:
         async with self.db.write() as conn:
@@ -152,10 +158,13 @@ class Outbox:
             )
 
     async def deliver(self, entry: OutboxEntry, sender: Sender, *, give_up_at: datetime,
-                      backoff: float = 2.0, backoff_cap: float = 60.0, started: bool = False) -> str | None:
+                      backoff: float = 2.0, backoff_cap: float = 60.0, started: bool = False,
+                      also: Callable[[str | None], Iterable[Any]] | None = None) -> str | None:
         """Deliver `entry` (if not sent yet) and return its message ts; waits out 429s and outages until
         `give_up_at`. Raises DeliveryFailed when Slack refuses it or the deadline passes.
-        `started`: the first attempt was counted already (`put(..., started=True)` returned `entry`)."""
+        `started`: the first attempt was counted already (`put(..., started=True)` returned `entry`).
+        `also`: statements committed with the "sent" record (see `mark_sent`); not run when the entry was
+        sent before this call."""
         wait = backoff
         while True:
             if entry.state == "sent":
@@ -183,5 +192,5 @@ class Outbox:
                 await self.note_error(entry, exc.reason)
                 await asyncio.sleep(delay)
                 continue
-            await self.mark_sent(entry, message_ts)
+            await self.mark_sent(entry, message_ts, also)
             return message_ts
