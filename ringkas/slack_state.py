@@ -109,7 +109,7 @@ class SlackState:
                           links=tuple(links), user_id=user_id, job_kind=job_kind, payload=payload)
         for attempt in range(4):
             try:
-                async with self.db.write_session() as session:
+                async with self.db.write_session(urgent=True) as session:
                     # The first try assumes a new message (the usual case): one round trip less.
                     return await self._claim(session, spec, queue, look_first=attempt > 0)
             except IntegrityError:
@@ -132,7 +132,7 @@ class SlackState:
         ]
         if not rows:
             return [[] for _spec in specs]
-        async with self.db.write() as conn:
+        async with self.db.write(urgent=True) as conn:
             ids = {key: request_id for key, request_id in (await conn.execute(
                 insert(SlackRequestRow).values(rows).returning(SlackRequestRow.key, SlackRequestRow.id)
             )).all()}

@@ -3,6 +3,7 @@ start. Regressions in statement counts fail here; the numbers under load are in 
 
 from __future__ import annotations
 
+import asyncio
 import re
 import subprocess
 import sys
@@ -139,3 +140,29 @@ def test_starting_the_bot_loads_neither_the_tokenizer_nor_the_language_model(tmp
     assert done.stdout.strip().splitlines()[-1] == (
         '{"encodings": [], "language_model": 0, "modules": []}'
     ), done.stdout
+
+
+async def test_urgent_writers_go_first_and_a_cancelled_waiter_passes_its_turn_on() -> None:
+    from ringkas.storage.db import WriteTurns
+
+    turns = WriteTurns()
+    order: list[str] = []
+    await turns.acquire()
+
+    async def writer(name: str, urgent: bool) -> None:
+        await turns.acquire(urgent)
+        order.append(name)
+        await asyncio.sleep(0)
+        turns.release()
+
+    tasks = [asyncio.create_task(writer("job 1", False)), asyncio.create_task(writer("job 2", False))]
+    await asyncio.sleep(0)
+    cancelled = asyncio.create_task(writer("cancelled", True))
+    tasks.append(asyncio.create_task(writer("ack", True)))
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    turns.release()
+    await asyncio.gather(*tasks)
+    assert order == ["ack", "job 1", "job 2"]
+    await turns.acquire()  # free again
+    turns.release()

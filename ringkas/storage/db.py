@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -54,7 +55,7 @@ class Database:
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
-        self._write_lock: asyncio.Lock | None = None
+        self._write_lock: WriteTurns | None = None
         # Small in-process caches of rows read on every request (e.g. channel settings), by name.
         self.memo: dict[str, Any] = {}
 
@@ -81,31 +82,69 @@ class Database:
             yield session
 
     @asynccontextmanager
-    async def write_session(self) -> AsyncIterator[AsyncSession]:
+    async def write_session(self, *, urgent: bool = False) -> AsyncIterator[AsyncSession]:
         """`session()` for a short write on the hot path (acks, job leases, the outbox). On SQLite, writers of
         this process queue here instead of inside SQLite's busy handler, whose back-off sleeps (up to 100 ms
-        a try) made acknowledgements wait behind the workers' writes."""
-        async with self._write_turn(), self.session() as session:
+        a try) made acknowledgements wait behind the workers' writes. `urgent` writers (what a Slack ack
+        waits for) go before the others in that queue."""
+        async with self._write_turn(urgent), self.session() as session:
             yield session
 
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncConnection]:
+    async def write(self, *, urgent: bool = False) -> AsyncIterator[AsyncConnection]:
         """A Core connection in a transaction, queued like `write_session`."""
-        async with self._write_turn(), self.engine.begin() as conn:
+        async with self._write_turn(urgent), self.engine.begin() as conn:
             yield conn
 
     @asynccontextmanager
-    async def _write_turn(self) -> AsyncIterator[None]:
+    async def _write_turn(self, urgent: bool) -> AsyncIterator[None]:
         if not self.is_sqlite:
             yield
             return
         if self._write_lock is None:
-            self._write_lock = asyncio.Lock()
-        async with self._write_lock:
+            self._write_lock = WriteTurns()
+        await self._write_lock.acquire(urgent)
+        try:
             yield
+        finally:
+            self._write_lock.release()
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+class WriteTurns:
+    """An asyncio lock whose urgent waiters are served before the others (each group first come, first
+    served). A release hands the lock straight to the next waiter, so no newcomer slips in between."""
+
+    def __init__(self) -> None:
+        self._held = False
+        self._waiting: tuple[deque[asyncio.Future[None]], deque[asyncio.Future[None]]] = (deque(), deque())
+
+    async def acquire(self, urgent: bool = False) -> None:
+        if not self._held:
+            self._held = True
+            return
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queue = self._waiting[0 if urgent else 1]
+        queue.append(turn)
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self.release()  # the lock was handed to us as we were cancelled: pass it on
+            elif turn in queue:
+                queue.remove(turn)
+            raise
+
+    def release(self) -> None:
+        for queue in self._waiting:
+            while queue:
+                turn = queue.popleft()
+                if not turn.done():
+                    turn.set_result(None)
+                    return
+        self._held = False
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
