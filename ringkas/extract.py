@@ -37,6 +37,7 @@ from lxml.html import HtmlElement
 from trafilatura.metadata import examine_meta, extract_sitename, extract_title, normalize_authors
 from trafilatura.settings import Document, set_date_params
 from trafilatura.utils import load_html
+from trafilatura.xml import xmltotxt
 
 from ringkas.documents import Article, FetchResult
 from ringkas.errors import NotAnArticle, NotFound, TooLarge, UnsupportedContent
@@ -290,8 +291,10 @@ def drop_lead_in_blocks(tree: HtmlElement) -> int:
 
 # --- HTML -----------------------------------------------------------------------------------------
 
+#: trafilatura's plain-text mode: the same text selection as trafilatura alone. Its Markdown mode keeps
+#: emphasis while selecting, and on 17 of the development set's 300 pages that chose other, shorter text
+#: (down to 44 % of what trafilatura alone reads); the structure is rendered from the selection instead.
 _EXTRACT_OPTIONS: dict[str, Any] = {
-    "output_format": "markdown",
     "include_comments": False,
     "include_tables": True,
     "include_images": False,
@@ -312,15 +315,18 @@ class HtmlMeta:
 
 def extract_text_with(tree: HtmlElement, url: str | None, *, consume: bool = False, **options: Any) -> str:
     """One trafilatura pass on a private copy of the tree (on the tree itself with `consume=True`:
-    trafilatura modifies the tree it reads).
+    trafilatura modifies the tree it reads), as Markdown: headings, lists, tables, blank lines between
+    paragraphs, rendered from the text trafilatura's plain-text mode selects.
 
     No `deduplicate`: with it trafilatura counts every paragraph in a cache (its own process-wide one
     unless given a fresh `LRUCache`) and discards a document whose text was seen too often, so a page
     of repeated paragraphs came back empty; it cost 0.7 ms a page and changed no score on the
     development set. trafilatura still drops repeats within a page on its own.
     """
-    merged = {**_EXTRACT_OPTIONS, **options}
-    text = trafilatura.extract(tree if consume else deepcopy(tree), url=url, with_metadata=False, **merged)
+    document = trafilatura.bare_extraction(
+        tree if consume else deepcopy(tree), url=url, with_metadata=False, **{**_EXTRACT_OPTIONS, **options}
+    )
+    text = xmltotxt(document.body, include_formatting=True) if document is not None else ""
     return tidy_markdown(text or "")
 
 

@@ -75,3 +75,13 @@ def test_utf8_page_with_one_stray_byte_is_not_garbled() -> None:
     article = extract_article(FetchResult(url, url, 200, "text/html", None, body))
     assert "Die Schäferin Jördis Müller erklärt" in article.text
     assert "Ă" not in article.text
+
+
+def test_text_selection_is_trafilaturas_plain_text_selection() -> None:
+    # Cause: trafilatura's Markdown mode keeps emphasis while it selects, and on 17 development pages
+    # it chose other, shorter text: here it lost the standfirst and took the comments button and a
+    # browser notice instead. Ringkas selects in plain-text mode and renders the structure after.
+    text = article_from_file(CAUSES / "bold_in_body_subtitle_in_header.html").text
+    assert "los muelles del norte abrirán también de noche" in text
+    assert "permitirá descargar hasta cuarenta camiones más por día sin contratar" in text
+    assert "Ver comentarios" not in text and "navegadores" not in text
