@@ -42,7 +42,7 @@ if "TIKTOKEN_CACHE_DIR" not in os.environ and _TIKTOKEN.is_dir():
     os.environ["TIKTOKEN_CACHE_DIR"] = str(_TIKTOKEN)
 
 SECRET = "bench-signing-secret"
-HEAVY = ("tiktoken", "ringkas.language_model", "fasttext", "lingua", "langdetect", "trafilatura", "lxml",
+HEAVY = ("tiktoken", "ringkas.language.model", "fasttext", "lingua", "langdetect", "trafilatura", "lxml",
          "openai", "prometheus_client", "babel", "pypdf", "apscheduler", "feedparser")
 
 
