@@ -544,7 +544,8 @@ async def test_database_outage_delays_links_and_questions_until_it_is_back(
     # Everything was recorded once the database was back: the links are summarized, the mention answered.
     await slack_app.settle()
     posted = slack_stub.posted()
-    assert sorted(p["thread_ts"] for p in posted) == sorted([link_mention["ts"], passive["ts"], help_mention["ts"]])
+    expected = [link_mention["ts"], passive["ts"], help_mention["ts"]]
+    assert sorted(p["thread_ts"] for p in posted) == sorted(expected)
     assert not any("went wrong on my side" in p["text"] for p in posted)
     finals = " ".join(all_text(u) for u in updates(slack_stub))
     assert "Open-weight model tops coding benchmark" in finals and "Another story" in finals
