@@ -379,16 +379,26 @@ async def run_question_job(deps: Deps, client: Any, job: Job) -> None:
 async def give_up_question_job(deps: Deps, client: Any, job: Job, reason: str) -> None:
     """Outages past RETRY_DEADLINE (or a bug): say so in the thread, once. A stored answer wins."""
     p = job.payload
-    _ = await _words(deps, p)
-    words = QUESTION_OUTAGE if reason.startswith("deadline") else APOLOGY
-    entry = await _store_post(deps, job, failure_text(_(words)).as_kwargs(), channel_id=p["channel_id"],
-                              thread_ts=p.get("reply_thread"), x_failed=True)
+    entry = await deps.jobs.outbox.get(_key(job, "answer"))
+    if entry is None:
+        _ = await _words(deps, p)
+        words = QUESTION_OUTAGE if reason.startswith("deadline") else APOLOGY
+        entry = await deps.jobs.outbox.put(
+            _key(job, _gave_up(job)), action="post", job_id=job.id, channel_id=p["channel_id"],
+            thread_ts=p.get("reply_thread"), payload={**failure_text(_(words)).as_kwargs()},
+        )
     await _react(client, "reactions_remove", p["channel_id"], p["message_ts"], THINKING)
     await _react(client, "reactions_add", p["channel_id"], p["message_ts"], FAILED)
     try:
         await _deliver(deps, client, entry, utcnow() + timedelta(minutes=2))
     finally:
         await _finish_request(deps, job, True)
+
+
+def _gave_up(job: Job) -> str:
+    """Where the "I gave up" notice is stored: once per deadline, and apart from the answer, so a job
+    queued again with `bot.py jobs --retry` answers the question instead of finding the notice."""
+    return f"gave-up:{int(job.give_up_at.timestamp())}"
 
 
 async def _words(deps: Deps, p: dict[str, Any]) -> Translator:
@@ -478,9 +488,11 @@ async def _ask(deps: Deps, client: Any, job: Job, _: Translator) -> OutboxEntry:
 
 async def give_up_ask_job(deps: Deps, client: Any, job: Job, reason: str) -> None:
     """Outages past RETRY_DEADLINE (or a bug): tell the asker privately, once. A stored answer wins."""
-    _ = await _words(deps, job.payload)
-    words = QUESTION_OUTAGE if reason.startswith("deadline") else APOLOGY
-    entry = await _store_private(deps, job, "answer", ":warning: " + _(words), failed=True)
+    entry = await deps.jobs.outbox.get(_key(job, "answer"))
+    if entry is None:
+        _ = await _words(deps, job.payload)
+        words = QUESTION_OUTAGE if reason.startswith("deadline") else APOLOGY
+        entry = await _store_private(deps, job, _gave_up(job), ":warning: " + _(words), failed=True)
     try:
         await _deliver(deps, client, entry, utcnow() + timedelta(minutes=2))
     finally:

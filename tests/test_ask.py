@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from ringkas.jobs.report import format_jobs
 from ringkas.storage.tables import QuestionRow
 from tests import slack_app as slack_fixtures
 from tests.conftest import FIXTURES
@@ -386,3 +387,17 @@ async def test_a_question_whose_model_stays_out_past_the_deadline_is_told_once(
     (told,) = slack_stub.posted()[before:]
     assert told["thread_ts"] == thread and "gave up on this question" in told["text"]
     assert (await app.deps.jobs.queue.counts())[("question", "failed")] == 1
+
+    # `bot.py jobs` lists it; /metrics counts it by kind; once the model is back, a retry answers it.
+    queue = app.deps.jobs.queue
+    listing = format_jobs(await queue.list_jobs(), await queue.counts())
+    assert "question failed: 1" in listing and "deadline passed" in listing
+    assert 'ringkas_jobs{kind="question",state="failed"} 1.0' in (await app.get("/metrics")).text
+    openai_stub._failures.clear()
+    [failed] = await queue.list_jobs(("failed",))
+    assert await queue.retry(failed["id"])
+    app.deps.jobs.worker.wake()
+    await app.settle()
+    told_then_answered = slack_stub.posted()[before:]
+    assert len(told_then_answered) == 2 and "40 percent" in flat(told_then_answered[1])
+    assert 'ringkas_jobs{kind="question",state="done"} 1.0' in (await app.get("/metrics")).text
