@@ -143,7 +143,8 @@ async def make_world(home: Path, requests: int, database_url: str | None = None)
         title = f"Chaos story {tag}-{i}"
         url = web.add(f"/story-{tag}-{i}", article(title))
         ts = f"{int(time.time())}.{100000 + i:06d}"
-        events.append({"type": "app_mention", "user": "U0001", "text": f"<@UBOT> <{url}>", "ts": ts,
+        # One person per link: 40 links from one person would meet LINKS_PER_USER_PER_HOUR (30), not chaos.
+        events.append({"type": "app_mention", "user": f"U{1000 + i}", "text": f"<@UBOT> <{url}>", "ts": ts,
                        "channel": CHANNEL, "channel_type": "channel", "event_ts": ts})
         threads[ts] = title
     db = database_url or f"sqlite:///{home / 'chaos.db'}"
