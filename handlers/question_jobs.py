@@ -275,9 +275,9 @@ async def _answer(
         if model_outage(exc):
             await _pause(stream)  # the run that answers replaces what was shown
             raise RetryLater(f"model unavailable: {exc.detail or exc.code}") from exc
-        return await _failed(deps, job, stream, exc, thread_ts=thread_ts, _=_, ask=ask)
+        return await _failed(deps, client, job, stream, earlier, exc, thread_ts=thread_ts, _=_, ask=ask)
     except RingkasError as exc:
-        return await _failed(deps, job, stream, exc, thread_ts=thread_ts, _=_, ask=ask)
+        return await _failed(deps, client, job, stream, earlier, exc, thread_ts=thread_ts, _=_, ask=ask)
     except BaseException:
         await _pause(stream)
         raise
@@ -316,22 +316,36 @@ async def _pause(stream: AnswerStream | None) -> None:
         log.info("could not close the stream", extra={"channel": stream.channel_id})
 
 
-async def _failed(deps: Deps, job: Job, stream: AnswerStream | None, exc: RingkasError, *,
-                  thread_ts: str | None, _: Translator, ask: bool) -> OutboxEntry:
+async def _failed(deps: Deps, client: Any, job: Job, stream: AnswerStream | None, earlier: str | None,
+                  exc: RingkasError, *, thread_ts: str | None, _: Translator, ask: bool) -> OutboxEntry:
     """A question the model or the article cannot answer: said plainly (in the thread, or privately for
-    /ask), once."""
-    log.info("question not answered", extra={"channel": job.payload["channel_id"], "error": exc.code})
+    /ask), once. A stream an earlier run left half-written becomes the note instead of staying."""
+    p = job.payload
+    log.info("question not answered", extra={"channel": p["channel_id"], "error": exc.code})
     if stream is not None and stream.started:
         try:
             note = "\n\n:warning: " + escape(_("I couldn't answer that."))
             await stream.client.chat_stopStream(channel=stream.channel_id, ts=stream.ts, markdown_text=note)
         except Exception:
             log.info("could not close the stream", extra={"channel": stream.channel_id})
+    failure = ":warning: " + _("I couldn't answer that.") + " " + escape(failure_reason(exc, _))
+    if earlier is not None:
+        replaced = await deps.jobs.outbox.put(
+            _key(job, "answer" if not ask else "stream-end"), action="update", job_id=job.id,
+            channel_id=p["channel_id"], thread_ts=thread_ts, target_ts=earlier,
+            payload={"text": failure if not ask else ":warning: " + _("I couldn't answer that."),
+                     PRIVATE + "stream": True, PRIVATE + "failed": True},
+        )
+        if not ask:
+            return replaced
+        try:
+            await _deliver(deps, client, replaced, job.give_up_at)
+        except DeliveryFailed:
+            log.warning("could not close an earlier stream", extra={"job": job.id})
     if ask:
         return await _store_private(deps, job, "answer", f":warning: {escape(failure_reason(exc, _))}",
                                     failed=True)
-    failure = ":warning: " + _("I couldn't answer that.") + " " + escape(failure_reason(exc, _))
-    return await _store_post(deps, job, failure, channel_id=job.payload["channel_id"], thread_ts=thread_ts,
+    return await _store_post(deps, job, failure, channel_id=p["channel_id"], thread_ts=thread_ts,
                              x_failed=True)
 
 
