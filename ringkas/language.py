@@ -83,9 +83,9 @@ def language_name(code: str) -> str:
 
 @lru_cache(maxsize=1)
 def _identifier():  # type: ignore[no-untyped-def]
-    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+    from ringkas.language_model import load_identifier
 
-    return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    return load_identifier()
 
 
 def _sample(text: str) -> str:
@@ -101,7 +101,7 @@ def _sample(text: str) -> str:
 def detect_language_with_confidence(text: str) -> tuple[str | None, float]:
     """Detected ISO code and the probability of its language family, or (None, p) when unsure."""
     sample = _sample(text or "")
-    if sum(ch.isalpha() for ch in sample) < _MIN_LETTERS:
+    if sum(map(str.isalpha, sample)) < _MIN_LETTERS:
         return None, 0.0
     with _lock:  # the identifier is not documented as thread-safe
         ranked = _identifier().rank(sample)

@@ -55,3 +55,33 @@ def test_candidate_rule_prefers_trafilatura_and_falls_back_only_on_little_text()
 def test_boilerplate_lines_are_dropped_but_look_alikes_stay() -> None:
     text = "Baca juga: Artikel lain\nRelated to the probe, more followed.\nADVERTISEMENT\n**Bold** words"
     assert tidy_markdown(text) == "Related to the probe, more followed.\nBold words"
+
+
+def test_utf8_page_with_one_stray_byte_is_not_garbled() -> None:
+    # Cause: one Latin-1 byte in a script comment made the strict UTF-8 decoding fail, and charset
+    # detection then read the whole (declared UTF-8) page as cp1250: every umlaut became "Ă¤".
+    paragraphs = "".join(
+        f"<p>Die Schäferin Jördis Müller erklärt im {n}. Teil, wie Mäscot das Schaf über den Winter kommt, "
+        "welche Gräser es frisst und warum die Klauenpflege im Frühjahr so wichtig ist.</p>"
+        for n in range(1, 5)
+    )
+    html = (
+        "<html><head><meta charset='UTF-8'><title>Schafskunde</title>"
+        "<script>/* M\xe4scot Breit */ var slot = 1;</script></head>"
+        f"<body><article><h1>Schafskunde</h1>{paragraphs}</article></body></html>"
+    )
+    body = html.encode("utf-8").replace("M\xe4scot Breit".encode(), b"M\xe4scot Breit")  # one Latin-1 byte
+    url = "https://schafe.example/kunde"
+    article = extract_article(FetchResult(url, url, 200, "text/html", None, body))
+    assert "Die Schäferin Jördis Müller erklärt" in article.text
+    assert "Ă" not in article.text
+
+
+def test_text_selection_is_trafilaturas_plain_text_selection() -> None:
+    # Cause: trafilatura's Markdown mode keeps emphasis while it selects, and on 17 development pages
+    # it chose other, shorter text: here it lost the standfirst and took the comments button and a
+    # browser notice instead. Ringkas selects in plain-text mode and renders the structure after.
+    text = article_from_file(CAUSES / "bold_in_body_subtitle_in_header.html").text
+    assert "los muelles del norte abrirán también de noche" in text
+    assert "permitirá descargar hasta cuarenta camiones más por día sin contratar" in text
+    assert "Ver comentarios" not in text and "navegadores" not in text

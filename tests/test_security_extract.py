@@ -13,22 +13,27 @@ import pytest
 from ringkas.documents import FetchResult
 from ringkas.errors import TooComplex
 from ringkas.extract import extract_article
-from ringkas.fetch import MAX_TAG_ATTRIBUTES, SafeFetcher, tame_attribute_floods
+from ringkas.fetch import MAX_TAG_ATTRIBUTES, SafeFetcher, has_attribute_flood, tame_attribute_floods
 from ringkas.reading import DocumentReader, ReadingPool
 from ringkas.reading.markdown import bold_to_slack, strip_emphasis, unescape_markdown
 from tests.support.web_stub import WebStub
 
-PARAGRAPH = (
-    "<p>The lab released its model weights under an open licence on Tuesday, and developers began "
-    "testing the model on coding tasks within hours. Early results matched the published claims.</p>"
-)
+_DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday")
+
+
+def paragraph(day: int) -> str:
+    return (
+        f"<p>The lab released its model weights under an open licence on {_DAYS[day]}, and developers began "
+        "testing the model on coding tasks within hours. Early results matched the published claims.</p>"
+    )
 FLOOD = "<div " + " ".join(f"data-a{i}='<x>'" for i in range(200_000)) + ">flooded</div>"
 
 
 def page(extra: str = "", head: str = "") -> str:
     return (
         f"<!doctype html><html lang='en'><head><title>Open weights</title>{head}</head><body><article>"
-        + PARAGRAPH * 4 + extra + PARAGRAPH + "</article><div class='related-posts'><p>Read also: another "
+        + "".join(map(paragraph, range(4))) + extra + paragraph(4)
+        + "</article><div class='related-posts'><p>Read also: another "
         "story about something else entirely, with enough words to be noticed.</p></div></body></html>"
     )
 
@@ -76,6 +81,7 @@ def test_flooded_tags_lose_their_attributes_wherever_they_hide(wrapper: str) -> 
     html = wrapper.format(flood=f"<div {attrs}>x</div>", flood_attrs=attrs)
     tamed = tame_attribute_floods(html)
     assert "a200" not in tamed and "x<" in tamed
+    assert has_attribute_flood(html)  # the cheap check that decides whether to tame finds it too
 
 
 def test_ordinary_markup_is_left_alone() -> None:
@@ -85,6 +91,20 @@ def test_ordinary_markup_is_left_alone() -> None:
         + "<span " + " ".join(f"a{i}" for i in range(MAX_TAG_ATTRIBUTES)) + ">ok</span>"
     )
     assert tame_attribute_floods(html) == html
+    assert not has_attribute_flood(html)
+
+
+@pytest.mark.parametrize("count", [MAX_TAG_ATTRIBUTES - 1, MAX_TAG_ATTRIBUTES, MAX_TAG_ATTRIBUTES + 1])
+@pytest.mark.parametrize(
+    "attribute",
+    ["a{i}", "a{i}='v v'", 'a{i}="x>y"', 'a{i}="1"', "a{i} = '<p>'", "data-{i}=x"],
+)
+def test_the_flood_check_agrees_with_taming(count: int, attribute: str) -> None:
+    # Quoted values hide spaces and ">", and `a="1"b="1"` needs no space between attributes.
+    separator = "" if attribute.endswith('"') else " "
+    attrs = separator.join(attribute.format(i=i) for i in range(count))
+    for html in (f"<p>x</p><div {attrs}>t</div>", f"<img srcset='{'x ' * 900}'><div {attrs}>t</div>"):
+        assert has_attribute_flood(html) == (tame_attribute_floods(html) != html)
 
 
 def test_deeply_nested_json_ld_is_ignored_not_fatal() -> None:

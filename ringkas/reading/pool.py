@@ -200,7 +200,7 @@ def _send(conn: Connection, request: tuple[FetchResult, float]) -> None:
 def _worker_environment() -> dict[str, str]:
     """No inherited secrets: only what Python needs to start and find the package."""
     env = {"PYTHONPATH": _PACKAGE_ROOT, "PYTHONIOENCODING": "utf-8", "PATH": os.defpath}
-    for key in ("LANG", "LC_ALL", "TZ", "TIKTOKEN_CACHE_DIR"):
+    for key in ("LANG", "LC_ALL", "TZ", "TIKTOKEN_CACHE_DIR", "HOME", "XDG_CACHE_HOME"):  # caches, no secrets
         if key in os.environ:
             env[key] = os.environ[key]
     return env
