@@ -41,7 +41,11 @@ from trafilatura.xml import xmltotxt
 
 from ringkas.documents import Article, FetchResult
 from ringkas.errors import NotAnArticle, NotFound, TooLarge, UnsupportedContent
-from ringkas.fetch import (
+from ringkas.language import close_languages, detect_language_with_confidence, normalize_language
+from ringkas.pdf_text import read_pdf
+from ringkas.reading.budget import check_element_budget, check_markup_budget
+from ringkas.reading.markdown import strip_emphasis, unescape_markdown
+from ringkas.reading.markup import (
     HTML_TYPES,
     PDF_TYPES,
     has_attribute_flood,
@@ -50,10 +54,6 @@ from ringkas.fetch import (
     looks_like_text,
     tame_attribute_floods,
 )
-from ringkas.language import close_languages, detect_language_with_confidence, normalize_language
-from ringkas.pdf_text import read_pdf
-from ringkas.reading.budget import check_element_budget, check_markup_budget
-from ringkas.reading.markdown import strip_emphasis, unescape_markdown
 from ringkas.urls import canonicalize, same_document, same_site
 
 log = logging.getLogger("ringkas.extract")

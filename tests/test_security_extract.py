@@ -13,9 +13,10 @@ import pytest
 from ringkas.documents import FetchResult
 from ringkas.errors import TooComplex
 from ringkas.extract import extract_article
-from ringkas.fetch import MAX_TAG_ATTRIBUTES, SafeFetcher, has_attribute_flood, tame_attribute_floods
+from ringkas.fetch import SafeFetcher
 from ringkas.reading import DocumentReader, ReadingPool
 from ringkas.reading.markdown import bold_to_slack, strip_emphasis, unescape_markdown
+from ringkas.reading.markup import MAX_TAG_ATTRIBUTES, has_attribute_flood, tame_attribute_floods
 from tests.support.web_stub import WebStub
 
 _DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday")

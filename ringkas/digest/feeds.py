@@ -32,7 +32,7 @@ from ringkas.digest.outlets import item_key, site_label
 from ringkas.digest.relevance import RELEVANT, ai_relevance
 from ringkas.documents import FetchResult
 from ringkas.errors import ConfigError, RingkasError
-from ringkas.fetch import tame_attribute_floods
+from ringkas.reading.markup import tame_attribute_floods
 from ringkas.urls import canonicalize, without_credentials
 
 log = logging.getLogger("ringkas.digest.feeds")
