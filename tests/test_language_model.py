@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
-from ringkas import language_model
+from ringkas.language import model as language_model
 
 TEXTS = [
     "Pemerintah mengumumkan kebijakan baru untuk kecerdasan buatan pada hari Senin di Jakarta.",

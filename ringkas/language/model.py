@@ -83,7 +83,7 @@ def _open_unpacked(folder: Path) -> Any:
         return memoryview(mapped).cast("B").cast(_UNSIGNED[mapped.dtype.itemsize])
 
     return LanguageIdentifier(
-        array("ptc", mmap_mode="r"),
+        np.asarray(array("ptc", mmap_mode="r")),  # a plain view: numpy.memmap indexes in Python
         array("pc"),
         array("classes").tolist(),
         integers("nextmove"),

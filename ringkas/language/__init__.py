@@ -83,7 +83,7 @@ def language_name(code: str) -> str:
 
 @lru_cache(maxsize=1)
 def _identifier():  # type: ignore[no-untyped-def]
-    from ringkas.language_model import load_identifier
+    from ringkas.language.model import load_identifier
 
     return load_identifier()
 
