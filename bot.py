@@ -106,12 +106,14 @@ def build_jobs(settings: Settings, db: Database, client: object, deps: object) -
     from functools import partial
 
     from handlers.link_jobs import LINK_JOB, give_up_link_job, run_link_job
+    from handlers.question_jobs import job_kinds as question_job_kinds
     from ringkas.jobs import JobKind, JobQueue, Outbox, Worker
 
     queue = JobQueue(db, lease_seconds=settings.job_lease, deadline_seconds=settings.retry_deadline)
     kinds = {
         LINK_JOB: JobKind(run=partial(run_link_job, deps, client),
                           give_up=partial(give_up_link_job, deps, client)),
+        **question_job_kinds(deps, client),  # type: ignore[arg-type]  # follow-up questions, help, /ask
     }
     worker = Worker(queue, kinds, concurrency=settings.job_concurrency,
                     poll_interval=min(1.0, settings.job_lease / 4))

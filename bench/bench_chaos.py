@@ -3,7 +3,9 @@
     python bench/bench_chaos.py [--requests 10] [--outage 20] [--only NAME ...]
 
 Prints issue 14's table for this build: per scenario the requests sent, answered once, lost, answered
-twice and progress messages left ("stuck"), plus the wall time until everything was settled. Each scenario
+twice and progress messages left ("stuck"), plus the wall time until everything was settled. The `q-…`
+rows do the same for follow-up questions and `/ask` (half each, one per summary thread, answers streamed):
+there "stuck" also counts a stream left half-written and a 🤔 left on a question. Each scenario
 runs on fresh stand-ins and a fresh database (SQLite file; PostgreSQL at TEST_POSTGRES_URL for the
 two-process and database-outage rows, skipped when none is reachable). `--outage` sets the length of the
 Slack/model/database outages (the issue used 20-30 s).
@@ -20,7 +22,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,16 @@ import psycopg  # noqa: E402
 from psycopg import sql  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from tests.chaos import Bot, Outcome, bot_env, digest_crash_scenario, outcome, wait_until  # noqa: E402
+from tests.chaos import (  # noqa: E402
+    Bot,
+    Outcome,
+    bot_env,
+    digest_crash_scenario,
+    outcome,
+    qa_responder,
+    question_outcome,
+    wait_until,
+)
 from tests.support.openai_stub import OpenAIStub  # noqa: E402
 from tests.support.slack_stub import SlackStub  # noqa: E402
 from tests.support.web_stub import WebStub  # noqa: E402
@@ -44,13 +55,12 @@ CHANNEL = "C0001"
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
+ARTICLE = (ROOT / "tests" / "fixtures" / "slack_article.html").read_text(encoding="utf-8")
+
+
 def article(title: str) -> str:
-    paragraphs = "".join(
-        f"<p>{title} paragraph {i}: the lab released weights, benchmarks and a licence that allows "
-        f"commercial use; analysts expect competitors to answer within weeks.</p>" for i in range(8)
-    )
-    return (f"<html><head><title>{title}</title></head><body><article><h1>{title}</h1>{paragraphs}"
-            f"</article></body></html>")
+    """The tests' news article under another title (varied enough to pass the summary checks)."""
+    return ARTICLE.replace("Open-weight model tops coding benchmark", title)
 
 
 @dataclass
@@ -64,6 +74,10 @@ class World:
     threads: dict[str, str]
     counter: int = 0
     digests: dict[str, int] | None = None  # the digest row: channel -> digests posted
+    # question rows: question ts / trigger id -> (thread ts, marker); the mentions; the /ask commands
+    questions: dict[str, tuple[str, str]] | None = None
+    question_events: list[dict[str, Any]] = field(default_factory=list)
+    asks: list[tuple[str, str, str]] = field(default_factory=list)  # (trigger id, text, response name)
 
     def env(self, **extra: str) -> dict[str, str]:
         return bot_env(home=self.home, database_url=self.database_url, slack_api_url=self.slack.api_url,
@@ -78,9 +92,50 @@ class World:
     def answered(self) -> bool:
         return outcome(self.slack, CHANNEL, self.threads).answered_once == len(self.threads)
 
+    def plan_questions(self, count: int) -> None:
+        """`count` questions, one per summary thread: mentions in the thread and `/ask … LINK` in turn."""
+        self.questions = {}
+        for i, (thread_ts, event) in enumerate(zip(self.threads, self.events, strict=True)):
+            if i >= count:
+                break
+            if i % 2 == 0:
+                ts = f"{int(time.time())}.{200000 + i:06d}"
+                self.question_events.append({
+                    "type": "app_mention", "user": "U0001", "text": f"<@UBOT> what about askm{i}?", "ts": ts,
+                    "channel": CHANNEL, "thread_ts": thread_ts, "event_ts": ts})
+                self.questions[ts] = (thread_ts, f"askm{i}")
+            else:
+                url = event["text"].split("<")[-1].rstrip(">")
+                trigger = f"13345224609.{i:09d}.{secrets.token_hex(10)}"
+                self.asks.append((trigger, f"and askc{i}? <{url}>", f"ask{i}"))
+                self.questions[trigger] = (thread_ts, f"askc{i}")
+
+    async def ask(self, bot: Bot, *, retry: bool = False) -> None:
+        """Send the questions; `retry`: Slack redelivers the mentions (slash commands are not retried)."""
+        for i, event in enumerate(self.question_events):
+            status = await bot.event(event, event_id=f"EvQ{i}", retry_num=1 if retry else None)
+            assert status == 200, status
+        if retry:
+            return
+        for trigger, text, name in self.asks:
+            status = await bot.command(text, trigger_id=trigger, response_url=self.slack.response_url(name))
+            assert status == 200, status
+
+    def questions_answered(self) -> bool:
+        assert self.questions is not None
+        return question_outcome(self.slack, CHANNEL, self.questions).answered_once == len(self.questions)
+
+    async def summaries_first(self, bot: Bot, args: argparse.Namespace) -> None:
+        """The threads the questions are asked in: every link summarized, then the questions planned."""
+        await self.send(bot, range(len(self.events)))
+        if not await wait_until(self.answered, args.wait):
+            raise AssertionError("the summaries the questions are about never came")
+        self.plan_questions(args.requests)
+
 
 async def make_world(home: Path, requests: int, database_url: str | None = None) -> World:
     slack, model, web = SlackStub(), OpenAIStub(), WebStub()
+    model.responder = qa_responder  # summaries as usual; answers name their question's marker
     await asyncio.gather(slack.start(), model.start(), web.start())
     events, threads = [], {}
     tag = secrets.token_hex(2)
@@ -88,7 +143,8 @@ async def make_world(home: Path, requests: int, database_url: str | None = None)
         title = f"Chaos story {tag}-{i}"
         url = web.add(f"/story-{tag}-{i}", article(title))
         ts = f"{int(time.time())}.{100000 + i:06d}"
-        events.append({"type": "app_mention", "user": "U0001", "text": f"<@UBOT> <{url}>", "ts": ts,
+        # One person per link: 40 links from one person would meet LINKS_PER_USER_PER_HOUR (30), not chaos.
+        events.append({"type": "app_mention", "user": f"U{1000 + i}", "text": f"<@UBOT> <{url}>", "ts": ts,
                        "channel": CHANNEL, "channel_type": "channel", "event_ts": ts})
         threads[ts] = title
     db = database_url or f"sqlite:///{home / 'chaos.db'}"
@@ -297,6 +353,102 @@ async def postgres_down(world: World, args: argparse.Namespace) -> None:
         await proxy.cut()
 
 
+# --- follow-up questions and /ask -------------------------------------------------------------------
+
+
+def slow_streams(world: World) -> None:
+    world.model.stream_chunk, world.model.stream_delay = 8, 0.3  # answers stream for ~5 s
+
+
+async def q_kill_after_acks(world: World, args: argparse.Namespace, *, redeliver: bool = False) -> None:
+    first = await Bot(world.env(), SECRET).start()
+    try:
+        await world.summaries_first(first, args)
+        slow_streams(world)
+        await world.ask(first)
+        await world.slack.wait_for("chat.startStream", max(1, len(world.questions or {}) // 2), timeout=60)
+    finally:
+        first.kill9()
+        await first.proc.wait()  # type: ignore[union-attr]
+        await first.stop()
+    world.model.stream_delay = 0.0
+    second = await Bot(world.env(), SECRET).start()
+    try:
+        if redeliver:
+            await world.ask(second, retry=True)
+        await wait_until(world.questions_answered, args.wait)
+        await asyncio.sleep(2)
+    finally:
+        await second.stop()
+
+
+async def q_kill_and_redeliver(world: World, args: argparse.Namespace) -> None:
+    await q_kill_after_acks(world, args, redeliver=True)
+
+
+async def q_slack_500(world: World, args: argparse.Namespace) -> None:
+    bot = await Bot(world.env(), SECRET).start()
+    try:
+        await world.summaries_first(bot, args)
+        world.slack.fail_status = 500
+        await world.ask(bot)
+        await asyncio.sleep(args.outage)
+        world.slack.fail_status = None
+        await wait_until(world.questions_answered, args.wait)
+        await asyncio.sleep(2)
+    finally:
+        await bot.stop()
+
+
+async def q_slack_refuses(world: World, args: argparse.Namespace) -> None:
+    bot = await Bot(world.env(), SECRET).start()
+    try:
+        await world.summaries_first(bot, args)
+        world.model.delay = 1.0
+        await world.ask(bot)
+        await world.slack.go_down()  # the answers become ready while Slack is unreachable
+        await asyncio.sleep(args.outage)
+        await world.slack.come_back()
+        await wait_until(world.questions_answered, args.wait)
+        await asyncio.sleep(2)
+    finally:
+        await bot.stop()
+
+
+ANSWER_METHODS = ("chat.startStream", "chat.appendStream", "chat.stopStream", "chat.update",
+                  "chat.postMessage")
+
+
+async def q_slack_429(world: World, args: argparse.Namespace) -> None:
+    bot = await Bot(world.env(), SECRET).start()
+    try:
+        await world.summaries_first(bot, args)
+        for method in ANSWER_METHODS:
+            world.slack.rate_limit_next(method, 100_000, retry_after=1)
+        await world.ask(bot)
+        await asyncio.sleep(args.outage)
+        for method in ANSWER_METHODS:
+            world.slack._rate_limits.pop(method, None)
+        await wait_until(world.questions_answered, args.wait)
+        await asyncio.sleep(2)
+    finally:
+        await bot.stop()
+
+
+async def q_model_500(world: World, args: argparse.Namespace) -> None:
+    bot = await Bot(world.env(OPENAI_MAX_RETRIES="2"), SECRET).start()
+    try:
+        await world.summaries_first(bot, args)
+        world.model.fail_next(100_000, status=500)
+        await world.ask(bot)
+        await asyncio.sleep(args.outage)
+        world.model._failures.clear()
+        await wait_until(world.questions_answered, args.wait)
+        await asyncio.sleep(2)
+    finally:
+        await bot.stop()
+
+
 SCENARIOS: list[tuple[str, str, Scenario, bool]] = [
     ("kill9", "`kill -9` after the mentions were acked (slow model), restart", kill_after_acks, False),
     ("redeliver", "same, and Slack redelivers all after the restart", kill_and_redeliver, False),
@@ -309,6 +461,16 @@ SCENARIOS: list[tuple[str, str, Scenario, bool]] = [
     ("slack429", "Slack 429 on `chat.update` for {o} s", slack_429_on_update, False),
     ("model500", "model 500 for {o} s, then fine", model_500, False),
     ("pgdown", "PostgreSQL down for {o} s mid-run", postgres_down, True),
+    ("q-kill9", "questions + `/ask`: `kill -9` mid-stream after the acks, restart", q_kill_after_acks,
+     False),
+    ("q-redeliver", "questions + `/ask`: same, and Slack redelivers the mentions", q_kill_and_redeliver,
+     False),
+    ("q-slack500", "questions + `/ask`: Slack answers 500 to every method for {o} s", q_slack_500, False),
+    ("q-slackdown", "questions + `/ask`: Slack refuses connections for {o} s while answers are ready",
+     q_slack_refuses, False),
+    ("q-slack429", "questions + `/ask`: Slack 429 on every posting/streaming method for {o} s", q_slack_429,
+     False),
+    ("q-model500", "questions + `/ask`: model 500 for {o} s, then fine", q_model_500, False),
 ]
 
 
@@ -336,6 +498,8 @@ async def run(args: argparse.Namespace) -> None:
                     note = f"error: {type(exc).__name__}: {exc}"[:120]
                 wall = time.perf_counter() - started
                 result = outcome(world.slack, CHANNEL, world.threads)
+                if world.questions is not None:
+                    result = question_outcome(world.slack, CHANNEL, world.questions)
                 if world.digests is not None:
                     counts = list(world.digests.values())
                     result = Outcome(sent=len(counts), answered_once=counts.count(1), lost=counts.count(0),

@@ -69,6 +69,17 @@ async def send(http: aiohttp.ClientSession, url: str, event: dict[str, Any], eve
     return start
 
 
+async def settle(runtime: Any) -> None:
+    """Until the work the requests started is done (answers are durable jobs run by the worker)."""
+    jobs = runtime.deps.jobs
+    while True:
+        await runtime.deps.tasks.join()
+        await jobs.worker.join()
+        await asyncio.sleep(0.05)
+        if not len(runtime.deps.tasks) and not jobs.worker.running and not await jobs.queue.depth():
+            return
+
+
 def first_call_after(stub: SlackStub, method: str, since: float) -> float:
     return min(c.at for c in stub.calls_to(method) if c.at >= since and c.response and c.response.get("ok"))
 
@@ -97,7 +108,7 @@ async def main(args: argparse.Namespace) -> None:
             link = site.add("/story", ARTICLE)
             await send(http, events_url, {"type": "app_mention", "channel": "C0001", "user": "U0001",
                                           "text": f"<@UBOT> <{link}>", "ts": root}, "EvRoot")
-            await runtime.deps.tasks.join()
+            await settle(runtime)
             openai_stub.stream_chunk = args.chunk
             openai_stub.stream_delay = args.chunk_delay
             first: list[float] = []
@@ -112,7 +123,7 @@ async def main(args: argparse.Namespace) -> None:
                     event = {"type": "app_mention", "channel": "C0001", "user": "U0002", "thread_ts": root,
                              "text": f"<@UBOT> what did it score, question {i}?", "ts": ts}
                     sent = await send(http, events_url, event, f"Ev{mode}{i}")
-                    await runtime.deps.tasks.join()
+                    await settle(runtime)
                     if mode == "stream":
                         first.append(first_call_after(slack_stub, "chat.startStream", sent) - sent)
                         whole.append(first_call_after(slack_stub, "chat.stopStream", sent) - sent)

@@ -1,24 +1,21 @@
 """Events API: mentions, messages with links in channels, and direct messages.
 
 Bolt acknowledges events before these listeners run; each listener only parses the event and hands the
-slow work to `deps.tasks`. A mention arrives both as `app_mention` and as `message`: the message path
+slow work to durable jobs. A mention arrives both as `app_mention` and as `message`: the message path
 leaves posts that mention the bot to the mention path, and `SlackState.claim` makes sure each link of a
 message is summarized once however often Slack delivers it (retries included).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
-from handlers import questions
 from handlers.deps import Deps
 from handlers.link_jobs import accept_links
-from handlers.links import extract_links, mentions_user, strip_mentions
-from handlers.render import failure_text, help_message
-from handlers.summaries import APOLOGY, LinkJob, channel_words, split_links
-from ringkas.i18n import N_, Translator, translator
+from handlers.links import extract_links, mentions_user
+from handlers.question_jobs import QUESTION_JOB, accept_request
+from handlers.summaries import LinkJob, split_links
 from ringkas.slack_state import ChannelSettings
 
 log = logging.getLogger("ringkas.slack.events")
@@ -26,8 +23,6 @@ log = logging.getLogger("ringkas.slack.events")
 # Message subtypes that are a person posting something new; everything else (edits, deletions, joins,
 # bot messages, link previews added through message_changed, …) is ignored.
 _PERSON_POSTED = frozenset({None, "thread_broadcast", "file_share"})
-_NO_LINK = "-"  # claim() key part for mentions and DMs without links (help or a question)
-INTERRUPTED_QUESTION = N_("I was restarting and couldn't finish answering. Please ask again in a minute.")
 
 
 def _team_id(body: dict[str, Any], event: dict[str, Any], context: Any) -> str:
@@ -70,18 +65,15 @@ async def handle_mention(
 ) -> None:
     if _from_bot(event, bot_user_id) or event.get("subtype") not in _PERSON_POSTED:
         return
-    channel_id, ts = str(event["channel"]), str(event["ts"])
+    ts = str(event["ts"])
     text = event.get("text") or ""
     links = extract_links(text)
     if links:
         await _summarize(deps, client, kind="mention", team_id=team_id, event=event, links=links,
                          thread_ts=str(event.get("thread_ts") or ts))
         return
-    deps.tasks.spawn(
-        _no_link(deps, client, team_id=team_id, channel_id=channel_id, event=event, text=text,
-                 bot_user_id=bot_user_id, reply_thread=str(event.get("thread_ts") or ts)),
-        name=f"mention:{channel_id}:{ts}",
-    )
+    await _no_link(deps, team_id=team_id, event=event, text=text, bot_user_id=bot_user_id,
+                   reply_thread=str(event.get("thread_ts") or ts))
 
 
 async def handle_message(
@@ -99,11 +91,8 @@ async def handle_message(
             await _summarize(deps, client, kind="dm", team_id=team_id, event=event, links=links,
                              thread_ts=thread_ts)
         else:
-            deps.tasks.spawn(
-                _no_link(deps, client, team_id=team_id, channel_id=channel_id, event=event, text=text,
-                         bot_user_id=bot_user_id, reply_thread=thread_ts),
-                name=f"dm:{channel_id}:{ts}",
-            )
+            await _no_link(deps, team_id=team_id, event=event, text=text, bot_user_id=bot_user_id,
+                           reply_thread=thread_ts)
         return
     if not links or mentions_user(text, bot_user_id):
         return  # nothing to do, or the app_mention event handles it
@@ -140,64 +129,16 @@ async def _summarize(
 
 
 async def _no_link(
-    deps: Deps, client: Any, *, team_id: str, channel_id: str, event: dict[str, Any], text: str,
-    bot_user_id: str | None, reply_thread: str | None,
+    deps: Deps, *, team_id: str, event: dict[str, Any], text: str, bot_user_id: str | None,
+    reply_thread: str | None,
 ) -> None:
-    """A mention (or DM) without a link: a question inside a summary thread, otherwise help."""
-    ts = str(event["ts"])
-    try:
-        request_id = await deps.state.claim(
-            kind="mention" if event.get("type") == "app_mention" else "dm",
-            team_id=team_id, channel_id=channel_id, message_ts=ts, link=_NO_LINK, user_id=event.get("user"),
-        )
-    except Exception:
-        log.exception("could not record the request", extra={"channel": channel_id, "message_ts": ts})
-        await _apologise(client, channel_id, reply_thread, ts, translator(None))
-        return
-    if request_id is None:
-        return  # a redelivery of a message already answered
-    state, error_code = "done", None
-    _ = translator(None)
-    try:
-        _ = await channel_words(deps, team_id, channel_id)
-        answered = False
-        if event.get("thread_ts"):
-            answered = await questions.answer_in_thread(
-                deps, client, team_id=team_id, channel_id=channel_id, thread_ts=str(event["thread_ts"]),
-                message_ts=ts, user_id=event.get("user"), text=text,
-            )
-        if not answered:
-            help_text = help_message(bot_user_id, _, emoji=deps.settings.summarize_reaction)
-            kwargs: dict[str, Any] = {"channel": channel_id, **help_text.as_kwargs()}
-            if reply_thread:
-                kwargs["thread_ts"] = reply_thread
-            await client.chat_postMessage(**kwargs)
-            words = len(strip_mentions(text).split())
-            log.info("help sent", extra={"channel": channel_id, "message_ts": ts, "words": words})
-    except Exception:
-        state, error_code = "failed", "internal"
-        log.exception("answering a mention failed", extra={"channel": channel_id, "message_ts": ts})
-        await _apologise(client, channel_id, reply_thread, ts, _)
-    except asyncio.CancelledError:
-        # Shutdown ran out of grace mid-answer: say so instead of leaving the question unanswered.
-        log.warning("question interrupted by shutdown", extra={"channel": channel_id, "message_ts": ts})
-        try:
-            async with asyncio.timeout(5):
-                await _apologise(client, channel_id, reply_thread, ts, _, reason=INTERRUPTED_QUESTION)
-                await deps.state.finish(request_id, state="failed", error_code="interrupted")
-        except Exception:
-            log.exception("could not tell about the interrupted question", extra={"channel": channel_id})
-        raise
-    await deps.state.finish(request_id, state=state, error_code=error_code)
-
-
-async def _apologise(
-    client: Any, channel_id: str, reply_thread: str | None, ts: str, _: Translator, *, reason: str = APOLOGY
-) -> None:
-    try:
-        kwargs: dict[str, Any] = {"channel": channel_id, **failure_text(_(reason)).as_kwargs()}
-        if reply_thread:
-            kwargs["thread_ts"] = reply_thread
-        await client.chat_postMessage(**kwargs)
-    except Exception:
-        log.exception("could not apologise either", extra={"channel": channel_id, "message_ts": ts})
+    """A mention (or DM) without a link: a question inside a summary thread, otherwise help. Recorded as a
+    job before the ack (handlers/question_jobs.py), so a crash or a redelivery loses or doubles nothing."""
+    kind = "mention" if event.get("type") == "app_mention" else "dm"
+    payload = {"kind": kind, "team_id": team_id, "channel_id": str(event["channel"]),
+               "message_ts": str(event["ts"]), "thread_ts": event.get("thread_ts"),
+               "reply_thread": reply_thread, "user_id": event.get("user"), "text": text,
+               "bot_user_id": bot_user_id}
+    await accept_request(deps, kind=kind, team_id=team_id, channel_id=payload["channel_id"],
+                         message_ts=payload["message_ts"], user_id=event.get("user"), job_kind=QUESTION_JOB,
+                         payload=payload)

@@ -4,15 +4,13 @@
 about that link's article. Answers are posted for everyone (in the article's thread when it has one)
 and name the article and who asked. Usage problems are answered privately.
 
-Answers in a thread stream in as the model writes them (handlers/streaming.py); where Slack will not open
-a stream, or outside a thread, the answer is posted whole. `deliver_answer` is the one place an answer
-is posted.
+Both are durable jobs (handlers/question_jobs.py: accepted before the ack, answered by a worker, posted
+through the outbox). This module is what they show: the question's text, the answer as a message, and the
+footer under a streamed answer (handlers/streaming.py).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import re
 from typing import Any
@@ -21,7 +19,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.models.blocks import ContextBlock, MarkdownTextObject, SectionBlock
 
 from handlers.deps import Deps
-from handlers.links import display_host, extract_links, slack_unescape
+from handlers.links import display_host, slack_unescape
 from handlers.render import (
     CONTEXT_LIMIT,
     FALLBACK_LIMIT,
@@ -33,11 +31,9 @@ from handlers.render import (
     link,
     user_mention,
 )
-from handlers.streaming import AnswerStream
-from handlers.summaries import channel_words, failure_reason, post_message
-from ringkas.errors import RingkasError
+from handlers.summaries import quick_channel_words
 from ringkas.i18n import N_, Translator, translator
-from ringkas.qa import Answer, EmptyQuestion, NoArticle
+from ringkas.qa import Answer, EmptyQuestion
 from ringkas.reading.markdown import bold_to_slack
 
 log = logging.getLogger("ringkas.handlers.questions")
@@ -68,193 +64,34 @@ THREAD_HINT = N_(
 
 
 def register(app: Any, deps: Deps) -> None:
-    """Registers /ask."""
+    """Registers /ask: the question becomes a durable job before the ack (handlers/question_jobs.py)."""
+    from handlers.question_jobs import ASK_JOB, accept_request, ask_progress
 
     @app.command("/ask")
-    async def ask_command(ack: Any, command: dict[str, Any], respond: Any, client: Any) -> None:
-        await ack()
+    async def ask_command(ack: Any, command: dict[str, Any], respond: Any, context: Any) -> None:
         text = command.get("text") or ""
-        team_id = command.get("team_id") or ""
-        channel_id = command.get("channel_id") or ""
+        team_id = str(context.get("team_id") or command.get("team_id") or "")
+        channel_id = str(command.get("channel_id") or "")
         user_id = command.get("user_id")
-        deps.tasks.spawn(
-            _ask(deps, client, respond, team_id=team_id, channel_id=channel_id, user_id=user_id, text=text),
-            name=f"ask:{channel_id}",
-        )
-
-
-async def _ask(
-    deps: Deps, client: Any, respond: Any, *, team_id: str, channel_id: str, user_id: str | None, text: str
-) -> None:
-    question = question_text(text)
-    links = extract_links(text)
-    _ = await channel_words(deps, team_id, channel_id)
-    if not question or question.casefold() in _HELP_WORDS:
-        await _private(respond, _(ASK_USAGE))
-        return
-    if deps.questions is None:
-        await _private(respond, _("Questions are not available in this app right now."))
-        return
-    stream: AnswerStream | None = None
-    try:
-        if links:
-            reading = link(links[0], display_host(links[0]))
-            await _private(respond, ":hourglass_flowing_sand: " + _("Reading {host}…", host=reading))
-            async with deps.slots:  # fetches share the link summaries' bound (memory, sockets)
-                article = await deps.ringkas.get_article(links[0])
-            if article.id is None:
-                raise NoArticle(_("I couldn't store that article, so I can't answer questions about it."))
-            article_id = article.id
-            thread_ts = await deps.questions.store.article_thread(team_id, channel_id, article_id)
-        else:
-            latest = await deps.state.latest_article(team_id, channel_id)
-            if latest is None:
-                await _private(respond, _(NO_ARTICLE_YET))
-                return
-            article_id, thread_ts = latest
-            await _private(respond, ":thinking_face: " + _("Looking for the answer in the article…"))
-        settings = await deps.state.channel_settings(team_id, channel_id)
-        stream = AnswerStream(client, channel_id=channel_id, thread_ts=thread_ts, team_id=team_id,
-                              user_id=user_id) if thread_ts else None
-        answer = await deps.questions.answer(
-            question,
-            [article_id],
-            team_id=team_id,
-            channel_id=channel_id,
-            thread_ts=thread_ts,
-            user_id=user_id,
-            asked_via="ask",
-            language_hint=settings.language,
-            on_text=stream.update if stream is not None else None,
-        )
-    except RingkasError as exc:
-        await _abort(stream, _("I couldn't answer that."))
-        await _private(respond, f":warning: {escape(failure_reason(exc, _))}")
-        return
-    except Exception:
-        log.exception("answering /ask failed", extra={"team_id": team_id, "channel_id": channel_id})
-        await _abort(stream, _("I couldn't answer that."))
-        await _private(respond, ":warning: " + _("Something went wrong while answering. Please try again."))
-        return
-    except asyncio.CancelledError:
-        log.warning("/ask interrupted by shutdown", extra={"team_id": team_id, "channel_id": channel_id})
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(5):
-                await _abort(stream, _("I couldn't answer that."))
-                await _private(respond, ":warning: " + _("I was restarting and couldn't finish answering. "
-                                                         "Please ask again in a minute."))
-        raise
-
-    message = answer_message(answer, question=question, asked_by=user_id)
-    try:
-        reply_ts = await deliver_answer(client, answer, message, channel_id=channel_id, thread_ts=thread_ts,
-                                        stream=stream, question=question, asked_by=user_id)
-    except SlackApiError as exc:
-        error = exc.response.get("error")
-        if error in _NOT_IN_CHANNEL:
-            # Not a member: the command's response_url can still post for everyone, without a thread.
-            await respond(response_type="in_channel", **message)
+        _ = await quick_channel_words(deps, team_id, channel_id)
+        question = question_text(text)
+        if not question or question.casefold() in _HELP_WORDS:
+            await ack()
+            deps.tasks.spawn(_private(respond, _(ASK_USAGE)), name=f"ask:usage:{channel_id}")
             return
-        log.warning("posting an answer failed", extra={"channel": channel_id, "error": error})
-        reason = escape(str(error))
-        await _private(respond, ":warning: " + _("I couldn't post the answer in this channel (Slack said: "
-                                                 "{reason}).", reason=reason))
-        return
-    if thread_ts is None and reply_ts:
-        # The answer starts a thread about the article: follow-ups there work like in a summary thread,
-        # and the stored question belongs to it.
-        await deps.state.link_thread(
-            team_id=team_id, channel_id=channel_id, thread_ts=reply_ts, article_id=answer.article_ids[0],
-            message_ts=reply_ts, shared_by=user_id,
-        )
-        await deps.questions.store.move_to_thread(answer.question_id, reply_ts)
-    elif thread_ts:
-        await _private(respond, await _answered_in_thread_note(client, channel_id, reply_ts, answer, _))
+        if deps.questions is None:
+            await ack(text=_("Questions are not available in this app right now."))
+            return
+        payload = {"team_id": team_id, "channel_id": channel_id, "user_id": user_id, "text": text,
+                   "response_url": command.get("response_url")}
+        # Slash commands have no message ts; the trigger id is unique per invocation.
+        await accept_request(deps, kind="ask", team_id=team_id, channel_id=channel_id,
+                             message_ts=str(command.get("trigger_id") or command.get("response_url") or ""),
+                             user_id=user_id, job_kind=ASK_JOB, payload=payload)
+        await ack(text=ask_progress(text, _))
 
 
-async def answer_in_thread(
-    deps: Deps, client: Any, *, team_id: str, channel_id: str, thread_ts: str, message_ts: str,
-    user_id: str | None, text: str,
-) -> bool:
-    """Answer a question asked by mentioning the bot in a summary's thread.
-
-    Returns False when the thread holds no summarized article (the caller then posts help). The caller
-    has claimed the message (so a redelivered event is not answered twice); unexpected errors propagate
-    to it, and it apologises.
-    """
-    if deps.questions is None:
-        return False
-    article_ids = await deps.state.articles_in_thread(team_id, channel_id, thread_ts)
-    if not article_ids:
-        return False
-    question = question_text(text, strip_links=False)
-    _ = await channel_words(deps, team_id, channel_id)
-    if not question:
-        await client.chat_postMessage(channel=channel_id, thread_ts=thread_ts, text=_(THREAD_HINT))
-        return True
-    await _react(client, "reactions_add", channel_id, message_ts, THINKING)
-    stream = AnswerStream(client, channel_id=channel_id, thread_ts=thread_ts, team_id=team_id,
-                          user_id=user_id)
-    try:
-        settings = await deps.state.channel_settings(team_id, channel_id)
-        answer = await deps.questions.answer(
-            question,
-            article_ids,
-            team_id=team_id,
-            channel_id=channel_id,
-            thread_ts=thread_ts,
-            user_id=user_id,
-            asked_via="mention",
-            language_hint=settings.language,
-            on_text=stream.update,
-        )
-    except RingkasError as exc:
-        await _abort(stream, _("I couldn't answer that."))
-        # An expected failure with words for people: told in the thread. (The caller, which claimed
-        # the message, records the outcome; unexpected errors go to it and it apologises.)
-        log.info("question not answered", extra={"channel": channel_id, "error": exc.code})
-        await _react(client, "reactions_remove", channel_id, message_ts, THINKING)
-        await _react(client, "reactions_add", channel_id, message_ts, FAILED)
-        failure = ":warning: " + _("I couldn't answer that.") + " " + escape(failure_reason(exc, _))
-        await client.chat_postMessage(channel=channel_id, thread_ts=thread_ts, text=failure)
-        return True
-    except BaseException:
-        await _abort(stream, _("I couldn't answer that."))
-        await _react(client, "reactions_remove", channel_id, message_ts, THINKING)
-        raise
-    try:
-        await deliver_answer(client, answer, answer_message(answer), channel_id=channel_id,
-                             thread_ts=thread_ts, stream=stream)
-    finally:
-        await _react(client, "reactions_remove", channel_id, message_ts, THINKING)
-    return True
-
-
-async def deliver_answer(
-    client: Any, answer: Answer, message: dict[str, Any], *, channel_id: str, thread_ts: str | None,
-    stream: AnswerStream | None, question: str | None = None, asked_by: str | None = None,
-) -> str | None:
-    """THE one place an answer is posted; returns its ts. A streamed answer is finished with the article
-    (and, for /ask, who asked) under it; one Slack would not stream is posted whole (`message`); a stream
-    that broke off midway is replaced once by the whole answer (chat.update), never left half-written."""
-    if stream is not None and stream.ts is not None:
-        if await stream.stop(answer.text, _stream_footer(answer, question=question, asked_by=asked_by)):
-            return stream.ts
-        try:
-            await client.chat_update(channel=channel_id, ts=stream.ts, text=message["text"],
-                                     blocks=message["blocks"])
-            return stream.ts
-        except SlackApiError as exc:
-            log.warning("could not complete the streamed answer; posting it whole",
-                        extra={"channel": channel_id, "error": exc.response.get("error")})
-    where: dict[str, Any] = {"channel": channel_id, "unfurl_links": False}
-    if thread_ts:
-        where["thread_ts"] = thread_ts
-    posted = await post_message(client, _as_message(message), **where)
-    return posted.get("ts")
-
-
-def _stream_footer(answer: Answer, *, question: str | None, asked_by: str | None) -> list[dict[str, Any]]:
+def stream_footer(answer: Answer, *, question: str | None, asked_by: str | None) -> list[dict[str, Any]]:
     """Blocks under a streamed answer: who asked what (for /ask) and the article(s) it rests on."""
     _ = translator(answer.language)
     parts: list[str] = []
@@ -265,20 +102,9 @@ def _stream_footer(answer: Answer, *, question: str | None, asked_by: str | None
             shown = shown[: QUESTION_SHOWN_CHARS - 1] + "…"
         asked = _("{user} asked", user=who)
         parts.append(f"{asked}: {escape(' '.join(shown.split()))}")
-    parts.append(_("About: {articles}", articles=_article_links(answer)))
+    parts.append(_("About: {articles}", articles=article_links(answer)))
     return [ContextBlock(elements=[MarkdownTextObject(text=fit(p, CONTEXT_LIMIT)) for p in parts]).to_dict(),
             feedback_block("answer", answer.question_id, _)]
-
-
-async def _abort(stream: AnswerStream | None, note: str) -> None:
-    """A streamed answer that will not be finished: close it with a note instead of leaving it open."""
-    if stream is None or stream.ts is None or stream.refused is not None:
-        return
-    try:
-        await stream.client.chat_stopStream(channel=stream.channel_id, ts=stream.ts,
-                                            markdown_text="\n\n:warning: " + escape(note))
-    except SlackApiError as exc:
-        log.info("could not close the stream", extra={"error": exc.response.get("error")})
 
 
 # --- text in, text out ---------------------------------------------------------------------------
@@ -314,7 +140,7 @@ def slack_answer_text(text: str) -> str:
     return bold_to_slack("\n".join(lines))
 
 
-def _article_links(answer: Answer) -> str:
+def article_links(answer: Answer) -> str:
     links = []
     for article in answer.articles:
         url = article.canonical_url
@@ -345,7 +171,7 @@ def answer_message(
     for part in _paragraph_chunks(body, SECTION_LIMIT - 100)[:20]:
         blocks.append(_section(part))
     fallback.append(body)
-    about = _("About: {articles}", articles=_article_links(answer))
+    about = _("About: {articles}", articles=article_links(answer))
     blocks.append(ContextBlock(elements=[MarkdownTextObject(text=fit(about, CONTEXT_LIMIT))]).to_dict())
     blocks.append(feedback_block("answer", answer.question_id, _))
     return {"text": fit("\n".join(fallback), FALLBACK_LIMIT), "blocks": blocks, "unfurl_links": False}
@@ -391,9 +217,10 @@ def _entity_safe(text: str, cut: int) -> int:
     return cut
 
 
-async def _answered_in_thread_note(
-    client: Any, channel_id: str, reply_ts: str | None, answer: Answer, _: Translator
+async def answered_in_thread_note(
+    client: Any, channel_id: str, reply_ts: str | None, articles: str, _: Translator
 ) -> str:
+    """The asker's private note: where the answer is (a permalink when Slack gives one), about what."""
     where = _("in the article's thread")
     if reply_ts:
         try:
@@ -401,9 +228,9 @@ async def _answered_in_thread_note(
             permalink = found.get("permalink")
             if permalink:
                 where = f"<{permalink}|{where}>"
-        except SlackApiError:
-            pass
-    return _("I answered {where}: {articles}", where=where, articles=_article_links(answer))
+        except Exception:
+            log.info("no permalink for the answer", extra={"channel": channel_id})
+    return _("I answered {where}: {articles}", where=where, articles=articles)
 
 
 async def _private(respond: Any, text: str) -> None:
@@ -421,4 +248,4 @@ async def _react(client: Any, method: str, channel_id: str, ts: str, name: str) 
         log.debug("reaction failed", extra={"method": method, "error": exc.response.get("error")})
 
 
-__all__ = ["EmptyQuestion", "answer_in_thread", "answer_message", "question_text", "register"]
+__all__ = ["EmptyQuestion", "answer_message", "question_text", "register"]

@@ -5,6 +5,11 @@ Nothing is posted before the first words exist (no placeholder). Appends are thr
 `INTERVAL` seconds, each carrying everything new), so a long answer costs a handful of calls, never a
 chat.update storm. The text is escaped like every other model text; the last `HOLD` characters wait for
 the next piece, so a broadcast word cut in two (`@chan` + `nel`) is still defused as a whole.
+
+Durability (handlers/question_jobs.py): a `journal` records the stream before it is opened and its ts once
+Slack has it, so a job run again after a crash finds the half-written message and replaces it once with
+the whole answer instead of streaming a second one; the finished stream carries the answer's outbox key as
+message metadata, like every other bot post.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from slack_sdk.errors import SlackApiError
 
@@ -29,12 +34,18 @@ def _error(exc: SlackApiError) -> str:
     return str(exc.response.get("error")) if exc.response is not None else "unknown"
 
 
+class StreamJournal(Protocol):
+    async def opening(self) -> None: ...  # about to call chat.startStream
+    async def opened(self, ts: str) -> None: ...  # Slack opened the stream as message `ts`
+
+
 class AnswerStream:
     """One answer being streamed into `thread_ts`. `update(text)` with the answer so far, then `stop()`."""
 
     def __init__(self, client: Any, *, channel_id: str, thread_ts: str, team_id: str | None,
-                 user_id: str | None) -> None:
+                 user_id: str | None, journal: StreamJournal | None = None) -> None:
         self.client = client
+        self.journal = journal
         self.channel_id = channel_id
         self.thread_ts = thread_ts
         self.team_id = team_id
@@ -75,12 +86,16 @@ class AnswerStream:
         delta = ready[len(self.sent):]
         try:
             if self.ts is None:
+                if self.journal is not None:
+                    await self.journal.opening()
                 response = await self.client.chat_startStream(
                     channel=self.channel_id, thread_ts=self.thread_ts, markdown_text=delta,
                     recipient_team_id=self.team_id, recipient_user_id=self.user_id,
                 )
                 self.ts = str(response["ts"])
                 self.first_shown = time.perf_counter()
+                if self.journal is not None:
+                    await self.journal.opened(self.ts)
             else:
                 await self.client.chat_appendStream(channel=self.channel_id, ts=self.ts, markdown_text=delta)
         except SlackApiError as exc:
@@ -88,10 +103,16 @@ class AnswerStream:
             log.info("Slack refused the stream; the answer is posted whole",
                      extra={"channel": self.channel_id, "error": self.refused})
             return
+        except Exception as exc:  # Slack (or the journal's database) unreachable: never break the answer
+            self.refused = type(exc).__name__
+            log.warning("could not stream the answer; it is posted whole",
+                        extra={"channel": self.channel_id, "error": self.refused})
+            return
         self.sent = ready
         self._last = time.monotonic()
 
-    async def stop(self, final_text: str, blocks: list[dict[str, Any]]) -> bool:
+    async def stop(self, final_text: str, blocks: list[dict[str, Any]],
+                   metadata: dict[str, Any] | None = None) -> bool:
         """Finish the streamed message with the rest of `final_text` and `blocks` under it. False when
         the answer was never streamed (or the stream broke): the caller posts it as one message."""
         async with self._lock:
@@ -102,9 +123,10 @@ class AnswerStream:
                 return False  # the final answer differs from what was shown (a repaired reply)
             try:
                 await self.client.chat_stopStream(channel=self.channel_id, ts=self.ts,
-                                                  markdown_text=safe[len(self.sent):] or None, blocks=blocks)
-            except SlackApiError as exc:
-                self.refused = _error(exc)
+                                                  markdown_text=safe[len(self.sent):] or None, blocks=blocks,
+                                                  metadata=metadata)
+            except Exception as exc:
+                self.refused = _error(exc) if isinstance(exc, SlackApiError) else type(exc).__name__
                 log.warning("could not finish the streamed answer", extra={"channel": self.channel_id,
                                                                            "error": self.refused})
                 return False

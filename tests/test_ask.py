@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from ringkas.jobs.report import format_jobs
 from ringkas.storage.tables import QuestionRow
 from tests import slack_app as slack_fixtures
 from tests.conftest import FIXTURES
@@ -345,3 +346,58 @@ async def test_two_questions_at_once_in_a_thread_are_answered_in_order(
     asked_first = first[first.index("<question>\n") + len("<question>\n") : first.index("\n</question>")]
     assert "<conversation" not in first
     assert f"Q: {asked_first}\nA: Bing shows AI answers" in second
+
+
+async def test_a_model_outage_delays_the_answer_instead_of_an_error_reply(
+    make_slack_app: slack_fixtures.MakeSlackApp, slack_stub: SlackStub, openai_stub: OpenAIStub, web: WebStub
+) -> None:
+    app = await make_slack_app(OPENAI_MAX_RETRIES="0")
+    openai_stub.responder = model(["Bing shows AI answers for about 40 percent of US English searches."])
+    thread = await summarize_here(app, web)
+    before = len(slack_stub.posted())
+    openai_stub.fail_next(2, status=500)  # the model is out for the first two runs of the question's job
+    ts = next_ts()
+    assert await app.event(mention("<@UBOT> What share of searches get AI answers?", ts=ts,
+                                   thread_ts=thread)) == 200
+    assert (await app.command(f"and on Bing? <{web.url('/search')}>", command="/ask",
+                              response_name="ask")).status == 200
+    await app.settle()
+    answers = slack_stub.posted()[before:]
+    assert len(answers) == 2 and all("40 percent" in flat(a) for a in answers)
+    assert all(a["thread_ts"] == thread for a in answers)
+    told = [b["text"] for _name, b in slack_stub.responses] + [a["text"] for a in answers]
+    assert not any(":warning:" in text for text in told)  # waited, never told of an error
+    reactions = [(c.method, c.args.get("name")) for c in slack_stub.calls if c.args.get("timestamp") == ts]
+    assert reactions[-1] == ("reactions.remove", "thinking_face")
+    assert ("reactions.add", "warning") not in reactions
+    jobs = await app.deps.jobs.queue.counts()
+    assert jobs[("question", "done")] == 1 and jobs[("ask", "done")] == 1
+
+
+async def test_a_question_whose_model_stays_out_past_the_deadline_is_told_once(
+    make_slack_app: slack_fixtures.MakeSlackApp, slack_stub: SlackStub, openai_stub: OpenAIStub, web: WebStub
+) -> None:
+    app = await make_slack_app(OPENAI_MAX_RETRIES="0", RETRY_DEADLINE="3")
+    openai_stub.responder = model()
+    thread = await summarize_here(app, web)
+    before = len(slack_stub.posted())
+    openai_stub.fail_next(100, status=500)
+    assert await app.event(mention("<@UBOT> What share of searches get AI answers?", thread_ts=thread)) == 200
+    await app.settle()
+    (told,) = slack_stub.posted()[before:]
+    assert told["thread_ts"] == thread and "gave up on this question" in told["text"]
+    assert (await app.deps.jobs.queue.counts())[("question", "failed")] == 1
+
+    # `bot.py jobs` lists it; /metrics counts it by kind; once the model is back, a retry answers it.
+    queue = app.deps.jobs.queue
+    listing = format_jobs(await queue.list_jobs(), await queue.counts())
+    assert "question failed: 1" in listing and "deadline passed" in listing
+    assert 'ringkas_jobs{kind="question",state="failed"} 1.0' in (await app.get("/metrics")).text
+    openai_stub._failures.clear()
+    [failed] = await queue.list_jobs(("failed",))
+    assert await queue.retry(failed["id"])
+    app.deps.jobs.worker.wake()
+    await app.settle()
+    told_then_answered = slack_stub.posted()[before:]
+    assert len(told_then_answered) == 2 and "40 percent" in flat(told_then_answered[1])
+    assert 'ringkas_jobs{kind="question",state="done"} 1.0' in (await app.get("/metrics")).text

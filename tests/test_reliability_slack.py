@@ -103,7 +103,7 @@ async def test_a_digest_slack_refuses_as_blocks_is_posted_as_plain_text(slack_st
     assert any("Story 19" in d["text"] for d in delivered)
 
 
-async def test_a_question_cut_off_by_shutdown_is_told_in_the_thread(
+async def test_a_question_cut_off_by_shutdown_is_answered_after_the_restart(
     slack_app: SlackApp, slack_stub: SlackStub, openai_stub: OpenAIStub, web: WebStub
 ) -> None:
     openai_stub.responder = model()
@@ -115,11 +115,15 @@ async def test_a_question_cut_off_by_shutdown_is_told_in_the_thread(
     async with asyncio.timeout(10):
         while not openai_stub.in_flight:
             await asyncio.sleep(0.02)
-    await slack_app.deps.tasks.drain(grace=0.2)
-    told = slack_stub.posted()[before:]
-    assert len(told) == 1 and told[0]["thread_ts"] == thread
-    assert "restarting" in told[0]["text"]
+    await slack_app.deps.jobs.worker.stop(grace=0.2)  # the job goes back to the queue
+    assert slack_stub.posted()[before:] == []  # no "please ask again": it will be answered
+    openai_stub.delay = 0
+    await slack_app.restart()
+    await slack_app.settle()
+    answers = [m for m in slack_stub.messages["C0001"]
+               if m.get("thread_ts") == thread and "Bing shows AI answers for about 40 percent" in m["text"]]
+    assert len(answers) == 1 and "streaming" not in answers[0]  # streamed in, finished, once
     records = await slack_app.deps.state.claim(
         kind="mention", team_id="T0001", channel_id="C0001", message_ts=ts, link="-", user_id="U0001",
     )
-    assert records is None  # the question was recorded as handled (failed), not left pending
+    assert records is None  # recorded once: a redelivery is not answered again

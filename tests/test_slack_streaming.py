@@ -103,3 +103,30 @@ async def test_ask_streams_in_the_articles_thread_and_names_who_asked(
     assert stream["thread_ts"] == thread and stream["text"] == ANSWER
     assert "<@U0042> asked" in json.dumps(stream["blocks"])
     assert slack_stub.calls_to("chat.startStream")[0].args["recipient_user_id"] == "U0042"
+
+
+async def test_a_rerun_finds_the_stream_its_crashed_run_opened_before_recording_it(
+    slack_app: SlackApp, slack_stub: SlackStub, openai_stub: OpenAIStub, web: WebStub
+) -> None:
+    """The process died between Slack opening the stream and the ts being recorded: the rerun takes over
+    the bot's message without metadata in that thread (not the summary, which carries its key)."""
+    from datetime import timedelta
+
+    from handlers.question_jobs import _earlier_stream, _Journal
+    from ringkas.jobs import Job
+    from ringkas.storage.base import utcnow
+
+    thread = await summarize_here(slack_app, web)
+    client = slack_app.runtime.app.client
+    now = utcnow()
+    job = Job(id=1, key="q-crashed", kind="question", payload={}, attempts=2,
+              give_up_at=now + timedelta(minutes=5), created_at=now)
+    assert await _earlier_stream(slack_app.deps, client, job) is None  # nothing journaled: a fresh start
+    journal = _Journal(slack_app.deps, job, "C0001", thread)
+    await journal.opening()  # recorded as attempted ...
+    opened = await client.chat_startStream(channel="C0001", thread_ts=thread, markdown_text="Bing shows",
+                                           recipient_team_id="T0001", recipient_user_id="U0001")
+    # ... but the process died before `journal.opened(ts)`.
+    assert await _earlier_stream(slack_app.deps, client, job) == opened["ts"]
+    entry = await slack_app.deps.jobs.outbox.get("q-crashed:stream")
+    assert entry is not None and entry.state == "sent" and entry.message_ts == opened["ts"]

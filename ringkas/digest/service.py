@@ -38,6 +38,9 @@ log = logging.getLogger("ringkas.digest.service")
 
 WINDOW = timedelta(hours=24)
 FEED_CACHE = timedelta(minutes=10)  # channels due at the same time share one round of feed fetches
+# A run that takes over from an attempt that was posting waits this long before it looks in Slack for that
+# attempt's message: a post in flight when its process died (or timed out) lands meanwhile, and is found.
+POST_SETTLE = 10.0
 KEEP_ITEMS = timedelta(days=7)
 FEED_CONCURRENCY = 8
 EXTRA_CANDIDATES = 5  # more than DIGEST_MAX_STORIES go to the model, which folds same-event stories
@@ -108,6 +111,7 @@ class DigestService:
         self.reader = FeedReader(fetcher, concurrency=FEED_CONCURRENCY, timeout=settings.fetch_timeout + 5)
         self.sources = list(sources) if sources is not None else feed_sources(settings)
         self.clock = clock
+        self.post_settle = POST_SETTLE  # tests of the takeover logic set 0
         self._snapshot: _Snapshot | None = None
         self._refresh_lock: asyncio.Lock | None = None
 
@@ -285,10 +289,12 @@ class DigestService:
         now = now or self.clock()
         team_id, channel_id = subscription.team_id, subscription.channel_id
         day = local_date(now, subscription.timezone).isoformat()
+        before = await self.store.run(team_id, channel_id, day)
         run_id = await self.store.claim_run(team_id, channel_id, day)
         if run_id is None:
             log.info("digest already taken", extra={"team": team_id, "channel": channel_id, "date": day})
             return RunResult(team_id, channel_id, day, "skipped")
+        took_over_posting = before is not None and before.state in ("posting", "uncertain")
         try:
             previous_end = await self.store.last_window_end(team_id, channel_id)
             start = max(now - WINDOW, previous_end) if previous_end else now - WINDOW
@@ -309,6 +315,10 @@ class DigestService:
                 error = exc if isinstance(exc, RingkasError) else RingkasError(detail=type(exc).__name__)
                 await _tell(post, "gave_up", subscription, error)
             return RunResult(team_id, channel_id, day, "failed", error=_describe(exc))
+        if took_over_posting:
+            log.info("an earlier attempt was posting; letting its post land before looking for it",
+                     extra={"team": team_id, "channel": channel_id, "wait": POST_SETTLE})
+            await asyncio.sleep(self.post_settle)
         try:
             ts = await post(team_id, channel_id, digest)
         except PostFailed as exc:

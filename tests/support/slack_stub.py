@@ -10,10 +10,11 @@ recipient_team_id/recipient_user_id is refused, and `stub.refuse_streams = "erro
 `chat.startStream` (a workspace or surface where streaming is not allowed).
 Socket Mode: `apps.connections.open` returns a WebSocket URL served here; the socket sends
 `hello`, and `await stub.socket_send(envelope)` pushes an envelope; acks land in `stub.socket_acks`.
-Like Slack, it keeps the messages posted (`stub.messages`, with their `metadata`), edits them on
-chat.update, and returns them from conversations.history / conversations.replies (unless `stub.replies`
-holds a canned thread). Outages: `stub.fail_status = 500` answers every method with that status;
-`await stub.go_down()` / `await stub.come_back()` refuse connections in between.
+Like Slack, it keeps the messages posted (`stub.messages`, with their `metadata`; a streamed message from
+its first words on), edits them on chat.update, and returns them from conversations.history /
+conversations.replies (unless `stub.replies` holds a canned thread). Outages: `stub.fail_status = 500`
+answers every method with that status; `await stub.go_down()` / `await stub.come_back()` refuse
+connections in between.
 """
 
 from __future__ import annotations
@@ -215,15 +216,40 @@ class SlackStub:
             ts = self._next_ts()
             self.streams[ts] = {"channel": channel, "thread_ts": args["thread_ts"],
                                 "text": self._stream_text(args), "stopped": False, "blocks": None}
+            # Like Slack, a streamed message is a message of the thread from its first words on.
+            self.messages.setdefault(channel, []).append(
+                {"type": "message", "ts": ts, "text": self.streams[ts]["text"], "bot_id": BOT_ID,
+                 "thread_ts": args["thread_ts"], "streaming": True})
             return {"ok": True, "channel": channel, "ts": ts}
         stream = self.streams.get(str(args.get("ts")))
         if stream is None or stream["stopped"]:
             return {"ok": False, "error": "message_not_in_streaming_state"}
         stream["text"] += self._stream_text(args)
+        stored = self._message(stream["channel"], str(args.get("ts")))
         if method == "chat.stopStream":
             stream["stopped"] = True
             stream["blocks"] = args.get("blocks")
+        if stored is not None:
+            stored["text"] = stream["text"]
+            if method == "chat.stopStream":
+                stored.pop("streaming", None)
+                if args.get("blocks"):
+                    stored["blocks"] = args["blocks"]
+                metadata = self._metadata(args)
+                if metadata:
+                    stored["metadata"] = metadata
         return {"ok": True, "channel": stream["channel"], "ts": args.get("ts")}
+
+    def _message(self, channel: str, ts: str) -> dict[str, Any] | None:
+        for stored in self.messages.get(channel, []):
+            if stored["ts"] == ts:
+                return stored
+        return None
+
+    @staticmethod
+    def _metadata(args: dict[str, Any]) -> Any:
+        metadata = args.get("metadata")
+        return json.loads(metadata) if isinstance(metadata, str) else metadata
 
     def _answer(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
         if method in {"chat.startStream", "chat.appendStream", "chat.stopStream"}:
@@ -254,9 +280,14 @@ class SlackStub:
             self.messages.setdefault(str(args.get("channel")), []).append(stored)
             return {"ok": True, "channel": args.get("channel"), "ts": ts, "message": message}
         if method == "chat.update":
-            for stored in self.messages.get(str(args.get("channel")), []):
-                if stored["ts"] == args.get("ts"):
-                    stored["text"] = args.get("text", "")
+            stored = self._message(str(args.get("channel")), str(args.get("ts")))
+            if stored is not None:
+                stored["text"] = args.get("text", "")
+                stored.pop("streaming", None)
+                if "blocks" in args:
+                    stored["blocks"] = args["blocks"]
+                if self._metadata(args):
+                    stored["metadata"] = self._metadata(args)
         if method in {"chat.update", "chat.appendStream", "chat.stopStream"}:
             return {
                 "ok": True,
