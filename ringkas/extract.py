@@ -47,8 +47,8 @@ from ringkas.reading.budget import check_element_budget, check_markup_budget
 from ringkas.reading.markdown import strip_emphasis, unescape_markdown
 from ringkas.reading.markup import (
     HTML_TYPES,
-    PDF_TYPES,
     has_attribute_flood,
+    is_pdf,
     looks_like_html,
     looks_like_pdf,
     looks_like_text,
@@ -849,11 +849,6 @@ def _site_of(url: str) -> str | None:
 
 
 # --- public API ------------------------------------------------------------------------------------
-
-
-def is_pdf(result: FetchResult) -> bool:
-    kind = result.content_type
-    return kind in PDF_TYPES or (kind not in HTML_TYPES and looks_like_pdf(result.body))
 
 
 def extract_article(result: FetchResult) -> Article:

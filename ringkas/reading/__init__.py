@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 
 from ringkas.documents import Article, FetchResult
+from ringkas.reading.markup import is_pdf
 from ringkas.reading.pool import ReadingPool
 
 
@@ -20,9 +21,9 @@ class DocumentReader:
         self.pool = pool or ReadingPool(deadline=deadline)
 
     async def read(self, result: FetchResult) -> Article:
-        from ringkas.extract import extract_article, is_pdf
-
         if is_pdf(result):
+            from ringkas.extract import extract_article  # trafilatura and lxml: only a PDF loads them here
+
             return await asyncio.to_thread(extract_article, result)  # pypdf runs in its own child
         return await self.pool.extract(result)
 

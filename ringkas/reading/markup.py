@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import re
 from itertools import compress
-from typing import AnyStr
+from typing import TYPE_CHECKING, AnyStr
+
+if TYPE_CHECKING:
+    from ringkas.documents import FetchResult
 
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 TEXT_TYPES = frozenset({"text/plain", "text/markdown", "text/x-markdown"})
@@ -47,6 +50,12 @@ def strip_bom(head: bytes) -> bytes:
         if head.startswith(bom):
             return head[len(bom) :]
     return head
+
+
+def is_pdf(result: FetchResult) -> bool:
+    """A fetched document to read as a PDF: labelled so, or PDF bytes under a label that is not HTML."""
+    kind = result.content_type
+    return kind in PDF_TYPES or (kind not in HTML_TYPES and looks_like_pdf(result.body))
 
 
 def looks_like_pdf(body: bytes) -> bool:
