@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ringkas.documents import FetchResult
-from ringkas.extract import article_from_file, choose_main_text, extract_article, tidy_markdown
+from ringkas.extract import article_from_file, choose_main_text, drop_boilerplate_lines, extract_article
 
 CAUSES = Path(__file__).parent / "fixtures" / "pages" / "causes"
 
@@ -53,8 +53,8 @@ def test_candidate_rule_prefers_trafilatura_and_falls_back_only_on_little_text()
 
 
 def test_boilerplate_lines_are_dropped_but_look_alikes_stay() -> None:
-    text = "Baca juga: Artikel lain\nRelated to the probe, more followed.\nADVERTISEMENT\n**Bold** words"
-    assert tidy_markdown(text) == "Related to the probe, more followed.\nBold words"
+    text = "Baca juga: Artikel lain\nRelated to the probe, more followed.\nADVERTISEMENT\n*Starred* words"
+    assert drop_boilerplate_lines(text) == "Related to the probe, more followed.\n*Starred* words"
 
 
 def test_utf8_page_with_one_stray_byte_is_not_garbled() -> None:
