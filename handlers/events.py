@@ -14,7 +14,7 @@ from typing import Any
 from handlers.deps import Deps
 from handlers.link_jobs import accept_links
 from handlers.links import extract_links, mentions_user
-from handlers.question_jobs import QUESTION_JOB, accept_request
+from handlers.question_jobs import QUESTION_JOB, accept_question
 from handlers.summaries import LinkJob, split_links
 from ringkas.slack_state import ChannelSettings
 
@@ -139,6 +139,6 @@ async def _no_link(
                "message_ts": str(event["ts"]), "thread_ts": event.get("thread_ts"),
                "reply_thread": reply_thread, "user_id": event.get("user"), "text": text,
                "bot_user_id": bot_user_id}
-    await accept_request(deps, kind=kind, team_id=team_id, channel_id=payload["channel_id"],
-                         message_ts=payload["message_ts"], user_id=event.get("user"), job_kind=QUESTION_JOB,
-                         payload=payload)
+    await accept_question(deps, kind=kind, team_id=team_id, channel_id=payload["channel_id"],
+                          message_ts=payload["message_ts"], user_id=event.get("user"), job_kind=QUESTION_JOB,
+                          payload=payload)

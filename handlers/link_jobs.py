@@ -24,6 +24,7 @@ import logging
 from datetime import timedelta
 from typing import Any
 
+from handlers.accepting import accept_request
 from handlers.delivery import SlackSender, message_payload
 from handlers.deps import Deps
 from handlers.progress import Progress
@@ -70,54 +71,21 @@ async def accept_links(deps: Deps, client: Any, job: LinkJob) -> int:
     Returns how many links were new (a redelivery finds them claimed). When the database cannot be
     reached, they are recorded in the background as soon as it is back (within RETRY_DEADLINE).
     """
-    try:
-        accepted = await _accept(deps, job)
-    except Exception as exc:
-        log.warning("could not record the request now; retrying in the background",
-                    extra={"channel": job.channel_id, "kind": job.kind, "error": type(exc).__name__})
-        deps.tasks.spawn(_accept_when_possible(deps, client, job), name=f"accept:{job.channel_id}")
-        return 0
-    if accepted:
-        deps.jobs.worker.wake()
-    else:
-        log.info("links already handled", extra={"channel": job.channel_id, "message_ts": job.message_ts})
-    return accepted
-
-
-async def _accept(deps: Deps, job: LinkJob) -> int:
     payload = {
         "kind": job.kind, "team_id": job.team_id, "channel_id": job.channel_id, "message_ts": job.message_ts,
         "thread_ts": job.thread_ts, "user_id": job.user_id, "requested_by": job.requested_by,
         "response_url": job.response_url, "skipped": job.skipped, "cap": deps.settings.max_links_per_message,
         "first_link": job.links[0] if job.links else None,
     }
-    claimed = await deps.jobs.intake.accept(AcceptSpec(
+
+    async def apologise() -> None:
+        await Reply(client, job).start(failure_text(words_for(deps, None)(APOLOGY)))
+
+    accepted = await accept_request(deps, AcceptSpec(
         kind=job.kind, team_id=job.team_id, channel_id=job.channel_id, message_ts=job.message_ts,
         links=tuple(job.links), user_id=job.user_id, job_kind=LINK_JOB, payload=payload,
-    ))
-    return len(claimed)
-
-
-async def _accept_when_possible(deps: Deps, client: Any, job: LinkJob) -> None:
-    loop = asyncio.get_running_loop()
-    give_up_at = loop.time() + deps.settings.retry_deadline
-    wait = 1.0
-    while loop.time() < give_up_at and not deps.tasks.closing:
-        await asyncio.sleep(wait)
-        wait = min(30.0, wait * 2)
-        try:
-            if await _accept(deps, job):
-                deps.jobs.worker.wake()
-            return
-        except Exception as exc:
-            log.warning("still cannot record the request",
-                        extra={"channel": job.channel_id, "error": type(exc).__name__})
-    log.error("gave up recording a request", extra={"channel": job.channel_id, "kind": job.kind})
-    if job.kind != "message":  # someone asked explicitly: say so rather than stay silent
-        try:
-            await Reply(client, job).start(failure_text(words_for(deps, None)(APOLOGY)))
-        except Exception:
-            log.exception("could not apologise either", extra={"channel": job.channel_id})
+    ), on_give_up=apologise if job.kind != "message" else None)  # someone asked explicitly: say so
+    return accepted or 0
 
 
 # --- the job ---------------------------------------------------------------------------------------

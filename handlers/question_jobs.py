@@ -2,7 +2,7 @@
 durable jobs, through the same queue, worker and Slack outbox as links (ringkas.jobs).
 
 Before Slack is acknowledged, the request is claimed and its job added in one transaction
-(`accept_request`, through the intake). A worker in any process runs it:
+(`accept_question`, through `handlers.accepting`). A worker in any process runs it:
 
 - the answer streams into the thread as the model writes it; the stream is journaled in the outbox
   (`<job key>:stream`: recorded before chat.startStream, its ts once Slack has it), so a run after a
@@ -32,6 +32,7 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
+from handlers.accepting import accept_request
 from handlers.delivery import METADATA_EVENT, SlackSender, classify
 from handlers.deps import Deps
 from handlers.link_jobs import model_outage
@@ -71,42 +72,15 @@ QUESTION_OUTAGE = N_("I couldn't reach the services I need (the language model, 
 # --- before the ack ------------------------------------------------------------------------------
 
 
-async def accept_request(deps: Deps, *, kind: str, team_id: str, channel_id: str, message_ts: str,
-                         user_id: str | None, job_kind: str, payload: dict[str, Any]) -> bool:
-    """Claim the request and add its job in one transaction, before Slack is acknowledged. False when it
-    was claimed before (a redelivery). When the database is out, it is recorded in the background as soon
-    as it is back (within RETRY_DEADLINE)."""
-    spec = AcceptSpec(kind=kind, team_id=team_id, channel_id=channel_id, message_ts=message_ts,
-                      links=(NO_LINK,), user_id=user_id, job_kind=job_kind, payload=payload)
-    try:
-        claimed = await deps.jobs.intake.accept(spec)
-    except Exception as exc:
-        log.warning("could not record the request now; retrying in the background",
-                    extra={"channel": channel_id, "kind": kind, "error": type(exc).__name__})
-        deps.tasks.spawn(_accept_when_possible(deps, spec), name=f"accept:{channel_id}")
-        return True
-    if claimed:
-        deps.jobs.worker.wake()
-    else:
-        log.info("request already handled", extra={"channel": channel_id, "message_ts": message_ts})
-    return bool(claimed)
-
-
-async def _accept_when_possible(deps: Deps, spec: AcceptSpec) -> None:
-    loop = asyncio.get_running_loop()
-    give_up_at = loop.time() + deps.settings.retry_deadline
-    wait = 1.0
-    while loop.time() < give_up_at and not deps.tasks.closing:
-        await asyncio.sleep(wait)
-        wait = min(30.0, wait * 2)
-        try:
-            if await deps.jobs.intake.accept(spec):
-                deps.jobs.worker.wake()
-            return
-        except Exception as exc:
-            log.warning("still cannot record the request",
-                        extra={"channel": spec.channel_id, "error": type(exc).__name__})
-    log.error("gave up recording a request", extra={"channel": spec.channel_id, "kind": spec.kind})
+async def accept_question(deps: Deps, *, kind: str, team_id: str, channel_id: str, message_ts: str,
+                          user_id: str | None, job_kind: str, payload: dict[str, Any]) -> bool:
+    """Claim the request and add its job before Slack is acknowledged (`handlers.accepting`). False when
+    it was claimed before (a redelivery); True also when the database is out and it is recorded later."""
+    claimed = await accept_request(deps, AcceptSpec(
+        kind=kind, team_id=team_id, channel_id=channel_id, message_ts=message_ts, links=(NO_LINK,),
+        user_id=user_id, job_kind=job_kind, payload=payload,
+    ))
+    return claimed is None or claimed > 0
 
 
 def job_kinds(deps: Deps, client: Any) -> dict[str, JobKind]:
@@ -526,7 +500,7 @@ __all__ = [
     "ASK_USAGE",
     "QUESTION_JOB",
     "SendLater",
-    "accept_request",
+    "accept_question",
     "ask_progress",
     "job_kinds",
 ]

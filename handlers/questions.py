@@ -65,7 +65,7 @@ THREAD_HINT = N_(
 
 def register(app: Any, deps: Deps) -> None:
     """Registers /ask: the question becomes a durable job before the ack (handlers/question_jobs.py)."""
-    from handlers.question_jobs import ASK_JOB, accept_request, ask_progress
+    from handlers.question_jobs import ASK_JOB, accept_question, ask_progress
 
     @app.command("/ask")
     async def ask_command(ack: Any, command: dict[str, Any], respond: Any, context: Any) -> None:
@@ -85,9 +85,9 @@ def register(app: Any, deps: Deps) -> None:
         payload = {"team_id": team_id, "channel_id": channel_id, "user_id": user_id, "text": text,
                    "response_url": command.get("response_url")}
         # Slash commands have no message ts; the trigger id is unique per invocation.
-        await accept_request(deps, kind="ask", team_id=team_id, channel_id=channel_id,
-                             message_ts=str(command.get("trigger_id") or command.get("response_url") or ""),
-                             user_id=user_id, job_kind=ASK_JOB, payload=payload)
+        await accept_question(deps, kind="ask", team_id=team_id, channel_id=channel_id,
+                              message_ts=str(command.get("trigger_id") or command.get("response_url") or ""),
+                              user_id=user_id, job_kind=ASK_JOB, payload=payload)
         await ack(text=ask_progress(text, _))
 
 
