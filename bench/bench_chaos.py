@@ -26,17 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-_TIKTOKEN = ROOT.parent / "shared" / "tiktoken"
-if "TIKTOKEN_CACHE_DIR" not in os.environ and _TIKTOKEN.is_dir():
-    os.environ["TIKTOKEN_CACHE_DIR"] = str(_TIKTOKEN)
+import psycopg
+from _setup import ROOT
+from psycopg import sql
+from sqlalchemy.engine import make_url
 
-import psycopg  # noqa: E402
-from psycopg import sql  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
-
-from tests.chaos import (  # noqa: E402
+from tests.chaos import (
     Bot,
     Outcome,
     bot_env,
@@ -46,9 +41,9 @@ from tests.chaos import (  # noqa: E402
     question_outcome,
     wait_until,
 )
-from tests.support.openai_stub import OpenAIStub  # noqa: E402
-from tests.support.slack_stub import SlackStub  # noqa: E402
-from tests.support.web_stub import WebStub  # noqa: E402
+from tests.support.openai_stub import OpenAIStub
+from tests.support.slack_stub import SlackStub
+from tests.support.web_stub import WebStub
 
 SECRET = "bench-signing-secret"
 CHANNEL = "C0001"

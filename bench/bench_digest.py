@@ -21,30 +21,24 @@ import gc
 import os
 import random
 import resource
-import sys
 import tempfile
 import threading
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-_TIKTOKEN = ROOT.parent / "shared" / "tiktoken"
-if "TIKTOKEN_CACHE_DIR" not in os.environ and _TIKTOKEN.is_dir():
-    os.environ["TIKTOKEN_CACHE_DIR"] = str(_TIKTOKEN)
+import _setup  # noqa: F401  (first: the project's path and the tokenizer's files)
 
-from ringkas.config import Settings  # noqa: E402
-from ringkas.digest.models import FeedSource  # noqa: E402
-from ringkas.digest.service import DigestService  # noqa: E402
-from ringkas.digest.write import call_budget  # noqa: E402
-from ringkas.fetch import SafeFetcher  # noqa: E402
-from ringkas.llm import LLM  # noqa: E402
-from ringkas.storage import Database  # noqa: E402
-from tests.support.openai_stub import OpenAIStub, skipping  # noqa: E402
-from tests.support.web_stub import WebStub  # noqa: E402
-from tests.test_digest_support import digest_responder, rss  # noqa: E402
+from ringkas.config import Settings
+from ringkas.digest.models import FeedSource
+from ringkas.digest.service import DigestService
+from ringkas.digest.write import call_budget
+from ringkas.fetch import SafeFetcher
+from ringkas.llm import LLM
+from ringkas.storage import Database
+from tests.support.openai_stub import OpenAIStub, skipping
+from tests.support.web_stub import WebStub
+from tests.test_digest_support import digest_responder, rss
 
 COMPANIES = ["OpenAI", "Anthropic", "Google DeepMind", "Meta", "Mistral", "Nvidia", "Microsoft", "xAI",
              "Cohere", "Hugging Face", "DeepSeek", "Alibaba Qwen", "Perplexity", "Apple", "Amazon"]

@@ -17,29 +17,21 @@ import argparse
 import asyncio
 import io
 import logging
-import os
 import socket
 import statistics
-import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
+import _setup  # noqa: F401  (first: the project's path and the tokenizer's files)
 import aiohttp
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-_TIKTOKEN = ROOT.parent / "shared" / "tiktoken"
-if "TIKTOKEN_CACHE_DIR" not in os.environ and _TIKTOKEN.is_dir():
-    os.environ["TIKTOKEN_CACHE_DIR"] = str(_TIKTOKEN)
-
-from bot import build_slack_app, prepare_for_traffic, serve_http  # noqa: E402
-from ringkas.config import Settings  # noqa: E402
-from ringkas.logs import configure_logging  # noqa: E402
-from tests.support.openai_stub import OpenAIStub  # noqa: E402
-from tests.support.slack_signing import event_body, signed_headers  # noqa: E402
-from tests.support.slack_stub import SlackStub  # noqa: E402
+from bot import build_slack_app, prepare_for_traffic, serve_http
+from ringkas.config import Settings
+from ringkas.logs import configure_logging
+from tests.support.openai_stub import OpenAIStub
+from tests.support.slack_signing import event_body, signed_headers
+from tests.support.slack_stub import SlackStub
 
 SECRET = "bench-signing-secret"
 

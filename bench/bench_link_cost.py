@@ -32,14 +32,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import _setup  # noqa: F401  (first: the project's path and the tokenizer's files)
 import aiohttp
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-_TIKTOKEN = ROOT.parent / "shared" / "tiktoken"
-if "TIKTOKEN_CACHE_DIR" not in os.environ and _TIKTOKEN.is_dir():
-    os.environ["TIKTOKEN_CACHE_DIR"] = str(_TIKTOKEN)
 
 SECRET = "bench-signing-secret"
 HEAVY = ("tiktoken", "ringkas.language.model", "fasttext", "lingua", "langdetect", "trafilatura", "lxml",

@@ -16,28 +16,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-_TIKTOKEN = ROOT.parent / "shared" / "tiktoken"
-if "TIKTOKEN_CACHE_DIR" not in os.environ and _TIKTOKEN.is_dir():
-    os.environ["TIKTOKEN_CACHE_DIR"] = str(_TIKTOKEN)
+from _setup import ROOT
 
-from ringkas.articles import ArticleStore  # noqa: E402
-from ringkas.config import Settings  # noqa: E402
-from ringkas.documents import Article  # noqa: E402
-from ringkas.fetch import SafeFetcher  # noqa: E402
-from ringkas.llm import LLM  # noqa: E402
-from ringkas.qa import QuestionService  # noqa: E402
-from ringkas.service import Ringkas  # noqa: E402
-from ringkas.storage import Database  # noqa: E402
-from tests.support.openai_stub import OpenAIStub  # noqa: E402
+from ringkas.articles import ArticleStore
+from ringkas.config import Settings
+from ringkas.documents import Article
+from ringkas.fetch import SafeFetcher
+from ringkas.llm import LLM
+from ringkas.qa import QuestionService
+from ringkas.service import Ringkas
+from ringkas.storage import Database
+from tests.support.openai_stub import OpenAIStub
 
 FILLER = (ROOT / "tests" / "fixtures" / "qa_long_article.txt").read_text(encoding="utf-8").split("\n\n")[1:]
 

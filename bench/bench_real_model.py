@@ -23,28 +23,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-_TIKTOKEN = ROOT.parent / "shared" / "tiktoken"
-if "TIKTOKEN_CACHE_DIR" not in os.environ and _TIKTOKEN.is_dir():
-    os.environ["TIKTOKEN_CACHE_DIR"] = str(_TIKTOKEN)
+import httpx
+from _setup import ROOT
 
-import httpx  # noqa: E402
-
-from ringkas.config import Settings  # noqa: E402
-from ringkas.documents import Article  # noqa: E402
-from ringkas.errors import RingkasError  # noqa: E402
-from ringkas.extract import article_from_file  # noqa: E402
-from ringkas.llm import LLM  # noqa: E402
-from ringkas.summarize import Summarizer  # noqa: E402
+from ringkas.config import Settings
+from ringkas.documents import Article
+from ringkas.errors import RingkasError
+from ringkas.extract import article_from_file
+from ringkas.llm import LLM
+from ringkas.summarize import Summarizer
 
 FIXTURES = ROOT / "tests" / "fixtures"
 DEFAULT_PAGES = (

@@ -13,28 +13,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import sys
 import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-_TIKTOKEN = ROOT.parent / "shared" / "tiktoken"
-if "TIKTOKEN_CACHE_DIR" not in os.environ and _TIKTOKEN.is_dir():
-    os.environ["TIKTOKEN_CACHE_DIR"] = str(_TIKTOKEN)
+from _setup import ROOT
+from sqlalchemy import func, select
 
-from sqlalchemy import func, select  # noqa: E402
-
-from ringkas.config import Settings  # noqa: E402
-from ringkas.fetch import SafeFetcher  # noqa: E402
-from ringkas.llm import LLM  # noqa: E402
-from ringkas.service import Ringkas  # noqa: E402
-from ringkas.storage import Base, Database  # noqa: E402
-from ringkas.storage.tables import SummaryRow  # noqa: E402
-from tests.support.openai_stub import OpenAIStub  # noqa: E402
-from tests.support.web_stub import WebStub  # noqa: E402
+from ringkas.config import Settings
+from ringkas.fetch import SafeFetcher
+from ringkas.llm import LLM
+from ringkas.service import Ringkas
+from ringkas.storage import Base, Database
+from ringkas.storage.tables import SummaryRow
+from tests.support.openai_stub import OpenAIStub
+from tests.support.web_stub import WebStub
 
 PAGE = (ROOT / "tests" / "fixtures" / "summaries" / "berita-ai-id.html").read_text(encoding="utf-8")
 

@@ -20,28 +20,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
-import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import aiohttp
+from _setup import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-_TIKTOKEN = ROOT.parent / "shared" / "tiktoken"
-if "TIKTOKEN_CACHE_DIR" not in os.environ and _TIKTOKEN.is_dir():
-    os.environ["TIKTOKEN_CACHE_DIR"] = str(_TIKTOKEN)
-
-from bot import build_slack_app, prepare_for_traffic, serve_http  # noqa: E402
-from ringkas.config import Settings  # noqa: E402
-from tests.support.openai_stub import OpenAIStub, default_responder  # noqa: E402
-from tests.support.slack_signing import event_body, signed_headers  # noqa: E402
-from tests.support.slack_stub import SlackStub  # noqa: E402
-from tests.support.web_stub import WebStub  # noqa: E402
+from bot import build_slack_app, prepare_for_traffic, serve_http
+from ringkas.config import Settings
+from tests.support.openai_stub import OpenAIStub, default_responder
+from tests.support.slack_signing import event_body, signed_headers
+from tests.support.slack_stub import SlackStub
+from tests.support.web_stub import WebStub
 
 SECRET = "bench-signing-secret"
 ARTICLE = (ROOT / "tests" / "fixtures" / "slack_article.html").read_text(encoding="utf-8")
