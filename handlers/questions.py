@@ -91,17 +91,23 @@ def register(app: Any, deps: Deps) -> None:
         await ack(text=ask_progress(text, _))
 
 
+def _shown(question: str) -> str:
+    """The question as shown under its answer: cut at QUESTION_SHOWN_CHARS."""
+    if len(question) > QUESTION_SHOWN_CHARS:
+        return question[: QUESTION_SHOWN_CHARS - 1] + "…"
+    return question
+
+
+def _asked(_: Any, asked_by: str | None) -> str:
+    return _("{user} asked", user=user_mention(asked_by) or _("Someone"))
+
+
 def stream_footer(answer: Answer, *, question: str | None, asked_by: str | None) -> list[dict[str, Any]]:
     """Blocks under a streamed answer: who asked what (for /ask) and the article(s) it rests on."""
     _ = translator(answer.language)
     parts: list[str] = []
     if question:
-        who = user_mention(asked_by) or _("Someone")
-        shown = question
-        if len(shown) > QUESTION_SHOWN_CHARS:
-            shown = shown[: QUESTION_SHOWN_CHARS - 1] + "…"
-        asked = _("{user} asked", user=who)
-        parts.append(f"{asked}: {escape(' '.join(shown.split()))}")
+        parts.append(f"{_asked(_, asked_by)}: {escape(' '.join(_shown(question).split()))}")
     parts.append(_("About: {articles}", articles=article_links(answer)))
     return [ContextBlock(elements=[MarkdownTextObject(text=fit(p, CONTEXT_LIMIT)) for p in parts]).to_dict(),
             feedback_block("answer", answer.question_id, _)]
@@ -159,12 +165,8 @@ def answer_message(
     blocks: list[dict[str, Any]] = []
     fallback: list[str] = []
     if question:
-        who = user_mention(asked_by) or _("Someone")
-        shown = question
-        if len(shown) > QUESTION_SHOWN_CHARS:
-            shown = shown[: QUESTION_SHOWN_CHARS - 1] + "…"
+        shown, asked = _shown(question), _asked(_, asked_by)
         quoted = "\n".join("> " + escape(line) for line in shown.splitlines())
-        asked = _("{user} asked", user=who)
         blocks.append(_section(f"*{asked}:*\n{quoted}"))
         fallback.append(f"{asked}: {escape(shown)}")
     body = slack_answer_text(answer.text)
