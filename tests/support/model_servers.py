@@ -37,6 +37,7 @@ import tiktoken
 from aiohttp import web
 
 from tests.support.openai_stub import OpenAIStub, request_text, stream_completion, summary_from_source
+from tests.support.serving import serve
 
 _ENCODING: tiktoken.Encoding | None = None
 
@@ -107,11 +108,7 @@ class ModelServerStub(OpenAIStub):
         app.router.add_post("/api/show", self._show)
         app.router.add_post("/tokenize", self._tokenize)
         app.router.add_post("/extras/tokenize/count", self._extras_count)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve(app)
         return self
 
     async def _server_models(self, _request: web.Request) -> web.Response:

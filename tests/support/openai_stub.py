@@ -38,6 +38,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.support.serving import serve
+
 Responder = Callable[[dict[str, Any]], "str | dict[str, Any]"]
 
 
@@ -290,11 +292,7 @@ class OpenAIStub:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve(app)
         return self
 
     async def stop(self) -> None:
