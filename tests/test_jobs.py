@@ -32,6 +32,23 @@ async def _states(db: Database) -> dict[str, str]:
     return {key: state for key, state in rows}
 
 
+async def _run_job_until(database: Database, queue: JobQueue, kind: JobKind, state: str, *, polls: int,
+                         linger: float = 0.0) -> None:
+    """Queue job "a" of kind "k", run a worker until the job reaches `state` (or `polls` run out), then
+    `linger` seconds more (to see that nothing else happens) before stopping it."""
+    worker = Worker(queue, {"k": kind}, poll_interval=0.05)
+    await queue.enqueue(kind="k", key="a", payload={})
+    await worker.start()
+    try:
+        for _ in range(polls):
+            if (await _states(database)).get("a") == state:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(linger)
+    finally:
+        await worker.stop()
+
+
 async def test_a_key_is_queued_once_and_taken_once(database: Database) -> None:
     queue = JobQueue(database)
     assert await queue.enqueue(kind="k", key="a", payload={"n": 1})
@@ -108,16 +125,7 @@ async def test_worker_waits_out_an_outage_then_finishes(database: Database) -> N
     async def give_up(job: Job, reason: str) -> None:
         told.append(reason)
 
-    worker = Worker(queue, {"k": JobKind(run, give_up)}, poll_interval=0.05)
-    await queue.enqueue(kind="k", key="a", payload={})
-    await worker.start()
-    try:
-        for _ in range(200):
-            if (await _states(database)).get("a") == "done":
-                break
-            await asyncio.sleep(0.05)
-    finally:
-        await worker.stop()
+    await _run_job_until(database, queue, JobKind(run, give_up), "done", polls=200)
     assert calls == [1, 2, 3] and told == []
     assert await _states(database) == {"a": "done"}
 
@@ -132,17 +140,7 @@ async def test_worker_gives_up_once_after_the_deadline(database: Database) -> No
     async def give_up(job: Job, reason: str) -> None:
         told.append(reason)
 
-    worker = Worker(queue, {"k": JobKind(run, give_up)}, poll_interval=0.05)
-    await queue.enqueue(kind="k", key="a", payload={})
-    await worker.start()
-    try:
-        for _ in range(100):
-            if (await _states(database)).get("a") == "failed":
-                break
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(0.3)
-    finally:
-        await worker.stop()
+    await _run_job_until(database, queue, JobKind(run, give_up), "failed", polls=100, linger=0.3)
     assert await _states(database) == {"a": "failed"}
     assert len(told) == 1 and "deadline" in told[0]
     [failed] = await queue.list_jobs(("failed",))
