@@ -9,11 +9,28 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import reduce
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import delete, insert, literal, select, union_all, update
+from sqlalchemy import (
+    ColumnElement,
+    CompoundSelect,
+    FromClause,
+    Select,
+    and_,
+    case,
+    delete,
+    insert,
+    literal,
+    or_,
+    select,
+    true,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
@@ -22,10 +39,13 @@ from ringkas.documents import Article, Summary, Usage, UsageContext
 from ringkas.storage import Database
 from ringkas.storage.base import utcnow
 from ringkas.storage.tables import ArticleAliasRow, ArticleRow, ModelCallRow, SummaryRow
+from ringkas.urls import without_query
 
 log = logging.getLogger("ringkas.articles")
 
 URL_COLUMN_LENGTH = 2048
+_KEPT_OF_LONG_URL = 1900  # characters of an over-long URL kept in its key (see url_key)
+_SUMMARY = "summary_"  # prefix of the summary columns in a link's lookup
 
 
 def url_key(url: str) -> str:
@@ -33,7 +53,7 @@ def url_key(url: str) -> str:
     if len(url) <= URL_COLUMN_LENGTH:
         return url
     digest = hashlib.sha256(url.encode("utf-8", "replace")).hexdigest()
-    return f"{url[:1900]}#ringkas-sha256={digest}"
+    return f"{url[:_KEPT_OF_LONG_URL]}#ringkas-sha256={digest}"
 
 
 def content_hash(text: str) -> str:
@@ -47,6 +67,16 @@ def _clip(value: str | None, length: int) -> str | None:
 def _storable(value: str | None) -> str | None:
     """PostgreSQL text cannot hold NUL characters; pages and model replies occasionally carry them."""
     return value.replace("\x00", "") if value is not None else None
+
+
+@dataclass(frozen=True)
+class LinkLookup:
+    """What one read found about a shared link (`ArticleStore.lookup`)."""
+
+    article: Article | None  # the stored article the link leads to
+    summaries: Mapping[str, Summary]  # that article's summaries for the prompt version asked, by language
+    path_shared: bool  # a stored article's canonical URL has the link's scheme, host and path (or may have)
+    values: Mapping[str, Any]  # what the extra selects read, by column name
 
 
 class ArticleStore:
@@ -71,20 +101,37 @@ class ArticleStore:
         keys = list(dict.fromkeys(url_key(u) for u in urls if u))
         if not keys:
             return None
-        own = select(ArticleRow, ArticleRow.canonical_url.label("matched"), literal(0).label("via_alias")) \
-            .where(ArticleRow.canonical_url.in_(keys))
-        aliased = (
-            select(ArticleRow, ArticleAliasRow.url.label("matched"), literal(1).label("via_alias"))
-            .join(ArticleAliasRow, ArticleAliasRow.article_id == ArticleRow.id)
-            .where(ArticleAliasRow.url.in_(keys))
+        async with self.db.engine.connect() as conn:
+            row = (await conn.execute(_best_match(keys))).first()
+        return _article(row) if row is not None else None
+
+    async def lookup(
+        self, url: str, canonical: str, *, prompt_version: str, extra: Sequence[Select[Any]] = ()
+    ) -> LinkLookup:
+        """Everything a shared link needs read before its answer, in one statement: the article `url` or
+        `canonical` leads to (ranked as in `get_by_url`) with its summaries for `prompt_version`, whether
+        any stored article shares the canonical URL's path, and the columns of `extra`: one-row selects
+        (aggregates, such as the limits' counts) whose column names are distinct."""
+        facts = _facts(_path_shared(canonical).label("path_shared"), extra)
+        keys = list(dict.fromkeys(url_key(u) for u in (url, canonical) if u))
+        best = _best_match(keys).subquery("link_article")
+        summary_columns = [column.label(_SUMMARY + column.name) for column in SummaryRow.__table__.c]
+        query = select(facts, best, *summary_columns).select_from(
+            facts.outerjoin(best, true()).outerjoin(
+                SummaryRow,
+                and_(SummaryRow.article_id == best.c.id, SummaryRow.prompt_version == prompt_version),
+            )
         )
         async with self.db.engine.connect() as conn:
-            rows = (await conn.execute(union_all(own, aliased))).all()
-        if not rows:
-            return None
-        rank = {key: i for i, key in enumerate(keys)}
-        best = min(rows, key=lambda row: (rank.get(row.matched, len(rank)), row.via_alias))
-        return _article(best)
+            rows = (await conn.execute(query)).all()
+        first = rows[0]  # the facts are one row, whether or not an article matched
+        return LinkLookup(
+            article=_article(first) if first.id is not None else None,
+            summaries={row.summary_language: _summary(_unprefixed(row, _SUMMARY))
+                       for row in rows if row.summary_id is not None},
+            path_shared=bool(first.path_shared),
+            values={column.name: first._mapping[column.name] for s in extra for column in s.selected_columns},
+        )
 
     async def get_by_content(self, digest: str) -> Article | None:
         """The most recently fetched article whose stored text has this content hash."""
@@ -228,6 +275,50 @@ async def record_model_call(
             await conn.execute(statement)
     except (SQLAlchemyError, OSError) as exc:
         log.warning("could not record model usage", extra={"purpose": purpose, "error": type(exc).__name__})
+
+
+def _best_match(keys: list[str]) -> CompoundSelect:
+    """The one article the first of `keys` that matches leads to: an article stored under it before one
+    it is an alias of."""
+    def ranked(matched: Any, via_alias: int) -> Select[Any]:
+        rank = case({key: i for i, key in enumerate(keys)}, value=matched)
+        return select(ArticleRow, rank.label("match_rank"), literal(via_alias).label("via_alias"))
+
+    own = ranked(ArticleRow.canonical_url, 0).where(ArticleRow.canonical_url.in_(keys))
+    aliased = (
+        ranked(ArticleAliasRow.url, 1)
+        .join(ArticleAliasRow, ArticleAliasRow.article_id == ArticleRow.id)
+        .where(ArticleAliasRow.url.in_(keys))
+    )
+    return union_all(own, aliased).order_by("match_rank", "via_alias").limit(1)
+
+
+def _path_shared(canonical: str) -> ColumnElement[bool]:
+    """Whether a stored article's canonical URL is `canonical` up to its query: two index ranges on the
+    unique canonical_url (the URL without a query, and the URL followed by "?…"), not a LIKE."""
+    base = without_query(canonical)
+    if len(base) >= _KEPT_OF_LONG_URL:
+        return true()  # an over-long URL is stored cut (url_key): it may be there under another key
+    stored = ArticleRow.canonical_url
+    # "@" follows "?" in byte order: every key that starts with base + "?" sorts in between
+    return or_(
+        select(ArticleRow.id).where(stored == base).exists(),
+        select(ArticleRow.id).where(stored >= base + "?", stored < base + "@").exists(),
+    )
+
+
+def _facts(column: ColumnElement[Any], extra: Sequence[Select[Any]]) -> FromClause:
+    """One row: `column` beside the columns of the one-row selects in `extra`."""
+    parts = [part.subquery(f"link_count_{i}") for i, part in enumerate(extra)]
+    row = select(column, *(c for part in parts for c in part.c))
+    if parts:
+        row = row.select_from(reduce(lambda joined, part: joined.join(part, true()), parts[1:], parts[0]))
+    return row.subquery("link_facts")
+
+
+def _unprefixed(row: Any, prefix: str) -> SimpleNamespace:
+    return SimpleNamespace(**{name.removeprefix(prefix): value for name, value in row._mapping.items()
+                              if name.startswith(prefix)})
 
 
 def _article(row: Any) -> Article:

@@ -87,6 +87,26 @@ class SummaryResult:
     cached: bool = False
 
 
+@dataclass
+class TokensToday:
+    """Today's model tokens of a workspace and of one of its channels, read with a link's lookup.
+
+    The first budget check of that link's model calls may use them instead of asking the database;
+    `take` hands them out once, so the calls after it count afresh."""
+
+    day: datetime  # the start (00:00 UTC) of the day they were counted from
+    workspace: int
+    channel: int
+    _taken: bool = field(default=False, repr=False)
+
+    def take(self, day: datetime) -> tuple[int, int] | None:
+        """(workspace, channel) the first time, on the day they were counted; None after that."""
+        if self._taken or day != self.day:
+            return None
+        self._taken = True
+        return self.workspace, self.channel
+
+
 @dataclass(frozen=True)
 class UsageContext:
     """Who a model call is for: recorded with its token usage."""
@@ -94,3 +114,5 @@ class UsageContext:
     team_id: str | None = None
     channel_id: str | None = None
     user_id: str | None = None
+    # Token use read ahead of the call (not part of who the call is for: left out of ==, hash and repr).
+    tokens_today: TokensToday | None = field(default=None, compare=False, repr=False)

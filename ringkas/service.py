@@ -13,13 +13,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Generic, TypeVar
 from urllib.parse import unquote, urlsplit
 
-from ringkas.articles import ArticleStore, content_hash
+from ringkas.articles import ArticleStore, LinkLookup, content_hash
 from ringkas.config import Settings
 from ringkas.documents import Article, Summary, SummaryResult, UsageContext
 from ringkas.errors import InvalidURL, NotFound
@@ -30,7 +30,7 @@ from ringkas.llm import LLM
 from ringkas.reading import DocumentReader
 from ringkas.storage import Database
 from ringkas.summarize import Summarizer
-from ringkas.urls import canonicalize, is_http_url, same_path, same_site
+from ringkas.urls import canonicalize, is_http_url, same_path, same_site, without_query
 
 log = logging.getLogger("ringkas.service")
 
@@ -53,6 +53,9 @@ class SingleFlight(Generic[T]):
 
     def __len__(self) -> int:
         return len(self._tasks)
+
+    def running(self, key: Hashable) -> bool:
+        return key in self._tasks
 
     async def run(self, key: Hashable, work: Callable[[], Awaitable[T]]) -> tuple[T, bool]:
         """The result, and whether this caller started the work (False: it joined a running one)."""
@@ -104,18 +107,14 @@ class Ringkas:
 
     async def get_article(self, url: str) -> Article:
         """The stored article for a link, fetching and storing it on first sight (article.id is set)."""
-        return (await self._get_article(url))[0]
-
-    async def _get_article(self, url: str) -> tuple[Article, bool]:
-        """`get_article`, and whether the article was stored just now (then it has no summaries)."""
         url = url.strip()
         if not is_http_url(url):
             raise InvalidURL()
         canonical = canonicalize(url)
         stored = await self.store.get_by_url(url, canonical)
         if stored is not None:
-            return stored, False
-        found, _leader = await self._article_flights.run(
+            return stored
+        (found, _new), _leader = await self._article_flights.run(
             canonical, lambda: self._fetch_and_store(url, canonical)
         )
         return found
@@ -126,14 +125,19 @@ class Ringkas:
             raise NotFound("I couldn't find that article any more.")
         return article
 
-    async def _fetch_and_store(self, url: str, canonical: str) -> tuple[Article, bool]:
+    async def _fetch_and_store(
+        self, url: str, canonical: str, *, path_shared: bool = True
+    ) -> tuple[Article, bool]:
+        """`path_shared`: False when the link's lookup found no stored article at the canonical URL's
+        path (whatever the query); then an article whose canonical URL has that path has no twin to find."""
         # Not looked up again here: a flight that ended between the caller's lookup and this one costs a
         # second fetch at worst, and `save` keeps one row per canonical URL either way.
         fetched = await self.fetcher.fetch(url)
         article = await self.reader.read(fetched)
         article = self._checked_canonical(article, fetched.final_url)
         aliases = [url, canonical, fetched.final_url, canonicalize(fetched.final_url)]
-        twin = await self._same_text_elsewhere(article)
+        alone = not path_shared and without_query(article.canonical_url) == without_query(canonical)
+        twin = None if alone else await self._same_text_elsewhere(article)
         if twin is not None:
             # the same page under a parameter that changes nothing (?ref=…, a session id): reuse it, and its
             # summaries, instead of paying for the same text again
@@ -188,35 +192,75 @@ class Ringkas:
     async def summarize(
         self, source: str, *, language: str | None = None, context: UsageContext | None = None
     ) -> SummaryResult:
-        """Summary of a link (or, for terminal commands, a local file), from the cache when possible."""
+        """Summary of a link (or, for terminal commands, a local file), from the cache when possible.
+
+        A shared link is admitted here (its sharer's link limit), and read with one statement: its
+        article and summaries together with what its limits count (`_look_up`)."""
         source = source.strip()
-        if self.limits is not None:
-            await self.limits.admit_link(context)  # the one place a shared link is admitted
         if not is_http_url(source):
+            if self.limits is not None:
+                await self.limits.admit_link(context)
             article = await self._file_article(source)
             article = await self.store.save(article, aliases=[article.url])
             return await self.summarize_article(article, language=language, context=context)
 
+        canonical = canonicalize(source)
+        key = (canonical, language)
+        found: LinkLookup | None = None
+        if self._request_flights.running(key):
+            # joining a request for the same link that is under way: it reads and answers for both
+            if self.limits is not None:
+                await self.limits.admit_link(context)
+        else:
+            found, context = await self._look_up(source, canonical, context)
+
         async def work() -> SummaryResult:
-            article, new = await self._get_article(source)
+            # found is None only when the request joined had ended meanwhile: read the link now
+            looked_up = found or await self.store.lookup(
+                source, canonical, prompt_version=self.summarizer.prompt_version
+            )
+            if looked_up.article is not None:
+                return await self.summarize_article(looked_up.article, language=language, context=context,
+                                                    stored=looked_up.summaries)
+            (article, new), _leader = await self._article_flights.run(
+                canonical, lambda: self._fetch_and_store(source, canonical, path_shared=looked_up.path_shared)
+            )
             return await self.summarize_article(article, language=language, context=context, new=new)
 
-        result, leader = await self._request_flights.run((canonicalize(source), language), work)
+        result, leader = await self._request_flights.run(key, work)
         if leader or result.cached:
             return result
         return SummaryResult(article=result.article, summary=result.summary, cached=True)
 
+    async def _look_up(
+        self, url: str, canonical: str, context: UsageContext | None
+    ) -> tuple[LinkLookup, UsageContext | None]:
+        """The link's one read, with what its limits count; refuses a link over its sharer's limit and
+        returns the context carrying today's token use (for the first budget check of its model calls)."""
+        check = self.limits.link_check(context) if self.limits is not None else None
+        found = await self.store.lookup(url, canonical, prompt_version=self.summarizer.prompt_version,
+                                        extra=check.selects if check is not None else ())
+        if check is not None:
+            context = await check.admit(found.values)
+        return found, context
+
     async def summarize_article(
         self, article: Article, *, language: str | None = None, context: UsageContext | None = None,
-        new: bool = False,
+        new: bool = False, stored: Mapping[str, Summary] | None = None,
     ) -> SummaryResult:
-        """`new`: the article was stored just now, so no summary of it can be stored (none is looked up)."""
+        """`new`: the article was stored just now, so no summary of it can be stored (none is looked up).
+        `stored`: its summaries for the current prompt version by language, as already read."""
         code = self.resolve_language(article, language)
         if article.id is None:
             article = await self.store.save(article, aliases=[article.url])
         assert article.id is not None
         version = self.summarizer.prompt_version
-        cached = None if new else await self.store.get_summary(article.id, code, version)
+        if new:
+            cached = None
+        elif stored is not None:
+            cached = stored.get(code)
+        else:
+            cached = await self.store.get_summary(article.id, code, version)
         if cached is not None:
             log.info("summary from cache", extra={"article_id": article.id, "language": code})
             return SummaryResult(article=article, summary=cached, cached=True)

@@ -129,6 +129,11 @@ def canonicalize(url: str) -> str:
     return urlunsplit((scheme, netloc, path, _tidy_query(split.query), ""))
 
 
+def without_query(url: str) -> str:
+    """The URL up to its path, as written: no query, no fragment (scheme, host and path kept as they are)."""
+    return url.split("#", 1)[0].split("?", 1)[0]
+
+
 def host_of(url: str) -> str | None:
     """The URL's host in ASCII lower case, or None."""
     try:

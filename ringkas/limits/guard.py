@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import case, func, literal, or_, select
+from sqlalchemy import ColumnElement, Select, case, func, literal, or_, select
 
 from ringkas.config import Settings
-from ringkas.documents import UsageContext
+from ringkas.documents import TokensToday, UsageContext
 from ringkas.errors import LimitReached
 from ringkas.storage import Database
 from ringkas.storage.base import utcnow
@@ -58,6 +59,36 @@ class LimitStatus:
         return bool(self.limit) and self.used >= self.limit
 
 
+#: Names of the columns a `LinkCheck` reads.
+LINKS_LAST_HOUR = "links_last_hour"
+WORKSPACE_TOKENS_TODAY = "workspace_tokens_today"
+CHANNEL_TOKENS_TODAY = "channel_tokens_today"
+
+
+@dataclass(frozen=True)
+class LinkCheck:
+    """A shared link's limits, read together with the link's lookup instead of by queries of their own.
+
+    `selects` are one-row selects (aggregates) to run inside the lookup; `admit` then takes the values
+    they read (by column name), refuses the link as `LimitGuard.admit_link` does, and returns the context
+    carrying today's token use for the first budget check of the link's model calls."""
+
+    guard: LimitGuard
+    context: UsageContext | None
+    now: datetime
+    selects: tuple[Select[Any], ...]
+
+    async def admit(self, values: Mapping[str, Any]) -> UsageContext | None:
+        links = values.get(LINKS_LAST_HOUR)
+        if links is not None and int(links) > self.guard.limits.links_per_user_per_hour:
+            await self.guard.admit_link(self.context)  # reads the times for the message, and refuses
+        workspace = values.get(WORKSPACE_TOKENS_TODAY)
+        if self.context is None or workspace is None:
+            return self.context
+        tokens = TokensToday(start_of_day(self.now), int(workspace), int(values[CHANNEL_TOKENS_TODAY]))
+        return replace(self.context, tokens_today=tokens)
+
+
 def start_of_day(now: datetime) -> datetime:
     """Daily budgets reset at 00:00 UTC."""
     return now.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -75,27 +106,37 @@ class LimitGuard:
 
     # --- checks ----------------------------------------------------------------------------------
 
+    def link_check(self, context: UsageContext | None) -> LinkCheck:
+        """What `admit_link` and the first `admit_model_call` of a link need, as selects to read with the
+        link's lookup (none when no limit applies to this context)."""
+        now = self.clock()
+        selects: list[Select[Any]] = []
+        if self._counts_links(context):
+            assert context is not None
+            selects.append(select(func.count().label(LINKS_LAST_HOUR))
+                           .where(*self._counted_links(context, now - timedelta(hours=1))))
+        if self._has_budget(context):
+            assert context is not None and context.team_id
+            sums = self._token_sums(self._counted_channel(context))
+            selects.append(select(sums[0].label(WORKSPACE_TOKENS_TODAY), sums[1].label(CHANNEL_TOKENS_TODAY))
+                           .where(*self._tokens_of(context.team_id, start_of_day(now))))
+        return LinkCheck(self, context, now, tuple(selects))
+
     async def admit_link(self, context: UsageContext | None) -> None:
         """Refuse a link when its sharer already had LINKS_PER_USER_PER_HOUR links in the last hour.
 
         The request being checked is already recorded (claimed) and counts itself; links refused for a
         limit do not count, so waiting an hour always helps."""
-        limit = self.limits.links_per_user_per_hour
-        if not limit or context is None or not context.user_id or not context.team_id:
+        if not self._counts_links(context):
             return
+        assert context is not None
+        limit = self.limits.links_per_user_per_hour
         now = self.clock()
-        since = now - timedelta(hours=1)
         async with self.db.session() as session:
             times = list(
                 await session.scalars(
                     select(SlackRequestRow.created_at)
-                    .where(
-                        SlackRequestRow.team_id == context.team_id,
-                        SlackRequestRow.user_id == context.user_id,
-                        SlackRequestRow.kind.in_(LINK_KINDS),
-                        SlackRequestRow.created_at >= since,
-                        or_(SlackRequestRow.error_code.is_(None), SlackRequestRow.error_code != "limit"),
-                    )
+                    .where(*self._counted_links(context, now - timedelta(hours=1)))
                     .order_by(SlackRequestRow.created_at)
                 )
             )
@@ -114,21 +155,47 @@ class LimitGuard:
 
     async def admit_model_call(self, context: UsageContext | None, purpose: str) -> None:
         """Refuse a model call when its channel or workspace has spent today's token budget."""
-        if context is None or not context.team_id or purpose in UNBLOCKED_PURPOSES:
+        if not self._has_budget(context) or purpose in UNBLOCKED_PURPOSES:
             return
-        channel_limit = self.limits.channel_tokens_per_day
-        workspace_limit = self.limits.workspace_tokens_per_day
-        if not channel_limit and not workspace_limit:
-            return
+        assert context is not None and context.team_id
+        channel_id = self._counted_channel(context)
         since = start_of_day(self.clock())
-        channel_id = context.channel_id if channel_limit else None
-        workspace_used, channel_used = await self._tokens_since(since, team_id=context.team_id,
-                                                                channel_id=channel_id)
+        read_ahead = context.tokens_today.take(since) if context.tokens_today is not None else None
+        workspace_used, channel_used = read_ahead or await self._tokens_since(
+            since, team_id=context.team_id, channel_id=channel_id
+        )
+        workspace_limit = self.limits.workspace_tokens_per_day
+        channel_limit = self.limits.channel_tokens_per_day
         if workspace_limit and workspace_used >= workspace_limit:
             raise self._budget_spent("This workspace", workspace_used, workspace_limit,
                                      "WORKSPACE_TOKENS_PER_DAY")
         if channel_id and channel_used >= channel_limit:
             raise self._budget_spent("This channel", channel_used, channel_limit, "CHANNEL_TOKENS_PER_DAY")
+
+    def _counts_links(self, context: UsageContext | None) -> bool:
+        return bool(self.limits.links_per_user_per_hour and context is not None and context.user_id
+                    and context.team_id)
+
+    @staticmethod
+    def _counted_links(context: UsageContext, since: datetime) -> tuple[ColumnElement[bool], ...]:
+        """The sharer's link requests since `since`, leaving out those refused for a limit."""
+        return (
+            SlackRequestRow.team_id == context.team_id,
+            SlackRequestRow.user_id == context.user_id,
+            SlackRequestRow.kind.in_(LINK_KINDS),
+            SlackRequestRow.created_at >= since,
+            or_(SlackRequestRow.error_code.is_(None), SlackRequestRow.error_code != "limit"),
+        )
+
+    def _has_budget(self, context: UsageContext | None) -> bool:
+        """Whether a daily token budget applies to model calls for this context (the terminal has none)."""
+        limits = self.limits
+        return bool(context is not None and context.team_id
+                    and (limits.channel_tokens_per_day or limits.workspace_tokens_per_day))
+
+    def _counted_channel(self, context: UsageContext) -> str | None:
+        """The channel whose own budget counts too (None: only the workspace's)."""
+        return context.channel_id if self.limits.channel_tokens_per_day else None
 
     def _budget_spent(self, who: str, used: int, limit: int, setting: str) -> LimitReached:
         log.info("token budget spent", extra={"setting": setting, "used": used, "limit": limit})
@@ -142,15 +209,22 @@ class LimitGuard:
     async def _tokens_since(self, since: datetime, *, team_id: str,
                             channel_id: str | None = None) -> tuple[int, int]:
         """Tokens the workspace, and the channel (0 without one), used since `since`: one statement."""
-        tokens = ModelCallRow.prompt_tokens + ModelCallRow.completion_tokens
-        in_channel = (case((ModelCallRow.channel_id == channel_id, tokens), else_=0) if channel_id
-                      else literal(0))
-        query = select(func.coalesce(func.sum(tokens), 0), func.coalesce(func.sum(in_channel), 0)).where(
-            ModelCallRow.team_id == team_id, ModelCallRow.created_at >= since
-        )
+        query = select(*self._token_sums(channel_id)).where(*self._tokens_of(team_id, since))
         async with self.db.engine.connect() as conn:
             row = (await conn.execute(query)).one()
         return int(row[0] or 0), int(row[1] or 0)
+
+    @staticmethod
+    def _token_sums(channel_id: str | None) -> tuple[ColumnElement[int], ColumnElement[int]]:
+        """Sums of tokens in all the rows counted, and in those of the channel (0 without one)."""
+        tokens = ModelCallRow.prompt_tokens + ModelCallRow.completion_tokens
+        in_channel = (case((ModelCallRow.channel_id == channel_id, tokens), else_=0) if channel_id
+                      else literal(0))
+        return func.coalesce(func.sum(tokens), 0), func.coalesce(func.sum(in_channel), 0)
+
+    @staticmethod
+    def _tokens_of(team_id: str, since: datetime) -> tuple[ColumnElement[bool], ...]:
+        return ModelCallRow.team_id == team_id, ModelCallRow.created_at >= since
 
     # --- report ----------------------------------------------------------------------------------
 
