@@ -5,6 +5,7 @@ SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -91,6 +92,35 @@ async def test_a_link_is_read_once_and_a_cached_link_costs_only_that_read(
     assert again.cached and again.summary == first.summary
     assert len(cached) == 1 and cached[0].startswith("SELECT"), cached
     assert len(openai_stub.requests) == 1 and web.hits["/story"] == 1
+
+
+async def test_concurrent_requests_for_a_link_share_one_fetch_and_one_model_call_under_the_limits(
+    database: Database, make_service: Callable[..., Ringkas], web: WebStub, openai_stub: OpenAIStub
+) -> None:
+    service = limited(make_service(database), database, Limits())
+    openai_stub.delay = 0.2
+    url = web.add("/hot", page("Hot"), delay=0.1)
+    contexts = [UsageContext(team_id="T", channel_id="C", user_id=f"U{i % 5}") for i in range(20)]
+    results = await asyncio.gather(*(service.summarize(url, context=c) for c in contexts))
+    assert web.hits["/hot"] == 1 and len(openai_stub.requests) == 1
+    assert sum(not r.cached for r in results) == 1 and len({r.summary.tldr for r in results}) == 1
+
+
+async def test_a_request_whose_flight_ended_before_it_joined_reads_the_link_itself(
+    database: Database, make_service: Callable[..., Ringkas], web: WebStub, openai_stub: OpenAIStub,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    service = limited(make_service(database), database, Limits())
+    url = web.add("/late", page("Late"))
+    made = await service.summarize(url, context=CONTEXT)
+    # it saw a request for the link under way, which was gone when it came to join it
+    monkeypatch.setattr(service._request_flights, "running", lambda _key: True)
+    with counting() as count:
+        again = await service.summarize(url, context=CONTEXT)
+    assert again.cached and again.summary == made.summary and len(openai_stub.requests) == 1
+    limit, link = reads(count)  # its sharer's limit, then the link (without the limits' counts)
+    assert limit.startswith("SELECT slack_requests.created_at") and link.startswith("SELECT link_facts.")
+    assert "FROM slack_requests" not in link, count
 
 
 async def test_the_lookup_ranks_matches_and_keeps_the_summaries_of_the_prompt_version(
