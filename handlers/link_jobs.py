@@ -50,9 +50,10 @@ from handlers.summaries import (
 from ringkas.documents import SummaryResult, UsageContext
 from ringkas.errors import ModelUnavailable, RingkasError
 from ringkas.i18n import N_, Translator
-from ringkas.jobs import DeliveryFailed, Job, OutboxEntry, RetryLater
+from ringkas.jobs import DeliveryFailed, Job, OutboxEntry, RetryLater, SendLater, SendRefused
 from ringkas.jobs.worker import OUTAGE_ERRORS
 from ringkas.slack_state import AcceptSpec, ThreadLink
+from ringkas.storage import Write
 from ringkas.storage.base import utcnow
 
 log = logging.getLogger("ringkas.slack.links")
@@ -102,14 +103,19 @@ def _key(job: Job, index: int, what: str) -> str:
     return f"{job.key}:{index}:{what}"
 
 
-async def run_link_job(deps: Deps, client: Any, job: Job) -> None:
+async def run_link_job(deps: Deps, client: Any, job: Job) -> list[Write]:
+    """Summarize and answer the job's links; returns the record of the answers sent (each request settled,
+    its article linked to its thread), which the worker commits with the job's completion."""
     p = job.payload
     links: list[dict[str, Any]] = list(p["links"])
     outbox = deps.jobs.outbox
     sender = SlackSender(client)
-    stored = await outbox.get_many([_key(job, i, "result") for i in range(len(links))])
-    todo = [i for i in range(len(links)) if _key(job, i, "result") not in stored]
-    started: set[str] = set()  # entries whose first send attempt was counted when they were stored
+    first_run = job.attempts == 1  # nothing stored or sent yet
+    keys = [_key(job, i, "result") for i in range(len(links))]
+    stored = {} if first_run else await outbox.get_many(keys)
+    todo = [i for i in range(len(links)) if keys[i] not in stored]
+    settle: list[Write] = []
+    failed = False
     retry: RetryLater | None = None
     progress: Progress | None = None
     if todo:
@@ -145,18 +151,26 @@ async def run_link_job(deps: Deps, client: Any, job: Job) -> None:
                 outcome = (apology,
                            None, "internal")
             message, article_id, error_code = outcome
+            if first_run and await _send_at_once(deps, sender, job, i, message, article_id=article_id,
+                                                 error_code=error_code, settle=settle):
+                failed = failed or bool(error_code)
+                continue
+            # Stored with this run's send counted: the next send looks in Slack first (a first send that
+            # failed, or an earlier run of the job, may have reached it).
             entry = await _store_result(deps, job, i, message, article_id=article_id, error_code=error_code,
                                         started=True)
             stored[entry.key] = entry
-            started.add(entry.key)
-    failed = await _deliver_results(deps, sender, job, give_up_at=job.give_up_at, entries=stored,
-                                    started=started)
+    if stored:
+        failed = await _deliver_results(deps, sender, job, give_up_at=job.give_up_at,
+                                        entries=stored) or failed
     if progress is not None and retry is None:
         await progress.finish(not failed)
     if retry is not None:
         if progress is not None:
             await progress.withdraw()
-        raise retry  # the others are answered; the job comes back for the rest
+        # the others are answered; the job comes back for the rest
+        raise RetryLater(retry.reason, retry.delay, settle=settle)
+    return settle
 
 
 async def give_up_link_job(deps: Deps, client: Any, job: Job, reason: str) -> None:
@@ -168,9 +182,10 @@ async def give_up_link_job(deps: Deps, client: Any, job: Job, reason: str) -> No
     for i, item in enumerate(p["links"]):
         message = failure_message(str(item["link"]), _(OUTAGE if outage else APOLOGY),
                                   requested_by=p.get("requested_by"), _=_)
-        # A result stored earlier (Slack was what was down) wins over this message.
+        # A result stored earlier (Slack was what was down) wins over this message; one an earlier run
+        # sent at once is found in Slack under the same key (the send looks first: counted as started).
         await _store_result(deps, job, i, message, article_id=None,
-                            error_code="outage" if outage else "internal")
+                            error_code="outage" if outage else "internal", started=True)
     # The deadline has passed: a few more minutes to get the word out, not another half hour.
     await _deliver_results(deps, sender, job, give_up_at=utcnow() + timedelta(minutes=2))
 
@@ -222,22 +237,54 @@ async def _summarize(
     return summary_message(result, shared_url=url, requested_by=requested_by), result.article.id, None
 
 
+def _result_payload(job: Job, message: Message, article_id: int | None,
+                    error_code: str | None) -> dict[str, Any]:
+    """An answer as Slack's arguments: a new post (a response_url answer when the bot may not post in the
+    channel), with what settles its request."""
+    payload = message_payload(message, article_id=article_id, error_code=error_code)
+    return {**payload, "response_url": job.payload.get("response_url")}
+
+
+async def _send_at_once(deps: Deps, sender: SlackSender, job: Job, index: int, message: Message, *,
+                        article_id: int | None, error_code: str | None, settle: list[Write]) -> bool:
+    """A job's first run sends each answer as soon as it is ready, without storing it first: the post
+    carries the job's key, and a later run of the job (after a crash) looks for it in Slack before sending
+    anything. Its article is linked to its thread at once; its request is settled in `settle`, with the
+    job's completion. False when Slack did not take it (then the answer is stored and delivered through
+    the outbox, which waits out 429s and outages)."""
+    p = job.payload
+    entry = OutboxEntry(
+        id=0, key=_key(job, index, "result"), job_id=job.id, action="post", channel_id=p["channel_id"],
+        thread_ts=p.get("thread_ts"), target_ts=None, payload=_result_payload(job, message, article_id,
+                                                                              error_code),
+        state="pending", attempts=1, message_ts=None, created_at=utcnow(),
+    )
+    try:
+        reply_ts = await sender.send(entry)
+    except (SendLater, SendRefused) as exc:
+        log.info("Slack did not take the answer at once; storing it to deliver",
+                 extra={"job": job.id, "error": str(exc)})
+        return False
+    outcome = _outcome(p, article_id, reply_ts, error_code)
+    if outcome["thread"] is not None:  # at once: a follow-up question in the thread may come any moment
+        await deps.state.link_threads([outcome.pop("thread")])
+    settle.extend(deps.state.finish_writes(int(p["links"][index]["request_id"]), **outcome))
+    return True
+
+
 async def _store_result(deps: Deps, job: Job, index: int, message: Message, *, article_id: int | None,
                         error_code: str | None, started: bool = False) -> OutboxEntry:
-    """The answer as an outbox entry: a new post (a response_url answer when the bot may not post in the
-    channel). An answer stored before (by an earlier run of the job) is kept."""
+    """The answer as an outbox entry. An answer stored before (by an earlier run of the job) is kept."""
     p = job.payload
-    payload = message_payload(message, article_id=article_id, error_code=error_code)
     return await deps.jobs.outbox.put(
         _key(job, index, "result"), action="post", job_id=job.id, channel_id=p["channel_id"],
-        thread_ts=p.get("thread_ts"), payload={**payload, "response_url": p.get("response_url")},
+        thread_ts=p.get("thread_ts"), payload=_result_payload(job, message, article_id, error_code),
         started=started,
     )
 
 
 async def _deliver_results(deps: Deps, sender: SlackSender, job: Job, *, give_up_at: Any,
-                           entries: dict[str, OutboxEntry] | None = None,
-                           started: set[str] | frozenset[str] = frozenset()) -> bool:
+                           entries: dict[str, OutboxEntry] | None = None) -> bool:
     """Send every stored answer not sent yet; True when any link failed (or could not be told).
     `entries`: the job's result entries as this run knows them (read from the outbox when not given)."""
     p = job.payload
@@ -254,13 +301,12 @@ async def _deliver_results(deps: Deps, sender: SlackSender, job: Job, *, give_up
         request_id, article_id = int(item["request_id"]), entry.payload.get("article_id")
         if entry.state == "pending":
             def settled(ts: str | None, code: str | None = error_code, request_id: int = request_id,
-                        article_id: int | None = article_id) -> list[Any]:
-                return deps.state.finish_statements(request_id, **_outcome(p, article_id, ts, code))
+                        article_id: int | None = article_id) -> list[Write]:
+                return deps.state.finish_writes(request_id, **_outcome(p, article_id, ts, code))
 
             try:
                 # The request is settled in the same commit that records the answer as sent.
-                await deps.jobs.outbox.deliver(entry, sender, give_up_at=give_up_at, started=key in started,
-                                               also=settled)
+                await deps.jobs.outbox.deliver(entry, sender, give_up_at=give_up_at, also=settled)
                 failed = failed or bool(error_code)
                 continue
             except DeliveryFailed:

@@ -36,7 +36,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 
 from ringkas.documents import Article, Summary, Usage, UsageContext
-from ringkas.storage import Database
+from ringkas.storage import Database, Write
 from ringkas.storage.base import utcnow
 from ringkas.storage.tables import ArticleAliasRow, ArticleRow, ModelCallRow, SummaryRow
 from ringkas.urls import without_query
@@ -250,6 +250,9 @@ class ArticleStore:
         return _summary(row)
 
 
+_MODEL_CALL = insert(ModelCallRow)  # one statement for every usage row (the database's group commit)
+
+
 async def record_model_call(
     db: Database,
     *,
@@ -260,19 +263,15 @@ async def record_model_call(
     article_id: int | None,
 ) -> None:
     """One row in `model_calls`. Bookkeeping must never break the answer, so failures are only logged."""
-    statement = insert(ModelCallRow).values(
-        purpose=purpose[:32],
-        model=model[:128],
-        prompt_tokens=usage.prompt_tokens,
-        completion_tokens=usage.completion_tokens,
-        article_id=article_id,
-        team_id=_clip(context.team_id, 32) if context else None,
-        channel_id=_clip(context.channel_id, 32) if context else None,
-        created_at=utcnow(),
-    )
+    row = {
+        "purpose": purpose[:32], "model": model[:128], "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens, "article_id": article_id,
+        "team_id": _clip(context.team_id, 32) if context else None,
+        "channel_id": _clip(context.channel_id, 32) if context else None,
+        "created_at": utcnow(),
+    }
     try:
-        async with db.write() as conn:
-            await conn.execute(statement)
+        await db.write_together([Write(_MODEL_CALL, row)])
     except (SQLAlchemyError, OSError) as exc:
         log.warning("could not record model usage", extra={"purpose": purpose, "error": type(exc).__name__})
 

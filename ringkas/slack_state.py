@@ -4,20 +4,22 @@ per-channel settings. Plain strings and ids only; no Slack SDK here.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Integer, String, bindparam, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from ringkas.jobs.queue import JobQueue
-from ringkas.storage import Database
+from ringkas.storage import Database, Write
 from ringkas.storage.base import utcnow
 from ringkas.storage.tables import ChannelSettingsRow, SlackRequestRow, ThreadArticleRow
 
@@ -57,6 +59,30 @@ class ThreadLink:
 class ChannelSettings:
     passive_summaries: bool = True
     language: str | None = None  # None = use SUMMARY_LANGUAGE
+
+
+# Request outcomes and thread links go through the database's group commit (ringkas.storage.group_commit):
+# statements built once, values bound per row. A value left None keeps what the row has.
+_FINISH = (
+    update(SlackRequestRow).where(SlackRequestRow.id == bindparam("request_id"))
+    .values(state=bindparam("state"), error_code=bindparam("error_code"),
+            article_id=func.coalesce(bindparam("article_id", type_=Integer), SlackRequestRow.article_id),
+            reply_ts=func.coalesce(bindparam("reply_ts", type_=String), SlackRequestRow.reply_ts),
+            updated_at=bindparam("now"))
+)
+
+
+@cache
+def _thread_upsert(is_sqlite: bool) -> Any:
+    statement = (sqlite_insert if is_sqlite else postgresql_insert)(ThreadArticleRow)
+    return statement.on_conflict_do_update(
+        index_elements=["team_id", "channel_id", "thread_ts", "article_id"],
+        set_={"created_at": statement.excluded.created_at},
+    )
+
+
+def _failed(future: asyncio.Future[Any]) -> bool:
+    return future.done() and (future.cancelled() or future.exception() is not None)
 
 
 def request_key(team_id: str, channel_id: str, message_ts: str, link: str) -> str:
@@ -230,43 +256,39 @@ class SlackState:
         thread: ThreadLink | None = None,
     ) -> None:
         """Settle a request; with `thread`, also remember its article in that thread (one transaction)."""
-        statements = self.finish_statements(request_id, state=state, error_code=error_code,
-                                            article_id=article_id, reply_ts=reply_ts, thread=thread)
-        async with self.db.write() as conn:
-            for statement in statements:
-                await conn.execute(statement)
+        await self.db.write_together(self.finish_writes(
+            request_id, state=state, error_code=error_code, article_id=article_id, reply_ts=reply_ts,
+            thread=thread))
 
-    def finish_statements(
+    def finish_writes(
         self, request_id: int, *, state: str, error_code: str | None = None, article_id: int | None = None,
         reply_ts: str | None = None, thread: ThreadLink | None = None,
-    ) -> list[Any]:
-        """The statements of `finish`, for a caller that runs them inside its own transaction (e.g. the
-        outbox recording the answer as sent)."""
+    ) -> list[Write]:
+        """The writes of `finish`, for a caller that commits them with its own (e.g. the outbox recording
+        the answer as sent)."""
         if state not in REQUEST_STATES:
             raise ValueError(f"unknown request state {state!r}")
-        values: dict[str, object] = {"state": state, "error_code": error_code, "updated_at": utcnow()}
-        if article_id is not None:
-            values["article_id"] = article_id
-        if reply_ts is not None:
-            values["reply_ts"] = reply_ts
-        statements = [self._thread_upsert(thread)] if thread is not None else []
-        statements.append(update(SlackRequestRow).where(SlackRequestRow.id == request_id).values(**values))
-        return statements
+        now = utcnow()
+        writes = [self._thread_write(thread, now)] if thread is not None else []
+        writes.append(Write(_FINISH, {"request_id": request_id, "state": state, "error_code": error_code,
+                                      "article_id": article_id, "reply_ts": reply_ts, "now": now}))
+        return writes
 
-    def _thread_upsert(self, link: ThreadLink) -> Any:
+    def _thread_write(self, link: ThreadLink, now: datetime) -> Write:
         """Insert the thread's article, or (linked before) refresh its time so "latest article" follows the
         newest share."""
-        insert = sqlite_insert if self.db.is_sqlite else postgresql_insert
-        now = utcnow()
-        return insert(ThreadArticleRow).values(
-            team_id=link.team_id, channel_id=link.channel_id, thread_ts=link.thread_ts,
-            article_id=link.article_id,
+        return Write(_thread_upsert(self.db.is_sqlite), {
+            "team_id": link.team_id, "channel_id": link.channel_id, "thread_ts": link.thread_ts,
+            "article_id": link.article_id,
             # a slash command's trigger id (its "message ts") is longer than a ts
-            message_ts=link.message_ts[:32] if link.message_ts else link.message_ts,
-            shared_by=link.shared_by, created_at=now,
-        ).on_conflict_do_update(
-            index_elements=["team_id", "channel_id", "thread_ts", "article_id"], set_={"created_at": now}
-        )
+            "message_ts": link.message_ts[:32] if link.message_ts else link.message_ts,
+            "shared_by": link.shared_by, "created_at": now,
+        })
+
+    async def link_threads(self, links: list[ThreadLink]) -> None:
+        """Remember each article in its thread (idempotent; one commit, shared with other writers')."""
+        now = utcnow()
+        await self.db.write_together([self._thread_write(link, now) for link in links])
 
     async def request_state(self, request_id: int) -> str | None:
         async with self.db.session() as session:
@@ -285,30 +307,9 @@ class SlackState:
         shared_by: str | None,
     ) -> None:
         """Remember that `article_id` was summarized in this thread (idempotent)."""
-        row = ThreadArticleRow(
-            team_id=team_id,
-            channel_id=channel_id,
-            thread_ts=thread_ts,
-            article_id=article_id,
-            message_ts=message_ts[:32] if message_ts else message_ts,  # a trigger id for /summarize
-            shared_by=shared_by,
-        )
-        try:
-            async with self.db.session() as session:
-                session.add(row)
-        except IntegrityError:
-            # Already linked: refresh the time so "latest article" follows the newest share.
-            async with self.db.session() as session:
-                await session.execute(
-                    update(ThreadArticleRow)
-                    .where(
-                        ThreadArticleRow.team_id == team_id,
-                        ThreadArticleRow.channel_id == channel_id,
-                        ThreadArticleRow.thread_ts == thread_ts,
-                        ThreadArticleRow.article_id == article_id,
-                    )
-                    .values(created_at=utcnow())
-                )
+        await self.link_threads([ThreadLink(
+            team_id=team_id, channel_id=channel_id, thread_ts=thread_ts, article_id=article_id,
+            message_ts=message_ts, shared_by=shared_by)])
 
     async def articles_in_thread(self, team_id: str, channel_id: str, thread_ts: str) -> list[int]:
         """Article ids summarized in a thread, oldest first."""
@@ -341,27 +342,35 @@ class SlackState:
 
     async def channel_settings(self, team_id: str, channel_id: str) -> ChannelSettings:
         """A channel's settings. Read on every shared link (before the ack, and again by its job), so they
-        are kept for SETTINGS_TTL s; a change made through this process is seen at once (the cache lives
-        on the Database, shared by every SlackState of the process), one made by another process within
-        SETTINGS_TTL s."""
-        cache: dict[tuple[str, str], tuple[float, ChannelSettings]] = self.db.memo.setdefault(
+        are kept for SETTINGS_TTL s, and callers arriving while they are read wait for that one read; a
+        change made through this process is seen at once (the cache lives on the Database, shared by every
+        SlackState of the process), one made by another process within SETTINGS_TTL s."""
+        cache: dict[tuple[str, str], tuple[float, asyncio.Future[ChannelSettings]]] = self.db.memo.setdefault(
             "channel_settings", {})
         now = time.monotonic()
         known = cache.get((team_id, channel_id))
-        if known is not None and known[0] > now:
-            return known[1]
+        if known is not None and known[0] > now and not _failed(known[1]):
+            return await asyncio.shield(known[1])
+        if len(cache) > 10_000:
+            cache.clear()
+        reading = asyncio.ensure_future(self._read_settings(team_id, channel_id))
+        cache[(team_id, channel_id)] = (now + SETTINGS_TTL, reading)
+        try:
+            return await asyncio.shield(reading)
+        except BaseException:
+            if cache.get((team_id, channel_id), (0, None))[1] is reading:
+                cache.pop((team_id, channel_id), None)  # an error is not kept
+            raise
+
+    async def _read_settings(self, team_id: str, channel_id: str) -> ChannelSettings:
         async with self.db.engine.connect() as conn:
             row = (await conn.execute(
                 select(ChannelSettingsRow.passive_summaries, ChannelSettingsRow.language).where(
                     ChannelSettingsRow.team_id == team_id, ChannelSettingsRow.channel_id == channel_id)
             )).first()
-        settings = ChannelSettings()
-        if row is not None:
-            settings = ChannelSettings(passive_summaries=bool(row.passive_summaries), language=row.language)
-        if len(cache) > 10_000:
-            cache.clear()
-        cache[(team_id, channel_id)] = (now + SETTINGS_TTL, settings)
-        return settings
+        if row is None:
+            return ChannelSettings()
+        return ChannelSettings(passive_summaries=bool(row.passive_summaries), language=row.language)
 
     async def set_passive(self, team_id: str, channel_id: str, enabled: bool) -> None:
         await self._upsert_settings(team_id, channel_id, passive_summaries=enabled)

@@ -188,6 +188,7 @@ class SlackApp:
         async with asyncio.timeout(timeout):
             while True:
                 await tasks.join()
+                jobs.queue.db.flush_writes()  # finished jobs' completions need not wait for company
                 await jobs.worker.join()
                 await asyncio.sleep(quiet)  # a listener may still be about to start its work
                 if not len(tasks) and not jobs.worker.running and not await jobs.queue.depth():

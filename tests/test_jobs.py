@@ -162,7 +162,7 @@ async def test_a_job_cut_off_by_shutdown_is_given_back(database: Database) -> No
     await asyncio.wait_for(started.wait(), 10)
     await worker.stop(grace=0.1)
     [job] = await JobQueue(database).take(5)  # the next process takes it at once, not after the lease
-    assert job.attempts == 1
+    assert job.attempts == 2  # counted: it may have written to Slack, so the next run looks first
 
 
 class FlakySlack:

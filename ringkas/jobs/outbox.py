@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from ringkas.storage import Database
+from ringkas.storage import Database, Write
 from ringkas.storage.base import utcnow
 from ringkas.storage.job_tables import OutboxRow
 
@@ -80,6 +80,13 @@ _COLUMNS = tuple(getattr(OutboxRow, name) for name in (
 ))
 
 
+# Marked sent through the database's group commit (answers to many jobs are sent at once under load).
+_SENT = (
+    update(OutboxRow).where(OutboxRow.id == bindparam("entry_id"))
+    .values(state="sent", message_ts=bindparam("ts"), sent_at=bindparam("now"), last_error=None)
+)
+
+
 class Outbox:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -137,14 +144,11 @@ class Outbox:
         return _entry(row)
 
     async def mark_sent(self, entry: OutboxEntry, message_ts: str | None,
-                        also: Callable[[str | None], Iterable[Any]] | None = None) -> None:
-        """Record the entry as sent; `also(message_ts)` gives statements that commit with it (what the
-        caller records about the answer, e.g. its request settled)."""
-        async with self.db.write() as conn:
-            await conn.execute(update(OutboxRow).where(OutboxRow.id == entry.id).values(
-                state="sent", message_ts=message_ts, sent_at=utcnow(), last_error=None))
-            for statement in also(message_ts) if also is not None else ():
-                await conn.execute(statement)
+                        also: Callable[[str | None], Iterable[Write]] | None = None) -> None:
+        """Record the entry as sent; `also(message_ts)` gives writes that commit with it (what the caller
+        records about the answer, e.g. its request settled)."""
+        sent = Write(_SENT, {"entry_id": entry.id, "ts": message_ts, "now": utcnow()})
+        await self.db.write_together([sent, *(also(message_ts) if also is not None else ())])
 
     async def mark_failed(self, entry: OutboxEntry, error: str) -> None:
         async with self.db.write() as conn:
@@ -159,11 +163,11 @@ class Outbox:
 
     async def deliver(self, entry: OutboxEntry, sender: Sender, *, give_up_at: datetime,
                       backoff: float = 2.0, backoff_cap: float = 60.0, started: bool = False,
-                      also: Callable[[str | None], Iterable[Any]] | None = None) -> str | None:
+                      also: Callable[[str | None], Iterable[Write]] | None = None) -> str | None:
         """Deliver `entry` (if not sent yet) and return its message ts; waits out 429s and outages until
         `give_up_at`. Raises DeliveryFailed when Slack refuses it or the deadline passes.
         `started`: the first attempt was counted already (`put(..., started=True)` returned `entry`).
-        `also`: statements committed with the "sent" record (see `mark_sent`); not run when the entry was
+        `also`: writes committed with the "sent" record (see `mark_sent`); not run when the entry was
         sent before this call."""
         wait = backoff
         while True:

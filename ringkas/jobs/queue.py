@@ -11,15 +11,16 @@ import logging
 import os
 import secrets
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ringkas.storage import Database
+from ringkas.storage import Database, Write
 from ringkas.storage.base import utcnow
 from ringkas.storage.job_tables import JobRow, OutboxRow
 
@@ -29,12 +30,14 @@ JOB_STATES = ("queued", "running", "done", "failed")
 
 
 class RetryLater(Exception):
-    """Raised by a job handler: a dependency is out (model, database, Slack); run the job again later."""
+    """Raised by a job handler: a dependency is out (model, database, Slack); run the job again later.
+    `settle`: writes about what the job did get done, committed with the job's return to the queue."""
 
-    def __init__(self, reason: str, delay: float | None = None) -> None:
+    def __init__(self, reason: str, delay: float | None = None, settle: Sequence[Write] = ()) -> None:
         super().__init__(reason)
         self.reason = reason
         self.delay = delay
+        self.settle = tuple(settle)
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,17 @@ def process_owner() -> str:
 
 _COLUMNS = (JobRow.id, JobRow.key, JobRow.kind, JobRow.payload, JobRow.attempts, JobRow.give_up_at,
             JobRow.created_at)
+
+
+# Completions go through the database's group commit (many jobs finish at once under load): one statement,
+# built once, for all of them.
+_COMPLETE = (
+    update(JobRow)
+    .where(JobRow.id == bindparam("job_id"), JobRow.state == "running",
+           JobRow.lease_owner == bindparam("owner"), JobRow.attempts == bindparam("attempt"))
+    .values(state="done", lease_owner=None, lease_until=None, finished_at=bindparam("now"),
+            updated_at=bindparam("now"))
+)
 
 
 def _job(row: Any) -> Job:
@@ -158,8 +172,15 @@ class JobQueue:
             return False
         return True
 
-    async def complete(self, job: Job) -> bool:
-        return await self._finish(job, state="done", lease_owner=None, lease_until=None, finished_at=utcnow())
+    async def complete(self, job: Job, *, settle: Sequence[Write] = (), linger: float = 0.0) -> bool:
+        """Mark the job done (at the attempt it was taken), in one commit with `settle` (what the job
+        recorded about its work); False when its lease was lost meanwhile. `linger`: see GroupCommit."""
+        params = {"job_id": job.id, "owner": self.owner, "attempt": job.attempts, "now": utcnow()}
+        matched = (await self.db.write_together([*settle, Write(_COMPLETE, params)], linger=linger))[-1]
+        if matched == 0:
+            log.warning("job lease was lost before it finished", extra={"job": job.id, "kind": job.kind})
+            return False
+        return True
 
     async def fail(self, job: Job, error: str) -> bool:
         return await self._finish(job, state="failed", lease_owner=None, lease_until=None,
@@ -170,9 +191,9 @@ class JobQueue:
                                   run_after=utcnow() + timedelta(seconds=delay), last_error=error[:2000])
 
     async def release(self, job: Job) -> bool:
-        """Give a job back now (this process is stopping): another process, or the next start, takes it."""
-        return await self._finish(job, state="queued", lease_owner=None, lease_until=None, run_after=utcnow(),
-                                  attempts=JobRow.attempts - 1)
+        """Give a job back now (this process is stopping): another process, or the next start, takes it at
+        once. The attempt still counts: the job may have written to Slack, so its next run looks first."""
+        return await self._finish(job, state="queued", lease_owner=None, lease_until=None, run_after=utcnow())
 
     # --- operations ------------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -21,18 +21,26 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from ringkas.jobs.queue import Job, JobQueue, RetryLater
+from ringkas.storage import Write
 from ringkas.storage.base import utcnow
 
 log = logging.getLogger("ringkas.jobs")
 
 OUTAGE_ERRORS: tuple[type[BaseException], ...] = (OperationalError, DBAPIError, OSError, ConnectionError)
+# How long a finished job's last commit may wait to share it with other jobs' (its answers are out by then;
+# it keeps its slot meanwhile, unless other jobs wait for one). Under load, many jobs settle in one commit
+# and one statement per kind, and the next ones are taken together.
+SETTLE_LINGER = 1.0
+BUSY_SETTLE_LINGER = 0.25
 KEEP_FINISHED = timedelta(days=7)  # done jobs and sent outbox entries are kept this long (then pruned)
 MAX_ATTEMPTS = 25  # a job that keeps killing its worker (or keeps being cut off) is given up on
 
 
 @dataclass(frozen=True)
 class JobKind:
-    run: Callable[[Job], Awaitable[None]]
+    # Runs the job; may return writes about its work (e.g. answers recorded as sent) to commit with the
+    # job's completion: one commit at the end instead of one per record.
+    run: Callable[[Job], Awaitable[Sequence[Write] | None]]
     # Tell the person the job could not be done (called once, when it is given up on).
     give_up: Callable[[Job, str], Awaitable[None]] | None = None
 
@@ -44,7 +52,7 @@ def retry_delay(attempt: int, base: float = 2.0, cap: float = 60.0) -> float:
 class Worker:
     def __init__(self, queue: JobQueue, kinds: Mapping[str, JobKind], *, concurrency: int = 32,
                  poll_interval: float = 1.0, retry_base: float = 2.0, retry_cap: float = 60.0,
-                 report_every: float = 30.0) -> None:
+                 report_every: float = 30.0, settle_linger: float = SETTLE_LINGER) -> None:
         self.queue = queue
         self.kinds = dict(kinds)
         self.concurrency = concurrency
@@ -52,11 +60,15 @@ class Worker:
         self.retry_base = retry_base
         self.retry_cap = retry_cap
         self.report_every = report_every
+        self.settle_linger = settle_linger
         self.running: dict[int, Job] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
         self._stopping = False
+        # The last look for jobs filled every free slot (or none was free): more may be due, so a job that
+        # finishes looks again at once. Otherwise new work here calls wake(), other processes' is polled.
+        self._saturated = False
         self.observe: Callable[[str, Job, float], None] | None = None  # (outcome, job, seconds): metrics
 
     def wake(self) -> None:
@@ -74,6 +86,7 @@ class Worker:
         for loop in self._loops:
             loop.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
+        self.queue.db.flush_writes()
         if self._tasks:
             _done, pending = await asyncio.wait(set(self._tasks), timeout=grace)
             for task in pending:
@@ -105,6 +118,7 @@ class Worker:
                 task = asyncio.create_task(self._run(job), name=f"job:{job.kind}:{job.id}")
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
+            self._saturated = free <= 0 or len(jobs) == free
             if jobs and len(jobs) == free:
                 continue  # more may be due
             self._wake.clear()
@@ -161,9 +175,9 @@ class Worker:
                                     else f"{job.attempts} attempts")
                 return
             try:
-                await kind.run(job)
+                settle = await kind.run(job)
             except RetryLater as exc:
-                outcome = await self._later(job, kind, exc.reason, exc.delay)
+                outcome = await self._later(job, kind, exc.reason, exc.delay, exc.settle)
                 return
             except OUTAGE_ERRORS as exc:
                 outcome = await self._later(job, kind, f"outage: {type(exc).__name__}", None)
@@ -177,14 +191,20 @@ class Worker:
                 outcome = "failed"
                 await self._give_up(job, kind, f"error: {type(exc).__name__}")
                 return
-            await self._settle(self.queue.complete(job))
+            # Jobs waiting for this slot wait less (a slot held by a finished job serves nobody).
+            linger = min(self.settle_linger, BUSY_SETTLE_LINGER) if self._saturated else self.settle_linger
+            await self._settle(self.queue.complete(job, settle=settle or (), linger=linger))
         finally:
             self.running.pop(job.id, None)
-            self._wake.set()  # a slot is free: take the next due job now
+            if self._saturated:
+                self._wake.set()  # a slot is free and jobs may be waiting for one: take the next now
             if self.observe is not None:
                 self.observe(outcome, job, time.perf_counter() - started)
 
-    async def _later(self, job: Job, kind: JobKind, reason: str, delay: float | None) -> str:
+    async def _later(self, job: Job, kind: JobKind, reason: str, delay: float | None,
+                     settle: Sequence[Write] = ()) -> str:
+        if settle:  # what the job got done before the outage
+            await self._settle(self.queue.db.write_together(list(settle)))
         delay = retry_delay(job.attempts, self.retry_base, self.retry_cap) if delay is None else delay
         remaining = (job.give_up_at - utcnow()).total_seconds()
         if remaining <= 0:

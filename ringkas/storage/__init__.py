@@ -3,5 +3,6 @@
 from ringkas.storage import digest_tables, feedback_tables, job_tables, tables
 from ringkas.storage.base import Base
 from ringkas.storage.db import Database
+from ringkas.storage.group_commit import Write
 
-__all__ = ["Base", "Database", "digest_tables", "feedback_tables", "job_tables", "tables"]
+__all__ = ["Base", "Database", "Write", "digest_tables", "feedback_tables", "job_tables", "tables"]

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import (
 from ringkas.config import redact_url
 from ringkas.errors import ConfigError
 from ringkas.storage.base import Base
+from ringkas.storage.group_commit import GroupCommit, Write
 
 
 def async_url(database_url: str) -> str:
@@ -58,6 +59,7 @@ class Database:
         self._write_lock: WriteTurns | None = None
         # Small in-process caches of rows read on every request (e.g. channel settings), by name.
         self.memo: dict[str, Any] = {}
+        self._grouped = GroupCommit(self)
 
     async def create_all(self) -> None:
         async with self.engine.begin() as conn:
@@ -95,6 +97,15 @@ class Database:
         """A Core connection in a transaction, queued like `write_session`."""
         async with self._write_turn(urgent), self.engine.begin() as conn:
             yield conn
+
+    async def write_together(self, writes: list[Write], *, linger: float = 0.0) -> list[int | None]:
+        """Commit `writes` in one transaction, shared with other callers' writes arriving meanwhile (or
+        within `linger` s; ringkas.storage.group_commit): the rows each write matched, where known."""
+        return await self._grouped.commit(writes, linger=linger)
+
+    def flush_writes(self) -> None:
+        """Commit lingering `write_together` writes now instead of at their time."""
+        self._grouped.flush()
 
     @asynccontextmanager
     async def _write_turn(self, urgent: bool) -> AsyncIterator[None]:
