@@ -49,7 +49,10 @@ class Database:
     def __init__(self, database_url: str) -> None:
         self.url = async_url(database_url)
         self.is_sqlite = self.url.startswith("sqlite")
-        kwargs: dict[str, object] = {"pool_pre_ping": True}
+        # A server connection can go stale (a restart, an idle timeout): PostgreSQL's are tested before use.
+        # A SQLite file cannot, and the test costs a round trip to the driver's thread on every checkout
+        # (0.2-0.3 ms of CPU, about ten times per shared link).
+        kwargs: dict[str, object] = {"pool_pre_ping": not self.is_sqlite}
         if self.is_sqlite:
             kwargs["connect_args"] = {"timeout": 30}
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
