@@ -2,12 +2,14 @@
 
 Before Slack is acknowledged, every new link of a message is claimed and ONE job for the message is added
 in the same transaction (`accept_links`). A worker in any process runs the job (`run_link_job`): the
-summaries, then each answer through the outbox as a NEW message (so the notification and the channel
+summaries, each answer posted as a NEW message as soon as it is ready (so the notification and the channel
 preview show its TL;DR: Slack does not notify edits). Work that is not done at once shows progress the way
 Slack shows it, never as a placeholder message: a thread status on mentions, else 👀 on the person's message
 replaced by ✅ or ⚠️ (handlers/progress.py); a slash command gets a private note. A cached summary appears
-at once. Run again after a crash at any point, the job repeats no Slack write: each is stored under a key of
-the job and link, and looked up in Slack before it is sent again.
+at once. Every answer carries a key of the job and link in its metadata; the requests' outcomes are
+returned to the worker, which records them with the job's completion. Run again after a crash at any
+point, the job repeats no Slack write: a later run stores each answer in the outbox and looks for its key
+in Slack before sending it.
 
 A message with several links gets one reply per link: each notification previews its own TL;DR, each reply
 carries its own feedback buttons and follow-up thread context, and each stays far inside Slack's 50-block
