@@ -71,6 +71,7 @@ class Database:
                 # and find them (CREATE TABLE races fail on PostgreSQL's catalog otherwise).
                 await conn.execute(text("SELECT pg_advisory_xact_lock(7423515)"))
             await conn.run_sync(Base.metadata.create_all)
+            await conn.run_sync(_create_missing_indexes)
 
     async def ping(self) -> bool:
         try:
@@ -159,6 +160,13 @@ class WriteTurns:
                     turn.set_result(None)
                     return
         self._held = False
+
+
+def _create_missing_indexes(connection: Any) -> None:
+    """Indexes added to tables that already existed (create_all makes those of new tables only)."""
+    for table in Base.metadata.sorted_tables:
+        for index in table.indexes:
+            index.create(connection, checkfirst=True)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]

@@ -27,7 +27,7 @@ class ArticleRow(Base):
     language: Mapped[str | None] = mapped_column(String(16))
     source_kind: Mapped[str] = mapped_column(String(16), default="html")
     text: Mapped[str] = mapped_column(Text)
-    content_hash: Mapped[str] = mapped_column(String(64))
+    content_hash: Mapped[str] = mapped_column(String(64), index=True)  # a shared link's same-text twin
     fetched_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -64,6 +64,8 @@ class ModelCallRow(Base):
     """Token usage of every model request (summaries, map/reduce steps, Q&A, digests)."""
 
     __tablename__ = "model_calls"
+    # Every shared link reads today's tokens of its workspace (ringkas/limits): by team and time.
+    __table_args__ = (Index("ix_model_calls_team_time", "team_id", "created_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     purpose: Mapped[str] = mapped_column(String(32))
@@ -83,6 +85,8 @@ class SlackRequestRow(Base):
     """
 
     __tablename__ = "slack_requests"
+    # Every shared link counts its sharer's links of the last hour (ringkas/limits).
+    __table_args__ = (Index("ix_slack_requests_user_time", "team_id", "user_id", "created_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     key: Mapped[str] = mapped_column(String(64), unique=True)
