@@ -15,6 +15,7 @@ import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from ringkas.documents import Article, Summary, Usage, UsageContext
 from ringkas.errors import ConfigError, ModelOutputInvalid, NotAnArticle
@@ -112,6 +113,19 @@ class _Job:
     usage: Usage = field(default_factory=Usage)
     model: str = ""
     final_messages: list[dict] = field(default_factory=list)  # the request the final summary came from
+
+
+@lru_cache(maxsize=64)
+def _instructions(language_name: str) -> tuple[str, ...]:
+    """What a summary must not repeat back, once per language (the job's random source tag left out: it
+    changes nothing a summary could echo, and keeps the texts, and their shingles, the same every time)."""
+    return tuple(instruction_texts(
+        load_prompt("summary").render(language=language_name, tag="source"),
+        load_prompt("summary_simple").render(language=language_name, tag="source"),
+        load_prompt("llm_json").render(schema=""),
+        load_prompt("llm_repair").render(problem=""),
+        schema=SUMMARY_SCHEMA,
+    ))
 
 
 class Summarizer:
@@ -360,19 +374,12 @@ class Summarizer:
             key_points=tuple(summary.key_points),
             why_it_matters=summary.why_it_matters,
         )
-        instructions = instruction_texts(
-            load_prompt("summary").render(language=job.language_name, tag=job.tag),
-            load_prompt("summary_simple").render(language=job.language_name, tag=job.tag),
-            load_prompt("llm_json").render(schema=""),
-            load_prompt("llm_repair").render(problem=""),
-            schema=SUMMARY_SCHEMA,
-        )
         return check_summary(
             text,
             article_text=f"{job.article.title or ''}\n{job.article.text}",
             article_language=job.article.language,
             language=job.language,
-            instructions=instructions,
+            instructions=_instructions(job.language_name),
         )
 
     async def _simple(self, job: _Job, verdict: Verdict) -> Summary | None:

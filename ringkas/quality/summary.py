@@ -12,6 +12,7 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ringkas.language import close_languages, detect_language_with_confidence, normalize_language
 from ringkas.quality.words import Vocabulary, content_words, letters_ratio, names_and_numbers, words
@@ -107,15 +108,19 @@ def _junk(text: str) -> str:
 
 
 def _echoes(summary: SummaryText, instructions: Sequence[str]) -> list[str]:
-    source = set()
-    for text in instructions:
-        source |= _shingles(words(text))
+    source = _instruction_shingles(tuple(instructions))
     problems = []
     for name, text in summary.fields():
         own = _shingles(words(text))
         if own and len(own & source) / len(own) >= 0.5:
             problems.append(f"{name} repeats the instructions instead of summarizing")
     return problems
+
+
+@lru_cache(maxsize=64)
+def _instruction_shingles(instructions: tuple[str, ...]) -> frozenset[tuple[str, ...]]:
+    """The instructions are the same for every summary in one language: their shingles are made once."""
+    return frozenset().union(*(_shingles(words(text)) for text in instructions))
 
 
 def _duplicates(points: Sequence[str]) -> list[str]:
