@@ -21,6 +21,7 @@ from sqlalchemy import (
     FromClause,
     Select,
     and_,
+    bindparam,
     case,
     delete,
     insert,
@@ -82,6 +83,8 @@ class LinkLookup:
 class ArticleStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        # Link lookups by shape (how many URL keys, an over-long URL, the extra selects): see lookup.
+        self._lookups: dict[tuple[Any, ...], tuple[tuple[Select[Any], ...], Select[Any]]] = {}
 
     def _insert(self, table: Any) -> Any:
         return sqlite_insert(table) if self.db.is_sqlite else postgresql_insert(table)
@@ -106,24 +109,28 @@ class ArticleStore:
         return _article(row) if row is not None else None
 
     async def lookup(
-        self, url: str, canonical: str, *, prompt_version: str, extra: Sequence[Select[Any]] = ()
+        self, url: str, canonical: str, *, prompt_version: str, extra: Sequence[Select[Any]] = (),
+        extra_params: Mapping[str, Any] | None = None,
     ) -> LinkLookup:
         """Everything a shared link needs read before its answer, in one statement: the article `url` or
         `canonical` leads to (ranked as in `get_by_url`) with its summaries for `prompt_version`, whether
         any stored article shares the canonical URL's path, and the columns of `extra`: one-row selects
-        (aggregates, such as the limits' counts) whose column names are distinct."""
-        facts = _facts(_path_shared(canonical).label("path_shared"), extra)
+        (aggregates, such as the limits' counts) whose column names are distinct, built once with bind
+        parameters whose values are `extra_params`. The statement is built once per shape: building it
+        cost more CPU than running it."""
         keys = list(dict.fromkeys(url_key(u) for u in (url, canonical) if u))
-        best = _best_match(keys).subquery("link_article")
-        summary_columns = [column.label(_SUMMARY + column.name) for column in SummaryRow.__table__.c]
-        query = select(facts, best, *summary_columns).select_from(
-            facts.outerjoin(best, true()).outerjoin(
-                SummaryRow,
-                and_(SummaryRow.article_id == best.c.id, SummaryRow.prompt_version == prompt_version),
-            )
-        )
+        base = without_query(canonical)
+        long_url = len(base) >= _KEPT_OF_LONG_URL
+        shape = (len(keys), long_url, tuple(map(id, extra)))
+        known = self._lookups.get(shape)
+        if known is None or any(a is not b for a, b in zip(known[0], extra, strict=True)):
+            known = (tuple(extra), _lookup_statement(len(keys), long_url, extra))
+            self._lookups[shape] = known
+        params = {**(extra_params or {}), **{f"key_{i}": key for i, key in enumerate(keys)},
+                  "prompt_version": prompt_version, "path_base": base, "path_from": base + "?",
+                  "path_to": base + "@"}
         async with self.db.engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
+            rows = (await conn.execute(known[1], params)).all()
         first = rows[0]  # the facts are one row, whether or not an article matched
         return LinkLookup(
             article=_article(first) if first.id is not None else None,
@@ -276,11 +283,11 @@ async def record_model_call(
         log.warning("could not record model usage", extra={"purpose": purpose, "error": type(exc).__name__})
 
 
-def _best_match(keys: list[str]) -> CompoundSelect:
-    """The one article the first of `keys` that matches leads to: an article stored under it before one
-    it is an alias of."""
+def _best_match(keys: Sequence[Any]) -> CompoundSelect:
+    """The one article the first of `keys` (values or bind parameters) that matches leads to: an article
+    stored under it before one it is an alias of."""
     def ranked(matched: Any, via_alias: int) -> Select[Any]:
-        rank = case({key: i for i, key in enumerate(keys)}, value=matched)
+        rank = case(*((matched == key, i) for i, key in enumerate(keys)))
         return select(ArticleRow, rank.label("match_rank"), literal(via_alias).label("via_alias"))
 
     own = ranked(ArticleRow.canonical_url, 0).where(ArticleRow.canonical_url.in_(keys))
@@ -292,17 +299,31 @@ def _best_match(keys: list[str]) -> CompoundSelect:
     return union_all(own, aliased).order_by("match_rank", "via_alias").limit(1)
 
 
-def _path_shared(canonical: str) -> ColumnElement[bool]:
-    """Whether a stored article's canonical URL is `canonical` up to its query: two index ranges on the
-    unique canonical_url (the URL without a query, and the URL followed by "?…"), not a LIKE."""
-    base = without_query(canonical)
-    if len(base) >= _KEPT_OF_LONG_URL:
+def _path_shared(long_url: bool) -> ColumnElement[bool]:
+    """Whether a stored article's canonical URL is the link's (`path_base`) up to its query: two index
+    ranges on the unique canonical_url (the URL without a query, and the URL followed by "?…"), not a LIKE.
+    `path_from` and `path_to` are `path_base` + "?" and + "@" ("@" follows "?" in byte order: every key
+    that starts with base + "?" sorts in between)."""
+    if long_url:
         return true()  # an over-long URL is stored cut (url_key): it may be there under another key
     stored = ArticleRow.canonical_url
-    # "@" follows "?" in byte order: every key that starts with base + "?" sorts in between
     return or_(
-        select(ArticleRow.id).where(stored == base).exists(),
-        select(ArticleRow.id).where(stored >= base + "?", stored < base + "@").exists(),
+        select(ArticleRow.id).where(stored == bindparam("path_base")).exists(),
+        select(ArticleRow.id).where(stored >= bindparam("path_from"), stored < bindparam("path_to")).exists(),
+    )
+
+
+def _lookup_statement(keys: int, long_url: bool, extra: Sequence[Select[Any]]) -> Select[Any]:
+    """A link's lookup (ArticleStore.lookup) for `keys` URL keys (`key_0`, …), with bind parameters."""
+    facts = _facts(_path_shared(long_url).label("path_shared"), extra)
+    best = _best_match([bindparam(f"key_{i}") for i in range(keys)]).subquery("link_article")
+    summary_columns = [column.label(_SUMMARY + column.name) for column in SummaryRow.__table__.c]
+    return select(facts, best, *summary_columns).select_from(
+        facts.outerjoin(best, true()).outerjoin(
+            SummaryRow,
+            and_(SummaryRow.article_id == best.c.id,
+                 SummaryRow.prompt_version == bindparam("prompt_version")),
+        )
     )
 
 

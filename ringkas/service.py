@@ -239,7 +239,8 @@ class Ringkas:
         returns the context carrying today's token use (for the first budget check of its model calls)."""
         check = self.limits.link_check(context) if self.limits is not None else None
         found = await self.store.lookup(url, canonical, prompt_version=self.summarizer.prompt_version,
-                                        extra=check.selects if check is not None else ())
+                                        extra=check.selects if check is not None else (),
+                                        extra_params=check.params if check is not None else None)
         if check is not None:
             context = await check.admit(found.values)
         return found, context

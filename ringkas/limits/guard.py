@@ -6,9 +6,10 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, case, func, literal, or_, select
+from sqlalchemy import ColumnElement, Select, bindparam, case, func, literal, or_, select
 
 from ringkas.config import Settings
 from ringkas.documents import TokensToday, UsageContext
@@ -77,6 +78,7 @@ class LinkCheck:
     context: UsageContext | None
     now: datetime
     selects: tuple[Select[Any], ...]
+    params: Mapping[str, Any]
 
     async def admit(self, values: Mapping[str, Any]) -> UsageContext | None:
         links = values.get(LINKS_LAST_HOUR)
@@ -103,24 +105,43 @@ class LimitGuard:
         self.db = db
         self.limits = limits
         self.clock = clock
+        # The selects a link's lookup reads its limits with, by shape (built once: see link_check).
+        self._link_selects: dict[tuple[bool, bool, bool], tuple[Select[Any], ...]] = {}
 
     # --- checks ----------------------------------------------------------------------------------
 
     def link_check(self, context: UsageContext | None) -> LinkCheck:
         """What `admit_link` and the first `admit_model_call` of a link need, as selects to read with the
-        link's lookup (none when no limit applies to this context)."""
+        link's lookup (none when no limit applies to this context). The selects are built once per shape,
+        with bind parameters; `LinkCheck.params` holds this link's values."""
         now = self.clock()
-        selects: list[Select[Any]] = []
-        if self._counts_links(context):
+        counts_links, budget = self._counts_links(context), self._has_budget(context)
+        channel = budget and context is not None and self._counted_channel(context) is not None
+        params: dict[str, Any] = {}
+        if counts_links:
             assert context is not None
+            params.update(lc_team=context.team_id, lc_user=context.user_id, lc_since=now - timedelta(hours=1))
+        if budget:
+            assert context is not None
+            params.update(bt_team=context.team_id, bt_since=start_of_day(now))
+            if channel:
+                params["bt_channel"] = context.channel_id
+        shape = (counts_links, budget, channel)
+        if shape not in self._link_selects:
+            self._link_selects[shape] = self._build_link_selects(*shape)
+        return LinkCheck(self, context, now, self._link_selects[shape], params)
+
+    def _build_link_selects(self, counts_links: bool, budget: bool, channel: bool) -> tuple[Select[Any], ...]:
+        selects: list[Select[Any]] = []
+        if counts_links:
+            sharer = SimpleNamespace(team_id=bindparam("lc_team"), user_id=bindparam("lc_user"))
             selects.append(select(func.count().label(LINKS_LAST_HOUR))
-                           .where(*self._counted_links(context, now - timedelta(hours=1))))
-        if self._has_budget(context):
-            assert context is not None and context.team_id
-            sums = self._token_sums(self._counted_channel(context))
+                           .where(*self._counted_links(sharer, bindparam("lc_since"))))  # type: ignore[arg-type]
+        if budget:
+            sums = self._token_sums(bindparam("bt_channel") if channel else None)  # type: ignore[arg-type]
             selects.append(select(sums[0].label(WORKSPACE_TOKENS_TODAY), sums[1].label(CHANNEL_TOKENS_TODAY))
-                           .where(*self._tokens_of(context.team_id, start_of_day(now))))
-        return LinkCheck(self, context, now, tuple(selects))
+                           .where(*self._tokens_of(bindparam("bt_team"), bindparam("bt_since"))))  # type: ignore[arg-type]
+        return tuple(selects)
 
     async def admit_link(self, context: UsageContext | None) -> None:
         """Refuse a link when its sharer already had LINKS_PER_USER_PER_HOUR links in the last hour.
@@ -218,8 +239,8 @@ class LimitGuard:
     def _token_sums(channel_id: str | None) -> tuple[ColumnElement[int], ColumnElement[int]]:
         """Sums of tokens in all the rows counted, and in those of the channel (0 without one)."""
         tokens = ModelCallRow.prompt_tokens + ModelCallRow.completion_tokens
-        in_channel = (case((ModelCallRow.channel_id == channel_id, tokens), else_=0) if channel_id
-                      else literal(0))
+        in_channel = (case((ModelCallRow.channel_id == channel_id, tokens), else_=0)
+                      if channel_id is not None else literal(0))
         return func.coalesce(func.sum(tokens), 0), func.coalesce(func.sum(in_channel), 0)
 
     @staticmethod
