@@ -195,7 +195,8 @@ def test_markdown_rules_are_linear_on_hostile_text() -> None:
 
 
 async def test_a_document_over_its_cpu_allowance_ends_its_worker_not_the_bot() -> None:
-    pool = ReadingPool(workers=1, cpu_seconds=1, deadline=30)
+    # Allowed 0.1 s more than the worker has used, rounded up to a whole second by RLIMIT_CPU: at most 1.1 s.
+    pool = ReadingPool(workers=1, cpu_seconds=0.1, deadline=30)
     reader = DocumentReader(pool=pool)
     # just under every budget, but several seconds of parsing and extracting
     heavy = page(("<div " + " ".join(f"a{i}=x" for i in range(150)) + ">t</div>") * 2500)
