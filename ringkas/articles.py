@@ -11,7 +11,7 @@ import hashlib
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import reduce
+from functools import cache, reduce
 from types import SimpleNamespace
 from typing import Any
 
@@ -180,11 +180,7 @@ class ArticleStore:
         alias_keys = sorted({url_key(a) for a in aliases if a} - {key})
         async with self.db.write() as conn:
             # A new article (the usual case) is stored and known by its id in one statement.
-            article_id = await conn.scalar(
-                self._insert(ArticleRow).values(**values)
-                .on_conflict_do_nothing(index_elements=["canonical_url"])
-                .returning(ArticleRow.id)
-            )
+            article_id = await conn.scalar(_new_row(self.db.is_sqlite, "articles"), values)
             stored, created = values, article_id is not None
             if article_id is None:
                 row = (await conn.execute(select(ArticleRow).where(ArticleRow.canonical_url == key))).first()
@@ -237,12 +233,7 @@ class ArticleStore:
             "created_at": summary.created_at or utcnow(),
         }
         async with self.db.write() as conn:
-            stored_id = await conn.scalar(
-                self._insert(SummaryRow)
-                .values(**values)
-                .on_conflict_do_nothing(index_elements=["article_id", "language", "prompt_version"])
-                .returning(SummaryRow.id)
-            )
+            stored_id = await conn.scalar(_new_row(self.db.is_sqlite, "summaries"), values)
             if stored_id is not None:  # ours is the stored one: no need to read it back
                 return _summary(SimpleNamespace(**values))
             row = (await conn.execute(
@@ -281,6 +272,16 @@ async def record_model_call(
         await db.write_together([Write(_MODEL_CALL, row)])
     except (SQLAlchemyError, OSError) as exc:
         log.warning("could not record model usage", extra={"purpose": purpose, "error": type(exc).__name__})
+
+
+@cache
+def _new_row(is_sqlite: bool, table: str) -> Any:
+    """`INSERT … ON CONFLICT DO NOTHING RETURNING id` for a new article or summary, built once (values are
+    bound at execution): the id, or None when the row was there already."""
+    row, unique = {"articles": (ArticleRow, ["canonical_url"]),
+                   "summaries": (SummaryRow, ["article_id", "language", "prompt_version"])}[table]
+    statement = (sqlite_insert if is_sqlite else postgresql_insert)(row)
+    return statement.on_conflict_do_nothing(index_elements=unique).returning(row.id)
 
 
 def _best_match(keys: Sequence[Any]) -> CompoundSelect:
