@@ -10,6 +10,7 @@ import re
 import signal
 import socket
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,18 +138,19 @@ def _shown(message: dict[str, Any]) -> str:
     return str(message.get("text", "")) + json.dumps(message.get("blocks") or [], ensure_ascii=False)
 
 
+def _tally(answers_per_request: Iterable[list[Any]]) -> tuple[int, int, int]:
+    """(answered once, lost, answered more than once) over each request's answers."""
+    counts = [len(answers) for answers in answers_per_request]
+    return counts.count(1), counts.count(0), sum(1 for n in counts if n > 1)
+
+
 def outcome(stub: SlackStub, channel: str, threads: dict[str, str]) -> Outcome:
     """`threads`: thread ts -> a title only the answer for that thread contains."""
     messages = stub.messages.get(channel, [])
-    once = lost = twice = 0
-    for thread_ts, title in threads.items():
-        answers = [m for m in messages if m.get("thread_ts") == thread_ts and title in _shown(m)]
-        if not answers:
-            lost += 1
-        elif len(answers) == 1:
-            once += 1
-        else:
-            twice += 1
+    once, lost, twice = _tally(
+        [m for m in messages if m.get("thread_ts") == thread_ts and title in _shown(m)]
+        for thread_ts, title in threads.items()
+    )
     bot_posts = [m for m in messages if m.get("thread_ts") in threads]
     extra = len(bot_posts) - len(threads)  # one message per request: the answer (progress is no message)
     stuck = sum(1 for m in messages if any(word in m.get("text", "") for word in PROGRESS_WORDS))
@@ -186,18 +188,13 @@ def question_outcome(stub: SlackStub, channel: str, questions: dict[str, tuple[s
     answer; twice: more than one, or any other extra bot message in those threads (one summary each);
     stuck: a stream left half-written, a progress note, or 🤔 left on a question."""
     messages = stub.messages.get(channel, [])
-    once = lost = twice = 0
+    once, lost, twice = _tally(
+        [m for m in messages if m.get("thread_ts") == thread_ts and f"Answer {marker}:" in _shown(m)]
+        for thread_ts, marker in questions.values()
+    )
     threads: dict[str, int] = {}
-    for thread_ts, marker in questions.values():
+    for thread_ts, _marker in questions.values():
         threads[thread_ts] = threads.get(thread_ts, 0) + 1
-        answers = [m for m in messages
-                   if m.get("thread_ts") == thread_ts and f"Answer {marker}:" in _shown(m)]
-        if not answers:
-            lost += 1
-        elif len(answers) == 1:
-            once += 1
-        else:
-            twice += 1
     extra = 0
     for thread_ts, asked in threads.items():
         bot_posts = [m for m in messages if m.get("thread_ts") == thread_ts and m.get("bot_id")]
