@@ -225,22 +225,36 @@ class Proxy:
 Scenario = Callable[[World, argparse.Namespace], Awaitable[None]]
 
 
+async def _kill9(bot: Bot) -> None:
+    bot.kill9()
+    await bot.proc.wait()  # type: ignore[union-attr]
+    await bot.stop()
+
+
+async def _restart_until(world: World, args: argparse.Namespace, done: Callable[[], bool],
+                         redeliver: Callable[[Bot], Awaitable[None]] | None) -> None:
+    """A new process after a `kill -9` (Slack redelivering to it, or not), until `done` or `--wait`."""
+    second = await Bot(world.env(), SECRET).start()
+    try:
+        if redeliver is not None:
+            await redeliver(second)
+        await wait_until(done, args.wait)
+        await asyncio.sleep(2)  # time for a double answer to show, if there were one
+    finally:
+        await second.stop()
+
+
 async def kill_after_acks(world: World, args: argparse.Namespace, *, redeliver: bool = False) -> None:
     world.model.delay = args.model_delay
     first = await Bot(world.env(), SECRET).start()
     await world.send(first, range(len(world.events)))
     await world.slack.wait_for("chat.postMessage", len(world.events), timeout=60)
-    first.kill9()
-    await first.proc.wait()  # type: ignore[union-attr]
-    await first.stop()
-    second = await Bot(world.env(), SECRET).start()
-    try:
-        if redeliver:
-            await world.send(second, range(len(world.events)), retry=True)
-        await wait_until(world.answered, args.wait)
-        await asyncio.sleep(2)
-    finally:
-        await second.stop()
+    await _kill9(first)
+
+    async def again(bot: Bot) -> None:
+        await world.send(bot, range(len(world.events)), retry=True)
+
+    await _restart_until(world, args, world.answered, again if redeliver else None)
 
 
 async def kill_and_redeliver(world: World, args: argparse.Namespace) -> None:
@@ -363,18 +377,13 @@ async def q_kill_after_acks(world: World, args: argparse.Namespace, *, redeliver
         await world.ask(first)
         await world.slack.wait_for("chat.startStream", max(1, len(world.questions or {}) // 2), timeout=60)
     finally:
-        first.kill9()
-        await first.proc.wait()  # type: ignore[union-attr]
-        await first.stop()
+        await _kill9(first)
     world.model.stream_delay = 0.0
-    second = await Bot(world.env(), SECRET).start()
-    try:
-        if redeliver:
-            await world.ask(second, retry=True)
-        await wait_until(world.questions_answered, args.wait)
-        await asyncio.sleep(2)
-    finally:
-        await second.stop()
+
+    async def again(bot: Bot) -> None:
+        await world.ask(bot, retry=True)
+
+    await _restart_until(world, args, world.questions_answered, again if redeliver else None)
 
 
 async def q_kill_and_redeliver(world: World, args: argparse.Namespace) -> None:
